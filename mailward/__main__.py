@@ -1,0 +1,3 @@
+from mailward.cli import main
+
+raise SystemExit(main())
