@@ -1,0 +1,64 @@
+"""The ``mailward`` command: serve, quickstart, queue, ca, policy.
+
+Each role registers its own sub-commands (``register(subparsers)`` in its ``cli`` module) so
+this file stays a table of contents. Errors a person can fix print one line and exit 2;
+nothing here prints a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mailward import __version__
+from mailward.config import ConfigError
+
+# Modules that add sub-commands: each has register(subparsers).
+_COMMAND_MODULES = (
+    "mailward.receive.cli",     # serve, quickstart
+    "mailward.spool.cli",       # queue
+    "mailward.ca.cli",          # ca
+    "mailward.policy.cli",      # policy
+)
+
+
+class UsageError(Exception):
+    """A mistake on the command line or in a file the user named: one line, exit 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailward",
+        description="mailward: a mail transfer agent centred on SMTP over TLS.",
+    )
+    parser.add_argument("--version", action="version", version=f"mailward {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name == name:  # that role is not built yet
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, UsageError) as err:
+        print(f"mailward: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
