@@ -1,0 +1,84 @@
+"""Events the SMTP server core hands to the I/O layer. Small frozen values.
+
+Events marked *decision* pause the core until the I/O layer calls
+``ServerConnection.respond(reply)`` (``None`` accepts with the default reply).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailward.smtp.parse import Path
+from mailward.smtp.replies import Reply
+
+
+@dataclass(frozen=True)
+class Helo:
+    name: str
+    extended: bool  # EHLO
+
+
+@dataclass(frozen=True)
+class MailFrom:  # decision
+    path: Path
+
+
+@dataclass(frozen=True)
+class RcptTo:  # decision
+    path: Path
+
+
+@dataclass(frozen=True)
+class DataRequested:  # decision: 354 to go on, or e.g. 452 4.3.1 when the spool cannot take it
+    pass
+
+
+@dataclass(frozen=True)
+class DataChunk:
+    data: bytes  # message content, dot-unstuffed, CRLF line ends
+
+
+@dataclass(frozen=True)
+class DataComplete:  # decision: 250 with the queue id only once the message is durable
+    size: int
+
+
+@dataclass(frozen=True)
+class DataFailed:
+    """The core has already answered (size, line length, bare CR/LF); discard what was kept."""
+    reply: Reply
+
+
+@dataclass(frozen=True)
+class TransactionReset:
+    """The envelope was discarded (RSET, HELO/EHLO, STARTTLS, failed DATA)."""
+    reason: str
+
+
+@dataclass(frozen=True)
+class StartTLS:
+    """220 is queued: send it, then run the TLS handshake; call tls_started() or close."""
+
+
+@dataclass(frozen=True)
+class CloseConnection:
+    reason: str  # "quit", "too many errors", "timeout", "shutdown"
+
+
+@dataclass(frozen=True)
+class ProtocolError:
+    """A reply the core sent for a client mistake (for the log); no action needed."""
+    command: str
+    reply: Reply
+
+
+class _Sentinel:
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+NEED_DATA = _Sentinel("NEED_DATA")   # feed more bytes
+PAUSED = _Sentinel("PAUSED")         # waiting for respond()/tls_started(), or closed

@@ -1,0 +1,401 @@
+"""The SMTP server protocol core (RFC 5321, RFC 3207, RFC 1870, RFC 6152, RFC 3461, RFC 6531).
+
+No I/O: bytes go in with :meth:`ServerConnection.receive_data`, events come out of
+:meth:`next_event`, reply bytes come out of :meth:`data_to_send`. The I/O layer flushes
+``data_to_send()`` whenever ``next_event()`` says NEED_DATA, so the replies to a pipelined
+group of commands leave together (RFC 2920 §3.1).
+
+Decisions that need the world (policy, the spool) are events that pause the core until
+:meth:`respond` is called. STARTTLS is an event: the core queues ``220``, **discards every
+byte it already holds** (CVE-2011-0411: plaintext pipelined after STARTTLS must not be
+executed inside the TLS session), drops all input until :meth:`tls_started`, and then starts
+over without HELO/EHLO and without an envelope (RFC 3207 §4.2).
+
+Failure behaviour: a client mistake is answered and counted; after ``max_bad_commands``
+the core answers 421 and closes. Nothing here raises on any input.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from mailward.smtp import events as ev
+from mailward.smtp import replies as R
+from mailward.smtp.data import DataReader
+from mailward.smtp.parse import Path, SyntaxProblem, check_xtext, parse_path, valid_domain
+from mailward.smtp.replies import Reply
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    max_command_line: int = 512      # octets incl. CRLF, RFC 5321 §4.5.3.1.4
+    max_text_line: int = 1000        # octets incl. CRLF, RFC 5321 §4.5.3.1.6
+    max_message_size: int = 26214400
+    max_recipients: int = 100        # RFC 5321 §4.5.3.1.8
+    max_bad_commands: int = 20
+    normalise_bare_line_endings: bool = False
+
+
+@dataclass
+class Envelope:
+    sender: Path
+    recipients: list[Path] = field(default_factory=list)
+
+    @property
+    def smtputf8(self) -> bool:
+        return "SMTPUTF8" in self.sender.params
+
+
+_COMMAND, _DATA, _WAIT, _TLS, _CLOSED, _REFUSED = range(6)
+_NOTIFY = {"SUCCESS", "FAILURE", "DELAY"}
+
+
+class ServerConnection:
+    def __init__(self, hostname: str, client_desc: str, limits: ServerLimits = ServerLimits(),
+                 *, starttls_available: bool = False):
+        self.hostname = hostname
+        self.client_desc = client_desc          # "name [addr]" for the EHLO reply
+        self.limits = limits
+        self.starttls_available = starttls_available
+        self.tls_active = False
+        self.helo: str | None = None
+        self.extended = False
+        self.envelope: Envelope | None = None
+        self.bad_commands = 0
+        self._mode = _COMMAND
+        self._inbuf = b""
+        self._discarding_long_line = False
+        self._out: list[bytes] = []
+        self._events: deque = deque()
+        self._pending: object | None = None
+        self._reader: DataReader | None = None
+
+    # ---- the I/O boundary -------------------------------------------------------------
+    def greet(self, text: str) -> None:
+        self._send(Reply(220, "", text))
+
+    def refuse(self, reply: Reply) -> None:
+        """Greet with a refusal (e.g. 554); then only QUIT is served (RFC 5321 §3.1)."""
+        self._send(reply)
+        self._mode = _REFUSED
+
+    def receive_data(self, data: bytes) -> None:
+        if self._mode in (_TLS, _CLOSED):
+            return  # nothing sent before the handshake or after close is ever executed
+        self._inbuf += data
+
+    def data_to_send(self) -> bytes:
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    @property
+    def closed(self) -> bool:
+        return self._mode == _CLOSED
+
+    @property
+    def in_data(self) -> bool:
+        return self._mode == _DATA
+
+    def next_event(self):
+        while not self._events:
+            if self._mode in (_WAIT, _TLS, _CLOSED):
+                return ev.PAUSED
+            progressed = self._step_data() if self._mode == _DATA else self._step_command()
+            if not progressed:
+                break
+        if self._events:
+            return self._events.popleft()
+        return ev.PAUSED if self._mode in (_WAIT, _TLS, _CLOSED) else ev.NEED_DATA
+
+    def respond(self, reply: Reply | None = None) -> None:
+        """Answer the pending decision event (``None``: accept with the default reply)."""
+        pending, self._pending = self._pending, None
+        if self._mode != _WAIT or pending is None:
+            raise RuntimeError("respond() without a pending decision")
+        self._mode = _COMMAND
+        if isinstance(pending, ev.MailFrom):
+            reply = reply or Reply(250, "2.1.0", f"<{pending.path.address}>... Sender ok")
+            if reply.is_positive:
+                self.envelope = Envelope(pending.path)
+        elif isinstance(pending, ev.RcptTo):
+            reply = reply or Reply(250, "2.1.5", f"<{pending.path.address}>... Recipient ok")
+            if reply.is_positive and self.envelope is not None:
+                self.envelope.recipients.append(pending.path)
+        elif isinstance(pending, ev.DataRequested):
+            reply = reply or R.START_DATA
+            if reply.code == 354:
+                lim = self.limits
+                self._reader = DataReader(max_line=lim.max_text_line, max_size=lim.max_message_size,
+                                          normalise=lim.normalise_bare_line_endings)
+                self._mode = _DATA
+        elif isinstance(pending, ev.DataComplete):
+            reply = reply or R.OK
+            self.envelope = None
+        self._send(reply)
+
+    def tls_started(self) -> None:
+        """The handshake succeeded: a fresh session over TLS (RFC 3207 §4.2)."""
+        self.tls_active = True
+        self.helo = None
+        self.extended = False
+        self.envelope = None
+        self._inbuf = b""
+        self._mode = _COMMAND
+
+    def timeout(self) -> None:
+        self._close(R.timed_out(self.hostname), "timeout")
+
+    def shutdown(self) -> None:
+        self._close(R.shutting_down(self.hostname), "shutdown")
+
+    # ---- internals ----------------------------------------------------------------------
+    def _send(self, reply: Reply) -> None:
+        self._out.append(reply.to_bytes())
+
+    def _close(self, reply: Reply | None, reason: str) -> None:
+        if self._mode == _CLOSED:
+            return
+        if reply is not None:
+            self._send(reply)
+        self._mode = _CLOSED
+        self._inbuf = b""
+        self._events.append(ev.CloseConnection(reason))
+
+    def _error(self, command: str, reply: Reply) -> None:
+        self._send(reply)
+        self._events.append(ev.ProtocolError(command, reply))
+        self.bad_commands += 1
+        if self.bad_commands >= self.limits.max_bad_commands:
+            self._close(R.too_many_errors(self.hostname), "too many errors")
+
+    def _decide(self, event) -> None:
+        self._pending = event
+        self._mode = _WAIT
+        self._events.append(event)
+
+    def _reset_transaction(self, reason: str) -> None:
+        if self.envelope is not None:
+            self.envelope = None
+            self._events.append(ev.TransactionReset(reason))
+
+    def _step_data(self) -> bool:
+        if not self._inbuf:
+            return False
+        data, self._inbuf = self._inbuf, b""
+        reader = self._reader
+        content, rest = reader.feed(data)
+        if content:
+            self._events.append(ev.DataChunk(content))
+        if rest is None:
+            return True
+        self._inbuf = rest
+        self._reader = None
+        self._mode = _COMMAND
+        failure = (R.MESSAGE_TOO_BIG if reader.too_big else R.TEXT_LINE_TOO_LONG if reader.line_too_long
+                   else R.BARE_LINE_ENDING_IN_DATA if reader.bare_line_ending else None)
+        if failure is not None:
+            self.envelope = None
+            self._events.append(ev.DataFailed(failure))
+            self._error("DATA", failure)
+        else:
+            self._decide(ev.DataComplete(reader.size))
+        return True
+
+    def _read_line(self) -> bytes | None:
+        """The next complete command line, or None; overlong lines are answered and dropped."""
+        limit = self.limits.max_command_line
+        while True:
+            nl = self._inbuf.find(b"\n")
+            if nl < 0:
+                if len(self._inbuf) > limit:
+                    self._inbuf = b""
+                    self._discarding_long_line = True
+                return None
+            line, self._inbuf = self._inbuf[: nl + 1], self._inbuf[nl + 1:]
+            if self._discarding_long_line or len(line) > limit:
+                self._discarding_long_line = False
+                self._error("(too long)", R.LINE_TOO_LONG)
+                if self._mode == _CLOSED:
+                    return None
+                continue
+            return line
+
+    def _step_command(self) -> bool:
+        raw = self._read_line()
+        if raw is None:
+            return False
+        if raw.endswith(b"\r\n") and raw.count(b"\r") == 1:
+            raw = raw[:-2]
+        elif self.limits.normalise_bare_line_endings and b"\r" not in raw.rstrip(b"\r\n"):
+            raw = raw.rstrip(b"\r\n")
+        else:
+            self._error("(bare line ending)", R.BARE_LINE_ENDING)
+            return True
+        if any(b < 0x20 and b != 0x09 for b in raw) or 0x7F in raw:
+            self._error("(control characters)", R.BAD_CHARACTERS)
+            return True
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self._error("(invalid UTF-8)", Reply(500, "5.5.2", "Command is not valid UTF-8"))
+            return True
+        verb, _, arg = line.partition(" ")
+        verb = verb.upper()
+        if self._mode == _REFUSED and verb != "QUIT":
+            self._send(Reply(503, "5.5.1", "No SMTP service here; QUIT please"))
+            return True
+        handler = _HANDLERS.get(verb)
+        if handler is None:
+            self._error(verb[:16], R.SYNTAX_UNRECOGNIZED)
+        else:
+            handler(self, arg)
+        return True
+
+    # ---- commands -------------------------------------------------------------------------
+    def _cmd_helo(self, arg: str, extended: bool = False) -> None:
+        name = arg.strip()
+        verb = "EHLO" if extended else "HELO"
+        if not name or " " in name:
+            self._error(verb, Reply(501, "5.0.0", f"{verb} requires domain address"))
+            return
+        self._reset_transaction(verb)
+        self.helo, self.extended = name, extended
+        self._events.append(ev.Helo(name, extended))
+        greeting = f"{self.hostname} Hello {self.client_desc}, pleased to meet you"
+        if not extended:
+            self._send(Reply(250, "", greeting))
+            return
+        keywords = ["ENHANCEDSTATUSCODES", "PIPELINING", "8BITMIME", f"SIZE {self.limits.max_message_size}",
+                    "DSN", "SMTPUTF8"]
+        if self.starttls_available and not self.tls_active:
+            keywords.append("STARTTLS")
+        keywords.append("HELP")
+        self._send(Reply(250, "", (greeting, *keywords)))
+
+    def _cmd_ehlo(self, arg: str) -> None:
+        self._cmd_helo(arg, extended=True)
+
+    def _cmd_mail(self, arg: str) -> None:
+        if self.helo is None:
+            return self._error("MAIL", R.NEED_HELO)
+        if self.envelope is not None:
+            return self._error("MAIL", R.NESTED_MAIL)
+        if arg[:5].upper() != "FROM:":
+            return self._error("MAIL", Reply(501, "5.5.2", "Syntax error in parameters: expected MAIL FROM:<address>"))
+        try:
+            path = parse_path(arg[5:], kind="MAIL")
+            self._check_mail_params(path)
+        except SyntaxProblem as problem:
+            return self._error("MAIL", problem.reply)
+        self._decide(ev.MailFrom(path))
+
+    def _check_mail_params(self, path: Path) -> None:
+        for key, value in path.params.items():
+            if key == "SIZE":
+                if value is None or not value.isdigit():
+                    raise SyntaxProblem(Reply(501, "5.5.4", "SIZE requires a number of octets"))
+                if int(value) > self.limits.max_message_size:
+                    raise SyntaxProblem(R.MESSAGE_TOO_BIG)
+            elif key == "BODY":
+                if (value or "").upper() not in ("7BIT", "8BITMIME"):
+                    raise SyntaxProblem(Reply(501, "5.5.4", "BODY must be 7BIT or 8BITMIME"))
+            elif key == "SMTPUTF8":
+                if value is not None:
+                    raise SyntaxProblem(Reply(501, "5.5.4", "SMTPUTF8 takes no value"))
+            elif key == "RET":
+                if (value or "").upper() not in ("FULL", "HDRS"):
+                    raise SyntaxProblem(Reply(501, "5.5.4", "RET must be FULL or HDRS"))
+            elif key == "ENVID":
+                if value is None or len(value) > 100 or not check_xtext(value):
+                    raise SyntaxProblem(Reply(501, "5.5.4", "ENVID must be xtext of at most 100 characters"))
+            else:
+                raise SyntaxProblem(Reply(555, "5.5.4", f"{key} parameter unrecognized"))
+
+    def _cmd_rcpt(self, arg: str) -> None:
+        if self.envelope is None:
+            return self._error("RCPT", R.NEED_MAIL if self.helo else R.NEED_HELO)
+        if arg[:3].upper() != "TO:":
+            return self._error("RCPT", Reply(501, "5.5.2", "Syntax error in parameters: expected RCPT TO:<address>"))
+        try:
+            path = parse_path(arg[3:], kind="RCPT", smtputf8=self.envelope.smtputf8)
+            self._check_rcpt_params(path)
+        except SyntaxProblem as problem:
+            return self._error("RCPT", problem.reply)
+        if len(self.envelope.recipients) >= self.limits.max_recipients:
+            self._send(R.TOO_MANY_RECIPIENTS)  # not the client's fault: no error count
+            return
+        self._decide(ev.RcptTo(path))
+
+    def _check_rcpt_params(self, path: Path) -> None:
+        for key, value in path.params.items():
+            if key == "NOTIFY":
+                items = {v.upper() for v in (value or "").split(",")}
+                if not (items == {"NEVER"} or (items and items <= _NOTIFY)):
+                    raise SyntaxProblem(Reply(501, "5.5.4", "NOTIFY must be NEVER or SUCCESS,FAILURE,DELAY"))
+            elif key == "ORCPT":
+                addr_type, semi, xtext = (value or "").partition(";")
+                if not semi or not addr_type or not xtext or not check_xtext(xtext):
+                    raise SyntaxProblem(Reply(501, "5.5.4", "ORCPT must be addr-type;xtext (RFC 3461 §4.2)"))
+            else:
+                raise SyntaxProblem(Reply(555, "5.5.4", f"{key} parameter unrecognized"))
+
+    def _cmd_data(self, arg: str) -> None:
+        if arg.strip():
+            return self._error("DATA", Reply(501, "5.5.4", "DATA takes no parameters"))
+        if self.envelope is None:
+            return self._error("DATA", R.NEED_MAIL if self.helo else R.NEED_HELO)
+        if not self.envelope.recipients:
+            return self._error("DATA", R.NEED_RCPT)
+        self._decide(ev.DataRequested())
+
+    def _cmd_rset(self, arg: str) -> None:
+        self._reset_transaction("RSET")
+        self._send(R.RESET)
+
+    def _cmd_noop(self, arg: str) -> None:
+        self._send(R.OK)
+
+    def _cmd_quit(self, arg: str) -> None:
+        self._close(R.closing(self.hostname), "quit")
+
+    def _cmd_vrfy(self, arg: str) -> None:
+        self._send(R.VRFY_NO_DISCLOSURE)
+
+    def _cmd_expn(self, arg: str) -> None:
+        self._send(Reply(502, "5.7.0", "Sorry, we do not allow this operation"))
+
+    def _cmd_help(self, arg: str) -> None:
+        self._send(R.HELP)
+
+    def _cmd_starttls(self, arg: str) -> None:
+        # Checks in the order real sendmail 8.17 applies them (reference file, b_* blocks).
+        if self.tls_active:
+            return self._error("STARTTLS", R.TLS_AFTER_START)
+        if not self.starttls_available:
+            return self._error("STARTTLS", R.TLS_NOT_AVAILABLE)
+        if arg.strip():
+            return self._error("STARTTLS", R.NO_PARAMS_ALLOWED)
+        if self.envelope is not None:
+            return self._error("STARTTLS", R.TLS_IN_TRANSACTION)
+        self._send(R.READY_FOR_TLS)
+        self._inbuf = b""  # CVE-2011-0411: pipelined plaintext after STARTTLS is never run
+        self._mode = _TLS
+        self._events.append(ev.StartTLS())
+
+
+_HANDLERS = {
+    "HELO": ServerConnection._cmd_helo,
+    "EHLO": ServerConnection._cmd_ehlo,
+    "MAIL": ServerConnection._cmd_mail,
+    "RCPT": ServerConnection._cmd_rcpt,
+    "DATA": ServerConnection._cmd_data,
+    "RSET": ServerConnection._cmd_rset,
+    "NOOP": ServerConnection._cmd_noop,
+    "QUIT": ServerConnection._cmd_quit,
+    "VRFY": ServerConnection._cmd_vrfy,
+    "EXPN": ServerConnection._cmd_expn,
+    "HELP": ServerConnection._cmd_help,
+    "STARTTLS": ServerConnection._cmd_starttls,
+}
