@@ -67,6 +67,8 @@ SCHEMA: dict[str, list[Key]] = {
         Key("max_bad_commands", "int", 20, "Errors in one session before 421 and close.", minimum=1),
         Key("bare_line_endings", "choice", "reject", "A bare CR or LF in a command or DATA: reject (5xx) or "
             "normalise to CRLF.", choices=("reject", "normalise")),
+        Key("reverse_lookup", "bool", True, "Look up the client's name (sendmail's ${client_name}); false "
+            "uses [address]."),
         Key("shutdown_grace", "float", 10.0, "Seconds open sessions get to finish at shutdown before 421.",
             minimum=0),
     ],
@@ -89,6 +91,8 @@ SCHEMA: dict[str, list[Key]] = {
         Key("directory", "path", "spool", "Queue folder; must be on a file system that honours fsync."),
         Key("fsync", "bool", True, "fsync message files and folders before answering 250. Only turn off "
             "for throwaway test servers."),
+        Key("min_free_space", "int", 0, "Octets that must stay free in the spool's file system; below it "
+            "MAIL gets 452 4.3.1. 0: rely on the write failing.", minimum=0),
     ],
     "local": [
         Key("domains", "list[str]", ["localhost"], "Domains delivered on this machine."),

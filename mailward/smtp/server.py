@@ -63,6 +63,7 @@ class ServerConnection:
         self.extended = False
         self.envelope: Envelope | None = None
         self.bad_commands = 0
+        self.blocked: Reply | None = None   # see block()
         self._mode = _COMMAND
         self._inbuf = b""
         self._discarding_long_line = False
@@ -138,11 +139,17 @@ class ServerConnection:
     def tls_started(self) -> None:
         """The handshake succeeded: a fresh session over TLS (RFC 3207 §4.2)."""
         self.tls_active = True
+        self.blocked = None
         self.helo = None
         self.extended = False
         self.envelope = None
         self._inbuf = b""
         self._mode = _COMMAND
+
+    def block(self, reply: Reply | None) -> None:
+        """Answer every MAIL and RCPT with ``reply`` (a failed tls_client check: sendmail
+        reports it at MAIL and at RCPT alike, reference d1_encr512_tls_raw)."""
+        self.blocked = reply
 
     def timeout(self) -> None:
         self._close(R.timed_out(self.hostname), "timeout")
@@ -280,6 +287,8 @@ class ServerConnection:
     def _cmd_mail(self, arg: str) -> None:
         if self.helo is None:
             return self._error("MAIL", R.NEED_HELO)
+        if self.blocked is not None:
+            return self._send(self.blocked)
         if self.envelope is not None:
             return self._error("MAIL", R.NESTED_MAIL)
         if arg[:5].upper() != "FROM:":
@@ -314,6 +323,8 @@ class ServerConnection:
                 raise SyntaxProblem(Reply(555, "5.5.4", f"{key} parameter unrecognized"))
 
     def _cmd_rcpt(self, arg: str) -> None:
+        if self.blocked is not None and self.helo is not None:
+            return self._send(self.blocked)
         if self.envelope is None:
             return self._error("RCPT", R.NEED_MAIL if self.helo else R.NEED_HELO)
         if arg[:3].upper() != "TO:":

@@ -1,0 +1,52 @@
+"""``mailward serve`` and ``mailward quickstart``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mailward import config as config_mod
+from mailward import log
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mailward.receive.server import serve
+
+    cfg = config_mod.load(args.config)
+    log.setup(cfg.log.level, cfg.log.file, cfg.log.json)
+    return serve(cfg)
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from mailward.receive.quickstart import banner, create_data_folder
+    from mailward.receive.server import serve
+
+    data = Path(args.data)
+    made = create_data_folder(data)
+    cfg = config_mod.load(data / "mailward.toml")
+    print(banner(data, made), file=sys.stderr, flush=True)
+    log.setup(cfg.log.level, cfg.log.file, cfg.log.json)
+    return serve(cfg)
+
+
+def _print_config(args: argparse.Namespace) -> int:
+    print(config_mod.default_config_text())
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="run the MTA with a config file",
+                              description="Run the MTA: listen, receive, queue and deliver.")
+    p.add_argument("-c", "--config", required=True, help="the TOML config file")
+    p.set_defaults(func=_serve)
+
+    p = subparsers.add_parser("quickstart", help="create a data folder on first start, then serve",
+                              description="Create DATA (CA, server certificate, commented config) when "
+                                          "missing, then run the MTA on 127.0.0.1:2525.")
+    p.add_argument("data", help="data folder, e.g. ./data")
+    p.set_defaults(func=_quickstart)
+
+    p = subparsers.add_parser("config", help="print the default config with every key documented",
+                              description="Print the commented default configuration.")
+    p.set_defaults(func=_print_config)

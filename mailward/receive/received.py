@@ -1,0 +1,49 @@
+"""The Received: header mailward adds, in sendmail's form (seed 004, 'Received: Header').
+
+    Received: from HELO (client_name [client_addr])
+    \tby HOSTNAME (mailward VERSION) with ESMTPS id QID
+    \t(version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256 verify=OK)
+    \tfor <rcpt>; DATE
+
+The TLS line appears only after STARTTLS; ``for`` only with a single recipient, as sendmail
+does (several would disclose Bcc recipients to each other). The protocol keyword follows
+RFC 3848 / RFC 6531: SMTP, ESMTP, ESMTPS, UTF8SMTP, UTF8SMTPS.
+"""
+
+from __future__ import annotations
+
+import email.utils
+
+from mailward import __version__
+from mailward.tls.facts import TLSFacts
+
+
+def protocol_name(extended: bool, tls: bool, smtputf8: bool) -> str:
+    if smtputf8:
+        return "UTF8SMTPS" if tls else "UTF8SMTP"
+    if not extended:
+        return "SMTPS" if tls else "SMTP"
+    return "ESMTPS" if tls else "ESMTP"
+
+
+def _clean(text: str) -> str:
+    """A client-supplied name may not break the header: no CR, LF, or other controls."""
+    return "".join(ch if ch.isprintable() and ch not in "()" else "?" for ch in text)
+
+
+def received_header(*, helo: str, client_name: str, client_addr: str, hostname: str, protocol: str,
+                    queue_id: str, tls: TLSFacts, recipients: list[str], when: float | None = None) -> bytes:
+    date = email.utils.formatdate(when, localtime=False, usegmt=True)
+    from_part = f"from {_clean(helo) or '[' + client_addr + ']'} ({_clean(client_name)} [{client_addr}])"
+    if client_name == f"[{client_addr}]" or not client_name:
+        from_part = f"from {_clean(helo) or '[' + client_addr + ']'} ([{client_addr}])"
+    lines = [f"Received: {from_part}",
+             f"\tby {hostname} (mailward {__version__}) with {protocol} id {queue_id}"]
+    if tls.active:
+        lines.append(f"\t(version={tls.tls_version} cipher={tls.cipher} bits={tls.cipher_bits} "
+                     f"verify={tls.verify})")
+    if len(recipients) == 1:
+        lines.append(f"\tfor <{recipients[0]}>; {date}")
+    else:
+        lines[-1] += f"; {date}"
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")

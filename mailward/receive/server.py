@@ -1,0 +1,187 @@
+"""The listener: sockets, connection limits, TLS context, spool and runner wiring, signals.
+
+Contract: ``serve(config)`` starts only when the configuration, the TLS files and the spool
+are usable (else one line and exit 2); it recovers the spool (drops partial messages),
+re-queues what was accepted before, then listens. SIGHUP reloads certificates, keys, CA
+files and CRLs (and the access map) without dropping open connections; a failed reload keeps
+the old ones and logs why. SIGTERM/SIGINT: stop listening, give open sessions
+``shutdown_grace`` seconds, then 421; in-flight deliveries finish or stay queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from collections import Counter
+
+from mailward import log
+from mailward.config import Config, ConfigError
+from mailward.deliver.runner import QueueRunner
+from mailward.receive.gate import Gate
+from mailward.receive.session import SMTPSession
+from mailward.smtp.replies import Reply
+from mailward.smtp.server import ServerLimits
+from mailward.spool.store import Spool
+from mailward.tls.context import TLSConfigError, server_context, tls_files_from_config
+
+
+def limits_from_config(s) -> ServerLimits:
+    return ServerLimits(max_command_line=s.max_command_line, max_text_line=s.max_text_line,
+                        max_message_size=s.max_message_size, max_recipients=s.max_recipients,
+                        max_bad_commands=s.max_bad_commands,
+                        normalise_bare_line_endings=s.bare_line_endings == "normalise")
+
+
+def build_tls_context(config: Config):
+    if not config.tls.cert_file:
+        return None
+    if not config.tls.key_file:
+        raise ConfigError(f"{config.path}: tls.key_file: expected the key of {config.tls.cert_file}")
+    try:
+        return server_context(tls_files_from_config(config.tls))
+    except TLSConfigError as err:
+        raise ConfigError(str(err)) from None
+
+
+def build_policy(config: Config):
+    """The access-map engine when one is configured (mailward.policy), else None."""
+    try:
+        from mailward.policy.receive import ReceivePolicy
+    except ImportError:
+        return None
+    return ReceivePolicy.from_config(config)
+
+
+class SMTPServer:
+    def __init__(self, config: Config):
+        self.config = config
+        self.hostname = config.server.hostname
+        self.limits = limits_from_config(config.server)
+        self.tls_context = build_tls_context(config)
+        self.policy = build_policy(config)
+        self.gate = Gate(local_domains=config.local.domains, local_users=config.local.users,
+                         request_client_cert=config.tls.request_client_cert, policy=self.policy)
+        self.spool = Spool(config.spool.directory, fsync=config.spool.fsync)
+        self.runner = QueueRunner(self.spool, local_domains=config.local.domains,
+                                  maildir_root=config.local.maildir_root, fsync=config.spool.fsync)
+        self.sessions: set[SMTPSession] = set()
+        self.per_client: Counter[str] = Counter()
+        self.servers: list[asyncio.base_events.Server] = []
+        self._name_cache: dict[str, str] = {}
+        self._stopping = asyncio.Event()
+
+    # ---- admission ---------------------------------------------------------------------
+    def admit(self, session: SMTPSession) -> Reply | None:
+        s = self.config.server
+        if len(self.sessions) >= s.max_connections:
+            log.notice(None, relay=f"[{session.client_addr}]", reject="421 4.3.2 too many connections")
+            return Reply(421, "4.3.2", f"{self.hostname} Too many connections, try again later")
+        if self.per_client[session.client_addr] >= s.max_connections_per_client:
+            log.notice(None, relay=f"[{session.client_addr}]", reject="421 4.7.0 too many connections from you")
+            return Reply(421, "4.7.0", f"{self.hostname} Too many connections from your address")
+        self.sessions.add(session)
+        self.per_client[session.client_addr] += 1
+        return None
+
+    def forget(self, session: SMTPSession) -> None:
+        if session in self.sessions:
+            self.sessions.discard(session)
+            self.per_client[session.client_addr] -= 1
+            if self.per_client[session.client_addr] <= 0:
+                del self.per_client[session.client_addr]
+
+    async def client_name(self, addr: str) -> str:
+        """sendmail's ${client_name}: the reverse name, or [addr] without one."""
+        if not self.config.server.reverse_lookup:
+            return f"[{addr}]"
+        if addr in self._name_cache:
+            return self._name_cache[addr]
+        loop = asyncio.get_running_loop()
+        try:
+            host, _ = await asyncio.wait_for(loop.getnameinfo((addr, 0), socket.NI_NAMEREQD), 5)
+            name = host.rstrip(".")
+        except (OSError, asyncio.TimeoutError):
+            name = f"[{addr}]"
+        if len(self._name_cache) > 10000:
+            self._name_cache.clear()
+        self._name_cache[addr] = name
+        return name
+
+    def spool_has_room(self) -> bool:
+        need = self.config.spool.min_free_space
+        if need <= 0:
+            return True
+        try:
+            st = os.statvfs(self.spool.directory)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize >= need
+
+    def accepted(self, envelope, session: SMTPSession) -> None:
+        tls = session.tls
+        log.info(envelope.queue_id, **{"from": f"<{envelope.sender}>"}, size=envelope.size or None,
+                 nrcpts=len(envelope.recipients), proto="ESMTPS" if tls.active else "ESMTP",
+                 relay=session.relay)
+        self.runner.submit(envelope.queue_id)
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def reload(self) -> None:
+        try:
+            new_context = build_tls_context(self.config)
+        except ConfigError as err:
+            log.event(40, None, reload="failed", reason=str(err), kept="previous certificates")
+            return
+        self.tls_context = new_context
+        if self.policy is not None:
+            self.policy.reload()
+        log.info(None, reload="ok", tls="reloaded")
+
+    async def start(self) -> None:
+        removed = self.spool.recover()
+        if removed:
+            log.info(None, spool="recovered", discarded_partial=removed)
+        self.runner.start()
+        loop = asyncio.get_running_loop()
+        for item in self.config.server.listen:
+            host, _, port = item.rpartition(":")
+            host = host.strip("[]")
+            try:
+                server = await loop.create_server(lambda: SMTPSession(self), host, int(port),
+                                                  reuse_address=True, backlog=1024)
+            except OSError as err:
+                raise ConfigError(f"{self.config.path}: server.listen: cannot listen on {item}: {err.strerror}")
+            self.servers.append(server)
+        log.info(None, daemon="started", listen=",".join(self.config.server.listen),
+                 starttls="on" if self.tls_context else "off", pid=os.getpid())
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            server.close()
+        grace = self.config.server.shutdown_grace
+        for session in list(self.sessions):
+            if session.idle:
+                session.shutdown()
+        deadline = asyncio.get_running_loop().time() + grace
+        while any(not s.idle for s in self.sessions) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        for session in list(self.sessions):
+            session.shutdown()
+        await self.runner.stop()
+        log.info(None, daemon="stopped")
+
+    async def run_forever(self) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        await self._stopping.wait()
+        await self.stop()
+
+
+def serve(config: Config) -> int:
+    server = SMTPServer(config)
+    asyncio.run(server.run_forever())
+    return 0

@@ -1,0 +1,384 @@
+"""One SMTP connection: the asyncio protocol that drives the server core over a socket.
+
+Bytes from the socket go through the TLS engine (after STARTTLS) into
+:class:`mailward.smtp.server.ServerConnection`; its events are answered here with the gate
+(policy), the spool (durability) and the log. Replies leave when the core needs more input,
+so a pipelined group is answered in one write.
+
+Timeouts: ``idle_timeout`` while waiting for a command, ``data_timeout`` inside DATA,
+``tls_handshake_timeout`` during the handshake; each ends the session with 421.
+Failure behaviour: no exception from a peer's bytes escapes; a spool error gives
+452 4.3.1 and the partial file is removed; a TLS failure logs verify=SOFTWARE and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import time
+
+from mailward import log
+from mailward.receive.gate import Gate, Verdict
+from mailward.receive.received import protocol_name, received_header
+from mailward.smtp import events as ev
+from mailward.smtp import replies as R
+from mailward.smtp.replies import Reply
+from mailward.smtp.server import ServerConnection
+from mailward.spool.store import Envelope, Recipient, new_queue_id
+from mailward.tls.engine import TLSClosed, TLSEngine, TLSFailure
+from mailward.tls.facts import NO_TLS, ConnectionFacts, TLSFacts
+
+
+class SMTPSession(asyncio.Protocol):
+    def __init__(self, server):
+        self.server = server                  # mailward.receive.server.SMTPServer
+        self.settings = server.config.server
+        self.transport: asyncio.Transport | None = None
+        self.core: ServerConnection | None = None
+        self.engine: TLSEngine | None = None
+        self.tls: TLSFacts = NO_TLS
+        self.client_addr = ""
+        self.client_name = ""
+        self.incoming = None
+        self.spool_error = False
+        self.discard = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._greeted = False
+        self._early = b""
+        self._closed = False
+        self._busy = False  # an async decision (spool commit) is pending
+
+    # ---- asyncio.Protocol --------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.client_addr = peer[0]
+        refusal = self.server.admit(self)
+        if refusal is not None:
+            transport.write(refusal.to_bytes())
+            transport.close()
+            self._closed = True
+            return
+        self._arm(self.settings.idle_timeout)
+        asyncio.get_running_loop().create_task(self._greet())
+
+    async def _greet(self) -> None:
+        self.client_name = await self.server.client_name(self.client_addr)
+        if self._closed:
+            return
+        desc = f"{self.client_name} [{self.client_addr}]" if self.client_name != f"[{self.client_addr}]" \
+            else self.client_name
+        gate: Gate = self.server.gate
+        facts = self.facts()
+        features = gate.features(facts)
+        self.request_cert = features.request_client_cert
+        self.core = ServerConnection(
+            self.server.hostname, desc, self.server.limits,
+            starttls_available=features.offer_starttls and self.server.tls_context is not None)
+        verdict = gate.connect(facts)
+        if verdict.reply is not None and verdict.reply.code >= 500:
+            self.core.refuse(verdict.reply)
+            log.notice(None, ruleset="check_relay", arg1=self.client_name, arg2=self.client_addr,
+                       relay=self.relay, reject=str(verdict.reply))
+        else:
+            date = time.strftime("%a, %d %b %Y %H:%M:%S %z")
+            self.core.greet(f"{self.server.hostname} ESMTP mailward; {date}")
+        self._greeted = True
+        if self._early:
+            data, self._early = self._early, b""
+            self.core.receive_data(data)
+        self._pump()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        if self.engine is not None:
+            try:
+                plain, out = self.engine.feed(data)
+            except TLSClosed:
+                self._close()
+                return
+            except TLSFailure as err:
+                self._tls_failed(str(err), getattr(err.__cause__, "output", b""))
+                return
+            if out:
+                self.transport.write(out)
+            if self.engine.facts is not None and not self.tls.active:
+                self._tls_established()
+            data = plain
+            if not data:
+                return
+        if not self._greeted:
+            self._early += data  # handled after the greeting (bounded by the line limits)
+            if len(self._early) > 65536:
+                self._close()
+            return
+        self.core.receive_data(data)
+        self._arm(self.settings.data_timeout if self.core.in_data else self.settings.idle_timeout)
+        if not self._busy:
+            self._pump()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        if self._timer:
+            self._timer.cancel()
+        self._abort_incoming()
+        self.server.forget(self)
+
+    # ---- helpers --------------------------------------------------------------------------
+    @property
+    def relay(self) -> str:
+        if self.client_name and self.client_name != f"[{self.client_addr}]":
+            return f"{self.client_name} [{self.client_addr}]"
+        return f"[{self.client_addr}]"
+
+    def facts(self) -> ConnectionFacts:
+        helo = self.core.helo if self.core and self.core.helo else ""
+        return ConnectionFacts(peer_name=self.client_name, peer_addr=self.client_addr, helo=helo, tls=self.tls)
+
+    def _arm(self, seconds: float) -> None:
+        if self._timer:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(seconds, self._timed_out)
+
+    def _timed_out(self) -> None:
+        if self._closed:
+            return
+        log.notice(None, relay=self.relay, stat="timeout waiting for input",
+                   during="DATA" if self.core and self.core.in_data else "command")
+        if self.core is not None:
+            self.core.timeout()
+            self._flush()
+        self._close()
+
+    def _write(self, data: bytes) -> None:
+        if not data or self._closed:
+            return
+        if self.engine is not None and self.engine.handshake_done:
+            try:
+                data = self.engine.encrypt(data)
+            except TLSFailure:
+                self._close()
+                return
+        self.transport.write(data)
+
+    def _flush(self) -> None:
+        self._write(self.core.data_to_send())
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.engine is not None and self.engine.handshake_done:
+            try:
+                self.transport.write(self.engine.close())
+            except Exception:
+                pass
+        self.transport.close()
+
+    def shutdown(self) -> None:
+        """Server shutdown: 421 now if idle; a session inside DATA gets the grace period."""
+        if self._closed or self.core is None:
+            self._close()
+            return
+        self.core.shutdown()
+        self._flush()
+        self._close()
+
+    @property
+    def idle(self) -> bool:
+        return self.core is None or not (self.core.in_data or self._busy)
+
+    # ---- the event loop over the core --------------------------------------------------
+    def _pump(self) -> None:
+        core = self.core
+        while not self._closed:
+            event = core.next_event()
+            if event is ev.NEED_DATA or event is ev.PAUSED:
+                self._flush()
+                if core.closed:
+                    self._close()
+                return
+            handler = _DISPATCH.get(type(event))
+            if handler is not None:
+                handler(self, event)
+            if self._busy:
+                self._flush()
+                return
+
+    def _on_helo(self, event: ev.Helo) -> None:
+        pass
+
+    def _on_mail(self, event: ev.MailFrom) -> None:
+        facts, sender = self.facts(), f"<{event.path.address}>"
+        verdict = self.server.gate.tls_client(facts, "MAIL")
+        if verdict.reply is not None:
+            self.core.block(verdict.reply)  # RCPT gets the same answer, as in sendmail
+        else:
+            verdict = self.server.gate.mail(facts, event.path.address)
+        if verdict.reply is None and not self.server.spool_has_room():
+            verdict = Verdict(R.STORAGE_FULL)
+        self.discard = verdict.discard
+        self._answer(verdict, "check_mail", sender)
+
+    def _on_rcpt(self, event: ev.RcptTo) -> None:
+        verdict = self.server.gate.rcpt(self.facts(), event.path.address)
+        self._answer(verdict, "check_rcpt", f"<{event.path.address}>")
+
+    def _answer(self, verdict, ruleset: str, arg1: str) -> None:
+        if verdict.reply is not None:
+            fields = {"ruleset": ruleset, "arg1": arg1}
+            fields.update(verdict.log or {})
+            fields["relay"] = self.relay
+            fields["reject"] = str(verdict.reply)
+            log.notice(None, **fields)
+        self.core.respond(verdict.reply)
+
+    def _on_data_requested(self, event: ev.DataRequested) -> None:
+        core = self.core
+        env = core.envelope
+        qid = new_queue_id()
+        smtputf8 = env.smtputf8
+        envelope = Envelope(
+            queue_id=qid, sender=env.sender.address, sender_params=dict(env.sender.params),
+            recipients=[Recipient(r.address, dict(r.params)) for r in env.recipients],
+            received_at=time.time(), client_name=self.client_name, client_addr=self.client_addr,
+            helo=core.helo or "", tls=self.tls.__dict__ if self.tls.active else {})
+        try:
+            self.incoming = self.server.spool.begin(envelope)
+            self.incoming.write(received_header(
+                helo=core.helo or "", client_name=self.client_name, client_addr=self.client_addr,
+                hostname=self.server.hostname, protocol=protocol_name(core.extended, self.tls.active, smtputf8),
+                queue_id=qid, tls=self.tls, recipients=[r.address for r in env.recipients]))
+        except OSError as err:
+            self.incoming = None
+            self._storage_problem(err)
+            core.respond(R.STORAGE_FULL if err.errno in (errno.ENOSPC, errno.EDQUOT) else R.LOCAL_ERROR)
+            return
+        self.spool_error = False
+        core.respond(None)
+
+    def _storage_problem(self, err: OSError) -> None:
+        log.event(40, None, relay=self.relay, stat=f"spool write failed: {err.strerror}",
+                  directory=str(self.server.spool.directory))
+
+    def _on_chunk(self, event: ev.DataChunk) -> None:
+        if self.incoming is None or self.spool_error:
+            return
+        try:
+            self.incoming.write(event.data)
+        except OSError as err:
+            self.spool_error = err
+            self._storage_problem(err)
+            self.incoming = None
+
+    def _on_data_complete(self, event: ev.DataComplete) -> None:
+        if self.incoming is None:
+            err = self.spool_error
+            full = isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+            self.core.respond(R.STORAGE_FULL if full else R.LOCAL_ERROR)
+            return
+        incoming, self.incoming = self.incoming, None
+        if self.discard:
+            incoming.abort()
+            log.info(incoming.envelope.queue_id, stat="discarded by the access map", relay=self.relay)
+            self.core.respond(Reply(250, "2.0.0", f"{incoming.envelope.queue_id} Message accepted for delivery"))
+            return
+        self._busy = True
+        self.transport.pause_reading()
+        future = asyncio.wrap_future(self.server.spool.commit_async(incoming))
+        future.add_done_callback(lambda f: self._committed(incoming, f))
+
+    def _committed(self, incoming, future) -> None:
+        self._busy = False
+        incoming.envelope.size = incoming.content_size
+        if self._closed:
+            # The client is gone before our 250: it will retry, so the copy we hold is a
+            # possible duplicate, never a loss. Keep it: it is durable and complete.
+            if future.exception() is None:
+                self.server.accepted(incoming.envelope, self)
+            return
+        self.transport.resume_reading()
+        err = future.exception()
+        env = incoming.envelope
+        if err is not None:
+            self._storage_problem(err)
+            full = isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+            self.core.respond(R.STORAGE_FULL if full else R.LOCAL_ERROR)
+        else:
+            self.core.respond(Reply(250, "2.0.0", f"{env.queue_id} Message accepted for delivery"))
+            self.server.accepted(env, self)
+        self._pump()
+
+    def _on_data_failed(self, event: ev.DataFailed) -> None:
+        self._abort_incoming()
+        log.notice(None, relay=self.relay, reject=str(event.reply))
+
+    def _on_reset(self, event: ev.TransactionReset) -> None:
+        self._abort_incoming()
+
+    def _abort_incoming(self) -> None:
+        if self.incoming is not None:
+            self.incoming.abort()
+            self.incoming = None
+
+    def _on_starttls(self, event: ev.StartTLS) -> None:
+        self._flush()  # the 220 goes out in plaintext; nothing read after STARTTLS is kept
+        self.engine = TLSEngine(self.server.tls_context, server_side=True, request_cert=self.request_cert)
+        self._arm(self.settings.tls_handshake_timeout)
+
+    def _tls_established(self) -> None:
+        self.tls = self.engine.facts
+        t = self.tls
+        log.info(None, STARTTLS="server", relay=self.relay, version=t.tls_version, verify=t.verify,
+                 cipher=t.cipher, bits=f"{t.cipher_bits}/{t.alg_bits}")
+        log.info(None, STARTTLS="server", **{"cert-subject": t.cert_subject, "cert-issuer": t.cert_issuer,
+                                            "verifymsg": t.verifymsg})
+        self.core.tls_started()
+        verdict = self.server.gate.tls_client(self.facts(), "STARTTLS")
+        if verdict.reply is not None:
+            # Reported at MAIL and RCPT, not at the handshake (reference, d1_encr512_tls).
+            fields = {"ruleset": "tls_client", "arg1": t.verify, "arg2": "STARTTLS"}
+            fields.update(verdict.log or {})
+            fields.update(relay=self.relay, reject=str(verdict.reply))
+            log.notice(None, **fields)
+            self.core.block(verdict.reply)
+        self._arm(self.settings.idle_timeout)
+
+    def _tls_failed(self, reason: str, alert: bytes) -> None:
+        was_established = self.tls.active
+        if alert:
+            try:
+                self.transport.write(alert)
+            except Exception:
+                pass
+        if not was_established:
+            self.tls = TLSFacts(verify="SOFTWARE")
+            log.info(None, STARTTLS="server", error=f"accept failed={reason}", relay=self.relay,
+                     verify="SOFTWARE")
+        else:
+            log.info(None, STARTTLS="server", error=f"read error={reason}", relay=self.relay)
+        self._closed = True
+        self.transport.close()
+
+    def _on_close(self, event: ev.CloseConnection) -> None:
+        self._flush()
+        self._close()
+
+    def _on_protocol_error(self, event: ev.ProtocolError) -> None:
+        log.event(10, None, relay=self.relay, command=event.command, reply=str(event.reply))
+
+
+_DISPATCH = {
+    ev.Helo: SMTPSession._on_helo,
+    ev.MailFrom: SMTPSession._on_mail,
+    ev.RcptTo: SMTPSession._on_rcpt,
+    ev.DataRequested: SMTPSession._on_data_requested,
+    ev.DataChunk: SMTPSession._on_chunk,
+    ev.DataComplete: SMTPSession._on_data_complete,
+    ev.DataFailed: SMTPSession._on_data_failed,
+    ev.TransactionReset: SMTPSession._on_reset,
+    ev.StartTLS: SMTPSession._on_starttls,
+    ev.CloseConnection: SMTPSession._on_close,
+    ev.ProtocolError: SMTPSession._on_protocol_error,
+}

@@ -1,0 +1,283 @@
+"""The durable spool: where an accepted message lives until every recipient is done.
+
+DURABILITY CONTRACT
+-------------------
+* A message is answered ``250`` only after :meth:`Spool.commit` returned: its envelope and
+  content are written to ``incoming/ID``, the file is fsynced, renamed to ``queue/ID`` and the
+  ``queue`` folder is fsynced. A crash at any moment before that leaves at most a file in
+  ``incoming/``, which :meth:`Spool.recover` deletes at start: a partly received message is
+  never delivered, and the client, which got no 250, still owns it.
+* Concurrent commits share their fsyncs (group commit): one thread takes every commit that
+  is waiting, fsyncs the files, renames them and fsyncs the folder once for the batch.
+* Bodies are streamed to disk chunk by chunk; memory does not grow with message size.
+* Per-recipient delivery results are appended to ``queue/ID.status`` (one JSON line each,
+  fsynced) before the delivery is considered done; the message files are removed only when
+  every recipient is delivered or bounced. A crash between delivery and the status line can
+  deliver a message twice (at-least-once), never zero times.
+* ``queue/ID.hold`` marks a held message; the delivery side skips it.
+
+File format of ``queue/ID``: the line ``MAILWARD-SPOOL 1``, one line of JSON (the envelope),
+then the message exactly as received (CRLF line ends, dot-unstuffed, our Received: first).
+
+Failure behaviour: an OSError while receiving (ENOSPC, EIO) surfaces to the caller, which
+answers 452 4.3.1 and calls :meth:`Incoming.abort`; nothing half-written remains.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+MAGIC = b"MAILWARD-SPOOL 1\n"
+_ID_ALPHABET = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I or O: ids are read aloud
+
+
+def new_queue_id() -> str:
+    """14 characters, time-ordered, unique across restarts: 9 of microseconds, 5 random."""
+    n = int(time.time() * 1_000_000)
+    digits = []
+    for _ in range(9):
+        n, r = divmod(n, len(_ID_ALPHABET))
+        digits.append(_ID_ALPHABET[r])
+    return "".join(reversed(digits)) + "".join(secrets.choice(_ID_ALPHABET) for _ in range(5))
+
+
+@dataclass
+class Recipient:
+    address: str
+    params: dict[str, str | None] = field(default_factory=dict)
+    state: str = "queued"          # queued, deferred, delivered, bounced
+    detail: str = ""
+    attempts: int = 0
+
+    @property
+    def final(self) -> bool:
+        return self.state in ("delivered", "bounced")
+
+
+@dataclass
+class Envelope:
+    queue_id: str
+    sender: str
+    sender_params: dict[str, str | None]
+    recipients: list[Recipient]
+    received_at: float
+    client_name: str = ""
+    client_addr: str = ""
+    helo: str = ""
+    tls: dict[str, Any] = field(default_factory=dict)
+    size: int = 0
+
+    def to_json(self) -> bytes:
+        data = {
+            "queue_id": self.queue_id, "sender": self.sender, "sender_params": self.sender_params,
+            "recipients": [{"address": r.address, "params": r.params} for r in self.recipients],
+            "received_at": self.received_at, "client_name": self.client_name,
+            "client_addr": self.client_addr, "helo": self.helo, "tls": self.tls,
+        }
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "Envelope":
+        d = json.loads(raw)
+        return cls(d["queue_id"], d["sender"], d["sender_params"],
+                   [Recipient(r["address"], r["params"]) for r in d["recipients"]], d["received_at"],
+                   d.get("client_name", ""), d.get("client_addr", ""), d.get("helo", ""), d.get("tls", {}))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Incoming:
+    """A message being received: write chunks, then Spool.commit() or abort()."""
+
+    def __init__(self, spool: "Spool", envelope: Envelope):
+        self.spool = spool
+        self.envelope = envelope
+        self.path = spool.incoming / envelope.queue_id
+        self._file = open(self.path, "xb", buffering=1 << 16)
+        self.content_size = 0
+        try:
+            self._file.write(MAGIC)
+            self._file.write(envelope.to_json() + b"\n")
+        except OSError:
+            self.abort()
+            raise
+
+    def write(self, chunk: bytes) -> None:
+        try:
+            self._file.write(chunk)
+        except OSError:
+            self.abort()
+            raise
+        self.content_size += len(chunk)
+
+    def abort(self) -> None:
+        try:
+            self._file.close()
+        except OSError:
+            pass
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+class GroupCommitter:
+    """One thread that makes batches of waiting commits durable with shared fsyncs."""
+
+    def __init__(self, queue_dir: Path, fsync: bool = True):
+        self.queue_dir = queue_dir
+        self.fsync = fsync
+        self._waiting: list[tuple[Incoming, Future]] = []
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="spool-commit", daemon=True)
+        self._thread.start()
+        self.batches = 0
+        self.commits = 0
+
+    def submit(self, incoming: Incoming) -> Future:
+        fut: Future = Future()
+        with self._cond:
+            self._waiting.append((incoming, fut))
+            self._cond.notify()
+        return fut
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting:
+                    self._cond.wait()
+                batch, self._waiting = self._waiting, []
+            done = []
+            for incoming, fut in batch:
+                try:
+                    f = incoming._file
+                    f.flush()
+                    if self.fsync:
+                        os.fdatasync(f.fileno())
+                    f.close()
+                    os.rename(incoming.path, self.queue_dir / incoming.envelope.queue_id)
+                    done.append(fut)
+                except OSError as err:
+                    incoming.abort()
+                    fut.set_exception(err)
+            try:
+                if self.fsync and done:
+                    _fsync_dir(self.queue_dir)
+            except OSError as err:
+                for fut in done:
+                    fut.set_exception(err)
+                continue
+            self.batches += 1
+            self.commits += len(done)
+            for fut in done:
+                fut.set_result(None)
+
+
+class Spool:
+    def __init__(self, directory: Path, fsync: bool = True):
+        self.directory = Path(directory)
+        self.incoming = self.directory / "incoming"
+        self.queue = self.directory / "queue"
+        for d in (self.directory, self.incoming, self.queue):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.fsync = fsync
+        self._committer: GroupCommitter | None = None
+
+    @property
+    def committer(self) -> GroupCommitter:
+        if self._committer is None:
+            self._committer = GroupCommitter(self.queue, self.fsync)
+        return self._committer
+
+    # ---- receiving --------------------------------------------------------------------------
+    def recover(self) -> int:
+        """Delete partly received messages left by a crash; returns how many."""
+        removed = 0
+        for path in self.incoming.iterdir():
+            path.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+    def begin(self, envelope: Envelope) -> Incoming:
+        return Incoming(self, envelope)
+
+    def commit_async(self, incoming: Incoming) -> Future:
+        """Make the message durable; the future resolves when it is (then answer 250)."""
+        return self.committer.submit(incoming)
+
+    def commit(self, incoming: Incoming) -> None:
+        self.commit_async(incoming).result()
+
+    # ---- reading and delivery state -------------------------------------------------------
+    def ids(self) -> list[str]:
+        return sorted(p.name for p in self.queue.iterdir() if "." not in p.name)
+
+    def load(self, queue_id: str) -> Envelope:
+        """The envelope with each recipient's latest state applied."""
+        path = self.queue / queue_id
+        with open(path, "rb") as f:
+            if f.readline() != MAGIC:
+                raise ValueError(f"{path}: not a mailward spool file")
+            env = Envelope.from_json(f.readline())
+        env.size = path.stat().st_size
+        status = self.queue / f"{queue_id}.status"
+        if status.exists():
+            for line in status.read_bytes().splitlines():
+                try:
+                    rec = json.loads(line)
+                    r = env.recipients[rec["rcpt"]]
+                except (ValueError, KeyError, IndexError):
+                    continue  # a torn last line after a crash: that result is simply not recorded
+                r.state, r.detail, r.attempts = rec["state"], rec.get("detail", ""), rec.get("attempts", 0)
+        return env
+
+    def content(self, queue_id: str, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+        """The message bytes (after the envelope line), in chunks."""
+        with open(self.queue / queue_id, "rb") as f:
+            f.readline()
+            f.readline()
+            while chunk := f.read(chunk_size):
+                yield chunk
+
+    def record(self, queue_id: str, rcpt_index: int, state: str, detail: str = "", attempts: int = 0) -> None:
+        """Durably note one recipient's result (appended and fsynced)."""
+        line = json.dumps({"rcpt": rcpt_index, "state": state, "detail": detail, "attempts": attempts,
+                           "at": time.time()}, ensure_ascii=False) + "\n"
+        with open(self.queue / f"{queue_id}.status", "ab") as f:
+            f.write(line.encode("utf-8"))
+            f.flush()
+            if self.fsync:
+                os.fsync(f.fileno())
+
+    def remove(self, queue_id: str) -> None:
+        """Drop a message whose recipients are all final."""
+        for suffix in ("", ".status", ".hold"):
+            (self.queue / f"{queue_id}{suffix}").unlink(missing_ok=True)
+        if self.fsync:
+            _fsync_dir(self.queue)
+
+    def held(self, queue_id: str) -> bool:
+        return (self.queue / f"{queue_id}.hold").exists()
+
+    def hold(self, queue_id: str) -> None:
+        (self.queue / f"{queue_id}.hold").touch()
+
+    def release(self, queue_id: str) -> None:
+        (self.queue / f"{queue_id}.hold").unlink(missing_ok=True)
+
+    def exists(self, queue_id: str) -> bool:
+        return (self.queue / queue_id).exists()

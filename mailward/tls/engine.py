@@ -1,0 +1,117 @@
+"""A TLS session over memory BIOs: ciphertext in and out, plaintext in and out. No sockets.
+
+The asyncio layer owns the transport; this object only transforms bytes, so the same code
+serves the SMTP server (after STARTTLS) and the delivery client. Renegotiation is disabled
+in the context (OP_NO_RENEGOTIATION); a peer that tries it gets a TLS alert, and the
+session fails as a :class:`TLSFailure`.
+"""
+
+from __future__ import annotations
+
+from OpenSSL import SSL
+
+from mailward.tls.context import facts_after_handshake, new_connection
+from mailward.tls.facts import TLSFacts
+
+
+class TLSFailure(Exception):
+    """The handshake or the session failed (verify=SOFTWARE); str() says why."""
+
+
+class TLSClosed(Exception):
+    """The peer closed the TLS session (close_notify)."""
+
+
+class TLSEngine:
+    def __init__(self, ctx: SSL.Context, *, server_side: bool, request_cert: bool = True,
+                 server_hostname: str | None = None):
+        self.conn = new_connection(ctx, server_side=server_side, request_cert=request_cert,
+                                   server_hostname=server_hostname)
+        self.handshake_done = False
+        self.facts: TLSFacts | None = None
+
+    def _drain(self) -> bytes:
+        out = []
+        while True:
+            try:
+                data = self.conn.bio_read(65536)
+            except SSL.WantReadError:
+                break
+            if not data:
+                break
+            out.append(data)
+        return b"".join(out)
+
+    def start(self) -> bytes:
+        """For the client side: the ClientHello to send."""
+        try:
+            self.conn.do_handshake()
+        except SSL.WantReadError:
+            pass
+        except SSL.Error as err:
+            raise TLSFailure(_reason(err)) from None
+        return self._drain()
+
+    def feed(self, ciphertext: bytes) -> tuple[bytes, bytes]:
+        """Take received ciphertext; return (plaintext received, ciphertext to send)."""
+        if ciphertext:
+            self.conn.bio_write(ciphertext)
+        plain = []
+        if not self.handshake_done:
+            try:
+                self.conn.do_handshake()
+            except SSL.WantReadError:
+                return b"", self._drain()
+            except SSL.Error as err:
+                out = self._drain()  # the alert, if any, still goes out
+                raise TLSFailure(_reason(err)) from TLSFailureWithOutput(out)
+            self.handshake_done = True
+            self.facts = facts_after_handshake(self.conn)
+        while True:
+            try:
+                data = self.conn.recv(65536)
+            except SSL.WantReadError:
+                break
+            except SSL.ZeroReturnError:
+                if plain:
+                    break
+                raise TLSClosed() from None
+            except SSL.Error as err:
+                raise TLSFailure(_reason(err)) from None
+            if not data:
+                break
+            plain.append(data)
+        return b"".join(plain), self._drain()
+
+    def encrypt(self, plaintext: bytes) -> bytes:
+        view = memoryview(plaintext)
+        while view:
+            try:
+                n = self.conn.send(view[:16384])
+            except SSL.Error as err:
+                raise TLSFailure(_reason(err)) from None
+            view = view[n:]
+        return self._drain()
+
+    def close(self) -> bytes:
+        """close_notify to send, best effort."""
+        try:
+            self.conn.shutdown()
+        except SSL.Error:
+            pass
+        return self._drain()
+
+
+class TLSFailureWithOutput(Exception):
+    def __init__(self, output: bytes):
+        self.output = output
+
+
+def _reason(err: Exception) -> str:
+    try:
+        parts = [e[2] for e in err.args[0] if len(e) > 2]
+        if parts:
+            return "; ".join(parts)
+    except Exception:
+        pass
+    return str(err) or err.__class__.__name__
