@@ -1,0 +1,177 @@
+"""The access map: sendmail's text format parsed into an in-memory index.
+
+Format (what ``makemap hash access < access`` reads, so an existing sendmail access file
+works unchanged)::
+
+    # comment lines start with '#'; blank lines are skipped
+    KEY<white space>VALUE
+    Connect:192.168.1     RELAY
+    From:spammer@x.test   ERROR:"550 We do not accept your mail"
+    TLS_Clt:laptop.test   PERM+VERIFY:112
+
+* One entry per line. The key is the first word, the value the rest of the line with the
+  surrounding white space removed (so a value may contain spaces; quotes are kept and
+  only removed where a reply text is taken from them).
+* Keys are case-insensitive, as makemap folds them to lower case; the index holds them
+  lower-cased and every lookup lower-cases its key.
+* A complete IPv6 address written compressed (``Connect:IPv6:2001:db8::1``) is stored in
+  sendmail's default uncompressed form (``IPv6:2001:db8:0:0:0:0:0:1``), the form in which
+  sendmail's ``${client_addr}`` is looked up, so both spellings match.
+* A key seen twice keeps its first value (makemap without ``-r``); the later line is kept
+  in :attr:`AccessMap.warnings`.
+
+Values are checked at load time for the tags whose meaning mailward implements (see
+:mod:`mailward.policy.rhs`). A bad line raises :class:`AccessMapError` naming the file,
+the line and why; nothing else escapes the parser (property-tested).
+
+Contract: :meth:`AccessMap.get` is a single dict probe; a loaded map is never mutated, so
+a reference to it is a consistent snapshot (see :mod:`mailward.policy.holder` for reload).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailward.policy import rhs as _rhs
+
+
+class AccessMapError(Exception):
+    """A line of the access map that cannot be used: ``str(err)`` is ``file:line: why``."""
+
+    def __init__(self, source: str, line: int, reason: str) -> None:
+        super().__init__(f"{source}:{line}: {reason}")
+        self.source = source
+        self.line = line
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One access map entry as written, and where: ``key`` is lower-cased."""
+
+    key: str
+    value: str
+    source: str
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}"
+
+
+def sendmail_addr(addr: str) -> str:
+    """An address in sendmail's ``${client_addr}`` form: IPv4 dotted quad, or
+    ``IPv6:`` followed by the eight groups uncompressed without leading zeros (sendmail's
+    default, UseCompressedIPv6Addresses off). An IPv4-mapped IPv6 address becomes IPv4.
+    Anything that is not an address is returned unchanged."""
+    text = addr.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    bare = text[5:] if text[:5].lower() == "ipv6:" else text
+    try:
+        ip = ipaddress.ip_address(bare)
+    except ValueError:
+        return addr
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return "IPv6:" + ":".join(format(int(group, 16), "x") for group in ip.exploded.split(":"))
+    return str(ip)
+
+
+def _normalise_key(key: str) -> str:
+    key = key.lower()
+    tag, sep, rest = key.partition(":")
+    if sep and tag != "ipv6" and rest.startswith("ipv6:") and "::" in rest:
+        full = sendmail_addr(rest)
+        if full != rest:
+            return f"{tag}:{full.lower()}"
+    elif tag == "ipv6" and "::" in rest:
+        full = sendmail_addr(key)
+        if full != key:
+            return full.lower()
+    return key
+
+
+class AccessMap:
+    """An immutable access map: key (lower case) → :class:`Entry`."""
+
+    def __init__(self, source: str = "<empty>") -> None:
+        self.source = source
+        self._index: dict[str, int] = {}
+        self._keys: list[str] = []
+        self._values: list[str] = []
+        self._lines = array("L")
+        self.warnings: list[str] = []
+
+    # -- building -------------------------------------------------------------------
+    @classmethod
+    def from_text(cls, text: str, source: str = "<text>") -> "AccessMap":
+        """Parse the text of an access file; raise :class:`AccessMapError` on a bad line."""
+        amap = cls(source)
+        index = amap._index
+        keys_append = amap._keys.append
+        values_append = amap._values.append
+        lines_append = amap._lines.append
+        intern = sys.intern
+        check = _rhs.check_value
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line[0] == "#":
+                continue
+            parts = line.split(None, 1)
+            if len(parts) < 2:
+                raise AccessMapError(source, number, f"no value for key {parts[0]!r} "
+                                     "(write KEY<white space>VALUE, e.g. 'Connect:10.1 RELAY')")
+            key, value = parts
+            value = value.strip()
+            problem = check(key, value)
+            if problem:
+                raise AccessMapError(source, number, problem)
+            key = _normalise_key(key)
+            if key in index:
+                first = amap._lines[index[key]]
+                amap.warnings.append(f"{source}:{number}: duplicate key {key!r} ignored "
+                                     f"(first entry on line {first} is used)")
+                continue
+            index[key] = len(amap._keys)
+            keys_append(key)
+            values_append(intern(value) if len(value) < 24 else value)
+            lines_append(number)
+        return amap
+
+    @classmethod
+    def load(cls, path: str | Path) -> "AccessMap":
+        """Read and parse a file. An unreadable file is an :class:`AccessMapError` at line 0."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise AccessMapError(str(path), 0, f"cannot read the access map: {err.strerror}") from None
+        return cls.from_text(data.decode("utf-8", "surrogateescape"), str(path))
+
+    # -- lookups --------------------------------------------------------------------
+    def get(self, key: str) -> Entry | None:
+        """The entry for ``key`` (any case), or None. One dict probe."""
+        i = self._index.get(key.lower())
+        if i is None:
+            return None
+        return Entry(self._keys[i], self._values[i], self.source, self._lines[i])
+
+    def __contains__(self, key: str) -> bool:
+        return key.lower() in self._index
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def entries(self):
+        """Every entry in file order."""
+        for i, key in enumerate(self._keys):
+            yield Entry(key, self._values[i], self.source, self._lines[i])
+
+
+EMPTY = AccessMap()
