@@ -50,6 +50,11 @@ class QueueRunner:
             self._inflight.add(queue_id)
             self._queue.put_nowait(queue_id)
 
+    def flush(self) -> None:
+        """Retry every queued message now (``mailward queue flush``)."""
+        for qid in self.spool.ids():
+            self.submit(qid)
+
     async def stop(self) -> None:
         """Let in-flight deliveries finish; undelivered messages simply stay in the spool."""
         for task in self._workers:

@@ -143,6 +143,7 @@ class SMTPServer:
         if removed:
             log.info(None, spool="recovered", discarded_partial=removed)
         self.runner.start()
+        (self.spool.directory / "mailward.pid").write_text(f"{os.getpid()}\n")
         loop = asyncio.get_running_loop()
         for item in self.config.server.listen:
             host, _, port = item.rpartition(":")
@@ -177,6 +178,7 @@ class SMTPServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGUSR1, self.runner.flush)
         await self._stopping.wait()
         await self.stop()
 

@@ -1,0 +1,143 @@
+"""``mailward queue``: list, show, flush, hold, release, delete — safe while the server runs.
+
+The commands read the spool folder directly (it is the source of truth); ``flush`` asks a
+running server (its pid is in SPOOL/mailward.pid) to retry now with SIGUSR1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import time
+
+from mailward import config as config_mod
+from mailward.cli import UsageError
+from mailward.spool.store import Spool
+
+
+def _spool(args) -> Spool:
+    cfg = config_mod.load(args.config)
+    return Spool(cfg.spool.directory, fsync=cfg.spool.fsync)
+
+
+def _age(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return f"{seconds // 86400}d{(seconds % 86400) // 3600:02d}h"
+
+
+def _state(spool: Spool, env) -> str:
+    if spool.held(env.queue_id):
+        return "hold"
+    states = {r.state for r in env.recipients if not r.final}
+    return "deferred" if "deferred" in states else "active"
+
+
+def _list(args) -> int:
+    spool = _spool(args)
+    ids = spool.ids()
+    print(f"{'QUEUE ID':<15} {'SIZE':>9} {'AGE':>7} {'STATE':<8} SENDER -> RECIPIENTS")
+    now = time.time()
+    for qid in ids:
+        try:
+            env = spool.load(qid)
+        except (OSError, ValueError):
+            continue  # delivered and removed while we looked
+        rcpts = ", ".join(f"<{r.address}>{'' if r.state == 'queued' else ' (' + r.state + ')'}"
+                          for r in env.recipients)
+        print(f"{qid:<15} {env.size:>9} {_age(now - env.received_at):>7} {_state(spool, env):<8} "
+              f"<{env.sender}> -> {rcpts}")
+    print(f"-- {len(ids)} message{'s' if len(ids) != 1 else ''} in the queue")
+    return 0
+
+
+def _need(spool: Spool, qid: str) -> None:
+    if not spool.exists(qid):
+        raise UsageError(f"{spool.queue}: no message {qid} in the queue")
+
+
+def _show(args) -> int:
+    spool = _spool(args)
+    _need(spool, args.id)
+    env = spool.load(args.id)
+    print(f"queue id:  {env.queue_id}\nstate:     {_state(spool, env)}\nsize:      {env.size}")
+    print(f"received:  {time.strftime('%Y-%m-%d %H:%M:%S %z', time.localtime(env.received_at))} "
+          f"from {env.client_name} [{env.client_addr}] (HELO {env.helo})")
+    if env.tls:
+        t = env.tls
+        print(f"tls:       version={t.get('tls_version')} cipher={t.get('cipher')} bits={t.get('cipher_bits')} "
+              f"verify={t.get('verify')}")
+    print(f"sender:    <{env.sender}> {' '.join(f'{k}={v}' if v else k for k, v in env.sender_params.items())}")
+    for r in env.recipients:
+        params = " ".join(f"{k}={v}" if v else k for k, v in r.params.items())
+        print(f"recipient: <{r.address}> {params} state={r.state} {r.detail}".rstrip())
+    if args.content:
+        print()
+        for chunk in spool.content(args.id):
+            print(chunk.decode("utf-8", "replace"), end="")
+    return 0
+
+
+def _flush(args) -> int:
+    spool = _spool(args)
+    if args.id:
+        _need(spool, args.id)
+        spool.release(args.id)
+    pidfile = spool.directory / "mailward.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, signal.SIGUSR1)
+    except (OSError, ValueError):
+        raise UsageError(f"{pidfile}: no running mailward server to flush the queue") from None
+    print("queue run requested")
+    return 0
+
+
+def _hold(args) -> int:
+    spool = _spool(args)
+    _need(spool, args.id)
+    spool.hold(args.id)
+    print(f"{args.id}: held")
+    return 0
+
+
+def _release(args) -> int:
+    spool = _spool(args)
+    _need(spool, args.id)
+    spool.release(args.id)
+    print(f"{args.id}: released")
+    return 0
+
+
+def _delete(args) -> int:
+    spool = _spool(args)
+    _need(spool, args.id)
+    spool.remove(args.id)
+    print(f"{args.id}: deleted")
+    return 0
+
+
+def register(subparsers) -> None:
+    q = subparsers.add_parser("queue", help="look at and manage the mail queue",
+                              description="Look at and manage the mail queue (safe while the server runs).")
+    q.add_argument("-c", "--config", required=True, help="the TOML config file")
+    sub = q.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
+    p = sub.add_parser("list", help="id, size, age, state, sender and recipients of each message")
+    p.set_defaults(func=_list)
+    p = sub.add_parser("show", help="envelope, TLS facts and recipient states of one message")
+    p.add_argument("id")
+    p.add_argument("--content", action="store_true", help="also print the message")
+    p.set_defaults(func=_show)
+    p = sub.add_parser("flush", help="ask the running server to retry now (one message, or all)")
+    p.add_argument("id", nargs="?")
+    p.set_defaults(func=_flush)
+    for name, func, text in (("hold", _hold, "keep a message from being delivered"),
+                             ("release", _release, "let a held message be delivered again"),
+                             ("delete", _delete, "remove a message from the queue (no bounce)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("id")
+        p.set_defaults(func=func)
