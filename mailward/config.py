@@ -43,6 +43,19 @@ def _listen_check(value: list[str]) -> str | None:
     return None
 
 
+def _regex_check(value: str) -> str | None:
+    """policy.cert_regex_*: empty or a valid Python regular expression."""
+    import re
+
+    if not value:
+        return None
+    try:
+        re.compile(value)
+    except re.error as err:
+        return f"a regular expression ({err})"
+    return None
+
+
 SCHEMA: dict[str, list[Key]] = {
     "server": [
         Key("hostname", "str", "localhost", "Name in the 220 greeting, EHLO reply and Received: header."),
@@ -98,6 +111,18 @@ SCHEMA: dict[str, list[Key]] = {
         Key("domains", "list[str]", ["localhost"], "Domains delivered on this machine."),
         Key("maildir_root", "path", "maildir", "Each local user's Maildir is MAILDIR_ROOT/USER/."),
         Key("users", "list[str]", [], "Local users that exist; empty accepts every local part."),
+    ],
+    "policy": [
+        Key("access_map", "path", "", "sendmail-format access map (TLS_Clt, TLS_Srv, TLS_Rcpt, CERTISSUER, Try_TLS, "
+            "Srv_Features, Connect/From/To). Empty: no map. Reloaded when it changes and on SIGHUP."),
+        Key("tls_perm_err", "bool", False, "Unmet TLS requirements without TEMP+/PERM+ fail permanently "
+            "(554 5.7.0) instead of 454 4.7.0. sendmail: TLS_PERM_ERR."),
+        Key("relay_domains", "list[str]", [], "Domains (and their subdomains) relayed to, and client names or "
+            "address prefixes allowed to relay. sendmail: class R / relay-domains."),
+        Key("cert_regex_issuer", "str", "", "Regular expression applied to cert_issuer before the CERTISSUER "
+            "lookup (first group, or the match). sendmail: _CERT_REGEX_ISSUER_.", check=_regex_check),
+        Key("cert_regex_subject", "str", "", "Regular expression applied to cert_subject before the CERTSUBJECT "
+            "lookup. sendmail: _CERT_REGEX_SUBJECT_.", check=_regex_check),
     ],
     "log": [
         Key("level", "choice", "info", "Least severe level logged.", choices=("debug", "info", "notice", "warning",
