@@ -100,3 +100,22 @@ class QueueRunner:
                      xdelay=_delay(time.time() - start), mailer="local", dsn="2.0.0", stat="Sent")
         if all(r.final for r in env.recipients):
             self.spool.remove(qid)
+
+
+def build_runner(config, spool: Spool) -> QueueRunner:
+    """The queue runner the server uses (the seam between receiving and delivery)."""
+    return QueueRunner(spool, local_domains=config.local.domains, maildir_root=config.local.maildir_root,
+                       fsync=config.spool.fsync)
+
+
+def local_user_check(config):
+    """A function telling whether a local address has a mailbox; RCPT answers 550 5.1.1 if not.
+
+    An empty ``local.users`` accepts every local part.
+    """
+    users = {u.lower() for u in config.local.users}
+
+    def exists(address: str) -> bool:
+        local = address.rpartition("@")[0].lower() if "@" in address else address.lower()
+        return not users or local == "postmaster" or local.split("+", 1)[0] in users
+    return exists

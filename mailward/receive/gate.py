@@ -31,9 +31,10 @@ ACCEPT = Verdict()
 
 
 class Gate:
-    def __init__(self, *, local_domains, local_users=(), request_client_cert: bool = True, policy=None):
+    def __init__(self, *, local_domains, local_user_exists=lambda address: True,
+                 request_client_cert: bool = True, policy=None):
         self.local_domains = {d.lower().rstrip(".") for d in local_domains}
-        self.local_users = {u.lower() for u in local_users}
+        self.local_user_exists = local_user_exists
         self.request_client_cert = request_client_cert
         self.policy = policy  # mailward.policy engine, or None
 
@@ -64,10 +65,8 @@ class Gate:
 
     def rcpt(self, conn: ConnectionFacts, rcpt: str) -> Verdict:
         local = self.is_local(rcpt)
-        if local and rcpt != "postmaster" and self.local_users:
-            user = rcpt.rpartition("@")[0].lower()
-            if user != "postmaster" and user.split("+", 1)[0] not in self.local_users:
-                return Verdict(Reply(550, "5.1.1", f"<{rcpt}>... User unknown"))
+        if local and rcpt != "postmaster" and not self.local_user_exists(rcpt):
+            return Verdict(Reply(550, "5.1.1", f"<{rcpt}>... User unknown"))
         if self.policy is not None:
             return self.policy.rcpt(conn, rcpt, local)
         if not local:

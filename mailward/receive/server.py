@@ -18,7 +18,7 @@ from collections import Counter
 
 from mailward import log
 from mailward.config import Config, ConfigError
-from mailward.deliver.runner import QueueRunner
+from mailward.deliver.runner import build_runner, local_user_check
 from mailward.receive.gate import Gate
 from mailward.receive.session import SMTPSession
 from mailward.smtp.replies import Reply
@@ -61,11 +61,10 @@ class SMTPServer:
         self.limits = limits_from_config(config.server)
         self.tls_context = build_tls_context(config)
         self.policy = build_policy(config)
-        self.gate = Gate(local_domains=config.local.domains, local_users=config.local.users,
+        self.gate = Gate(local_domains=config.local.domains, local_user_exists=local_user_check(config),
                          request_client_cert=config.tls.request_client_cert, policy=self.policy)
         self.spool = Spool(config.spool.directory, fsync=config.spool.fsync)
-        self.runner = QueueRunner(self.spool, local_domains=config.local.domains,
-                                  maildir_root=config.local.maildir_root, fsync=config.spool.fsync)
+        self.runner = build_runner(config, self.spool)
         self.sessions: set[SMTPSession] = set()
         self.per_client: Counter[str] = Counter()
         self.servers: list[asyncio.base_events.Server] = []
