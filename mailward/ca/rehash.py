@@ -107,12 +107,12 @@ def rehash(directory: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]
             continue
         plan.append((f"{digest_name}.{'r' if kind == 'crl' else ''}", name))
         known.append(sha)
+    taken = {n for n in names if _HASH_LINK.match(n) and not (directory / n).is_symlink()}
     try:
         for name in names:
             path = directory / name
             if _HASH_LINK.match(name) and path.is_symlink():
                 path.unlink()
-        taken = {n for n in names if _HASH_LINK.match(n) and not (directory / n).is_symlink()}
         for stem, target in plan:
             number = 0
             while f"{stem}{number}" in taken:  # a regular file of that name is left alone
