@@ -58,18 +58,18 @@ class Decision:
         return self.action in ("reject", "tempfail")
 
     @property
+    def reply_text(self) -> str:
+        """The reply after code and status: ``<u@x>... Relaying denied`` or ``not authenticated``."""
+        if self.address and self.code in _ADDRESS_CODES:
+            return f"{self.address}... {self.text}" if self.text else f"{self.address}..."
+        return self.text
+
+    @property
     def reply(self) -> str:
         """The reply line without CRLF, '' when the decision has no reply of its own."""
         if not self.code:
             return ""
-        parts = [str(self.code)]
-        if self.status:
-            parts.append(self.status)
-        if self.address and self.code in _ADDRESS_CODES:
-            parts.append(f"{self.address}...")
-        if self.text:
-            parts.append(self.text)
-        return " ".join(parts)
+        return " ".join(part for part in (str(self.code), self.status, self.reply_text) if part)
 
     @property
     def log_fragment(self) -> str:

@@ -219,12 +219,13 @@ def check_rcpt(amap: AccessMap, conn: ConnectionFacts, rcpt: str, local_domains:
         if decision is not None and decision.action == "discard":
             return Decision("discard", "check_rcpt", entry=entry, lookups=tuple(trace.tried), **ok)
 
+    # Local recipients need no relaying (sendmail checks RelayTLS first, with the same outcome)
+    if is_local:
+        return Decision("continue", "check_rcpt", lookups=tuple(trace.tried), **ok)
     # RelayTLS: a verified certificate from a CA the map trusts for relaying
     cert_entry = relay_by_certificate(amap, conn, trace, cert_regex_issuer, cert_regex_subject)
     if cert_entry is not None:
         return Decision("relay", "check_rcpt", entry=cert_entry, lookups=tuple(trace.tried), **ok)
-    if is_local:
-        return Decision("continue", "check_rcpt", lookups=tuple(trace.tried), **ok)
     if _in_domains(domain, relay_domains, True):
         return Decision("relay", "check_rcpt", lookups=tuple(trace.tried), **ok)
     to_entry = lookup_domain(amap, trace, "To", domain, untagged=True)

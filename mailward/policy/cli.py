@@ -1,0 +1,183 @@
+"""``mailward policy``: test the access map against given facts, or check its syntax.
+
+``mailward policy check FILE`` parses the map: ``FILE: N entries`` and exit 0, or the first
+bad line as ``FILE:LINE: why`` on standard error and exit 2 (duplicate keys are warnings).
+
+``mailward policy test --map FILE [facts]`` is sendmail's ``-bt`` for the access map: it
+runs the checks a session would run, in order, and for each prints every key looked up,
+the entry that matched (``file:line``) and the decision with its exact reply and log text.
+
+* ``--role server`` (default; mailward receiving): check_relay (Connect), srv_features,
+  tls_client at STARTTLS (when TLS facts are given), check_mail (with tls_client at MAIL),
+  check_rcpt for each ``--rcpt``. ``--stage CONNECT|STARTTLS|MAIL|RCPT`` stops after that
+  stage.
+* ``--role client`` (mailward delivering to ``--server-name``/``--server-addr``): try_tls,
+  tls_server, tls_rcpt for each ``--rcpt``.
+
+Errors (a map that does not parse, bad facts) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mailward.policy.accessmap import AccessMap, AccessMapError
+from mailward.policy.decision import Decision
+from mailward.policy.smtp_checks import check_connect, check_mail, check_rcpt
+from mailward.policy.tls_checks import ServerFeatures, check_tls_client, check_tls_rcpt, check_tls_server
+from mailward.policy.tls_checks import srv_features, try_tls_decision
+from mailward.tls.facts import VERIFY_VALUES, ConnectionFacts, TLSFacts
+
+STAGES = ("CONNECT", "STARTTLS", "MAIL", "RCPT")
+
+
+def register(subparsers) -> None:
+    policy = subparsers.add_parser("policy", help="test or check the access map (sendmail's -bt for TLS policy)",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = policy.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
+
+    check = sub.add_parser("check", help="check an access map's syntax (exit 2 with FILE:LINE: why)")
+    check.add_argument("file", help="the access map (sendmail text format)")
+    check.set_defaults(func=cmd_check)
+
+    test = sub.add_parser("test", help="show the lookups and decisions for given connection facts")
+    test.add_argument("--map", "-m", required=True, metavar="FILE", help="the access map")
+    test.add_argument("--role", choices=("server", "client"), default="server",
+                      help="server: mailward receives from --client-*; client: mailward delivers to --server-*")
+    test.add_argument("--client-name", default="", help="${client_name}: the client's verified name, or [addr]")
+    test.add_argument("--client-addr", default="", help="${client_addr}, e.g. 127.0.0.1 or ::1")
+    test.add_argument("--server-name", default="", help="${server_name} (role client)")
+    test.add_argument("--server-addr", default="", help="${server_addr} (role client)")
+    test.add_argument("--verify", default="NONE", type=str.upper, choices=VERIFY_VALUES,
+                      help="${verify}: OK, NO, NOT, FAIL, NONE (no STARTTLS), TEMP, PROTOCOL, SOFTWARE")
+    test.add_argument("--cipher-bits", type=int, default=None, help="${cipher_bits} (default 256 with TLS, else 0)")
+    test.add_argument("--tls-version", default=None, help="${tls_version} (default TLSv1.3 unless --verify NONE)")
+    test.add_argument("--cert-subject", default="", help="${cert_subject} in +XX form (as `mailward ca show` prints)")
+    test.add_argument("--cert-issuer", default="", help="${cert_issuer} in +XX form")
+    test.add_argument("--cn-subject", default="", help="${cn_subject}")
+    test.add_argument("--cn-issuer", default="", help="${cn_issuer}")
+    test.add_argument("--sender", default=None, help="MAIL FROM address (default <>)")
+    test.add_argument("--rcpt", action="append", default=[], help="recipient (repeat for several)")
+    test.add_argument("--stage", type=str.upper, choices=STAGES, default=None,
+                      help="role server: stop after this stage (default: RCPT with --rcpt, else MAIL)")
+    test.add_argument("--local-domain", action="append", default=None,
+                      help="a local domain (repeatable; default localhost)")
+    test.add_argument("--relay-domain", action="append", default=[], help="policy.relay_domains entry (repeatable)")
+    test.add_argument("--tls-perm-err", action="store_true", help="policy.tls_perm_err: 554 5.7.0 instead of 454")
+    test.add_argument("--cert-regex-issuer", default=None, help="policy.cert_regex_issuer")
+    test.add_argument("--cert-regex-subject", default=None, help="policy.cert_regex_subject")
+    test.set_defaults(func=cmd_test)
+    policy.set_defaults(func=lambda args: (policy.print_help(), 2)[1])
+
+
+def _load(path: str) -> AccessMap:
+    return AccessMap.load(Path(path))
+
+
+def cmd_check(args) -> int:
+    try:
+        amap = _load(args.file)
+    except AccessMapError as err:
+        print(f"mailward: {err}", file=sys.stderr)
+        return 2
+    for warning in amap.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{args.file}: {len(amap)} entries, syntax OK")
+    return 0
+
+
+def _facts(args, name: str, addr: str) -> ConnectionFacts:
+    with_tls = args.verify not in ("NONE",)
+    version = args.tls_version if args.tls_version is not None else ("TLSv1.3" if with_tls else "")
+    bits = args.cipher_bits if args.cipher_bits is not None else (256 if version else 0)
+    tls = TLSFacts(verify=args.verify, tls_version=version, cipher="TLS_AES_256_GCM_SHA384" if version else "",
+                   cipher_bits=bits, alg_bits=bits, cert_subject=args.cert_subject, cert_issuer=args.cert_issuer,
+                   cn_subject=args.cn_subject, cn_issuer=args.cn_issuer)
+    return ConnectionFacts(peer_name=name or (f"[{addr}]" if addr else ""), peer_addr=addr, tls=tls)
+
+
+def _print_lookups(lookups, out) -> None:
+    if not lookups:
+        print("  (no access map lookups)", file=out)
+    for key, entry in lookups:
+        found = f"found {entry.value!r} at {entry.where}" if entry is not None else "not found"
+        print(f"  lookup {key:<50} {found}", file=out)
+
+
+def _print_decision(title: str, decision: Decision, out) -> None:
+    print(f"== {title}", file=out)
+    _print_lookups(decision.lookups, out)
+    entry = f"{decision.entry.key} {decision.entry.value} ({decision.entry.where})" if decision.entry else "none"
+    print(f"  matched: {entry}", file=out)
+    reply = decision.reply or "(no reply of its own)"
+    print(f"  decision: {decision.action}: {reply}", file=out)
+    if decision.log_fragment:
+        print(f"  log: {decision.log_fragment}", file=out)
+
+
+def _print_features(features: ServerFeatures, out) -> None:
+    print("== srv_features", file=out)
+    _print_lookups(features.lookups, out)
+    entry = f"{features.entry.key} {features.entry.value} ({features.entry.where})" if features.entry else "none"
+    print(f"  matched: {entry}", file=out)
+    cert = {True: "request a client certificate (v)", False: "do not request a client certificate (V)",
+            None: "client certificate: as tls.request_client_cert"}[features.request_client_cert]
+    tls = "offer STARTTLS" if features.offer_starttls else "do not offer STARTTLS (S): 503 5.5.0 TLS not available"
+    print(f"  decision: {tls}; {cert}" + (f"; ignored letters {features.ignored}" if features.ignored else ""),
+          file=out)
+
+
+def _run_server(args, amap: AccessMap, out) -> None:
+    conn = _facts(args, args.client_name, args.client_addr)
+    stage = args.stage or ("RCPT" if args.rcpt else "MAIL")
+    last = STAGES.index(stage)
+    _print_decision("check_relay (connect)", check_connect(amap, conn), out)
+    _print_features(srv_features(amap, conn), out)
+    if last >= 1 and conn.tls.verify != "NONE":
+        _print_decision("tls_client (STARTTLS)", check_tls_client(amap, conn, "STARTTLS", args.tls_perm_err), out)
+    if last >= 2:
+        sender = args.sender or "<>"
+        _print_decision(f"check_mail {sender} (runs tls_client at MAIL first)",
+                        check_mail(amap, conn, sender, args.tls_perm_err), out)
+    if last >= 3:
+        local = args.local_domain or ["localhost"]
+        for rcpt in args.rcpt:
+            _print_decision(f"check_rcpt {rcpt}",
+                            check_rcpt(amap, conn, rcpt, local, args.relay_domain, args.cert_regex_issuer,
+                                       args.cert_regex_subject), out)
+
+
+def _run_client(args, amap: AccessMap, out) -> None:
+    try_decision = try_tls_decision(amap, args.server_name, args.server_addr)
+    _print_decision("try_tls", try_decision, out)
+    disabled = try_decision.action == "reject"
+    if disabled:
+        print("  => STARTTLS is not used toward this server (Try_TLS NO); verify=CLEAR", file=out)
+        args.verify, args.tls_version, args.cipher_bits = "NONE", "", 0
+    conn = _facts(args, args.server_name, args.server_addr)
+    _print_decision("tls_server", check_tls_server(amap, conn, args.tls_perm_err, disabled), out)
+    for rcpt in args.rcpt:
+        _print_decision(f"tls_rcpt {rcpt}", check_tls_rcpt(amap, conn, rcpt, args.tls_perm_err, disabled), out)
+
+
+def cmd_test(args) -> int:
+    try:
+        amap = _load(args.map)
+    except AccessMapError as err:
+        print(f"mailward: {err}", file=sys.stderr)
+        return 2
+    out = sys.stdout
+    print(f"access map {args.map}: {len(amap)} entries", file=out)
+    if args.role == "server":
+        if not (args.client_name or args.client_addr):
+            print("mailward: policy test --role server needs --client-name and/or --client-addr", file=sys.stderr)
+            return 2
+        _run_server(args, amap, out)
+    else:
+        if not (args.server_name or args.server_addr):
+            print("mailward: policy test --role client needs --server-name and/or --server-addr", file=sys.stderr)
+            return 2
+        _run_client(args, amap, out)
+    return 0
