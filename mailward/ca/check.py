@@ -111,8 +111,8 @@ class _Checker:
                                  f"(mode {stat.filemode(mode)})", f"chmod -R go-rwx {folder}")
 
 
-def _check_chain(c: _Checker, cert_file: Path, chain: list[x509.Certificate], ca_file: Path | None,
-                 ca_path: Path | None, crls: list[x509.CertificateRevocationList]) -> None:
+def _check_chain(c: _Checker, cert_file: Path, key_file: Path | None, chain: list[x509.Certificate],
+                 ca_file: Path | None, ca_path: Path | None, crls: list[x509.CertificateRevocationList]) -> None:
     """Verify the leaf against the configured CAs the way the TLS stack will (OpenSSL)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -142,7 +142,7 @@ def _check_chain(c: _Checker, cert_file: Path, chain: list[x509.Certificate], ca
         pass
     elif code == 23:
         c.error(cert_file, "the certificate is revoked in the configured CRL",
-                _issue_cmd(describe(chain[0], c.when).cn_subject, cert_file, Path("KEY")))
+                _issue_cmd(describe(chain[0], c.when).cn_subject, cert_file, key_file or Path("KEY")))
     elif code in (10, 12):  # expired certificate / expired CRL: reported by their own checks
         pass
     else:
@@ -257,7 +257,8 @@ def check_tls_files(cert_file: Path | str | None, key_file: Path | str | None,
             _check_crl(c, crl_file, crl, ca_certs)
 
     if chain and (ca_file is not None or ca_path is not None):
-        _check_chain(c, cert_file, chain, ca_file if ca_certs else None, ca_path if ca_path and ca_path.is_dir() else None, crls)
+        _check_chain(c, cert_file, key_file, chain, ca_file if ca_certs else None,
+                     ca_path if ca_path and ca_path.is_dir() else None, crls)
     return c.problems
 
 
