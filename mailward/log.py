@@ -25,8 +25,9 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": NOTICE, "warn
 
 
 def render(fields: dict) -> str:
-    """'k=v, k=v' as sendmail prints it; None values are left out."""
-    return ", ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+    """'k=v, k=v' as sendmail prints it; None values are left out; a key ending in ':' is
+    printed 'key: value' (sendmail's 'STARTTLS=server, error: accept failed=...')."""
+    return ", ".join(f"{k} {v}" if k.endswith(":") else f"{k}={v}" for k, v in fields.items() if v is not None)
 
 
 def event(level: int, qid: str | None = None, /, **fields) -> None:

@@ -123,6 +123,17 @@ class MTA:
         new = self.maildir / user / "new"
         return sorted(new.iterdir()) if new.exists() else []
 
+    def wait_message(self, user: str, queue_id: str, timeout: float = 10) -> str:
+        """The text of the Maildir file holding ``queue_id`` (waits for local delivery)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for path in self.maildir_files(user):
+                text = path.read_text(errors="replace")
+                if queue_id in text:
+                    return text
+            time.sleep(0.05)
+        raise AssertionError(f"{queue_id} not delivered to {user}\n{self.log_text()}")
+
     def wait_mail(self, user: str, count: int = 1, timeout: float = 10) -> list[Path]:
         deadline = time.time() + timeout
         while time.time() < deadline:

@@ -354,10 +354,10 @@ class SMTPSession(asyncio.Protocol):
                 pass
         if not was_established:
             self.tls = TLSFacts(verify="SOFTWARE")
-            log.info(None, STARTTLS="server", error=f"accept failed={reason}", relay=self.relay,
+            log.info(None, STARTTLS="server", **{"error:": f"accept failed={reason}"}, relay=self.relay,
                      verify="SOFTWARE")
         else:
-            log.info(None, STARTTLS="server", error=f"read error={reason}", relay=self.relay)
+            log.info(None, STARTTLS="server", **{"error:": f"read error={reason}"}, relay=self.relay)
         self._closed = True
         self.transport.close()
 
