@@ -315,8 +315,10 @@ def sign(ca_dir: Path, csr_file: Path, cert_out: Path, usage: str = "server", da
             names.append(extra)
     if not list(csr.subject):
         raise CAError(f"{csr_file}: the request has an empty subject")
-    cert_out = _check_target(cert_out, force)
+    if Path(cert_out).exists() and not force:
+        _check_target(cert_out, force)  # the "already exists" error, before asking for a passphrase
     ca_cert, ca_key = load_ca(ca_dir, passphrase)
+    cert_out = _check_target(cert_out, force)
     return _sign_and_record(ca_dir, ca_cert, ca_key, csr.subject, csr.public_key(), names, usage,
                             days, valid_from, [(cert_out, None, 0o644)])
 
@@ -336,6 +338,9 @@ def issue(ca_dir: Path, cn: str, sans: list[str] | None, cert_out: Path, key_out
     _eku(usage)
     if Path(cert_out).resolve() == Path(key_out).resolve():
         raise CAError(f"{cert_out}: the certificate and the key must go to different files")
+    for target in (cert_out, key_out):
+        if Path(target).exists() and not force:
+            _check_target(target, force)  # the "already exists" error, before asking for a passphrase
     ca_cert, ca_key = load_ca(ca_dir, passphrase)
     if subject is None:
         inherited = [a for a in ca_cert.subject if a.oid != NameOID.COMMON_NAME]
