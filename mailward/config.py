@@ -111,6 +111,8 @@ SCHEMA: dict[str, list[Key]] = {
         Key("domains", "list[str]", ["localhost"], "Domains delivered on this machine."),
         Key("maildir_root", "path", "maildir", "Each local user's Maildir is MAILDIR_ROOT/USER/."),
         Key("users", "list[str]", [], "Local users that exist; empty accepts every local part."),
+        Key("aliases", "path", "", "Aliases file (sendmail form: 'name: target, target'); targets are local users, "
+            "remote addresses or other aliases. Empty: no aliases."),
     ],
     "policy": [
         Key("access_map", "path", "", "sendmail-format access map (TLS_Clt, TLS_Srv, TLS_Rcpt, CERTISSUER, Try_TLS, "
@@ -123,6 +125,44 @@ SCHEMA: dict[str, list[Key]] = {
             "lookup (first group, or the match). sendmail: _CERT_REGEX_ISSUER_.", check=_regex_check),
         Key("cert_regex_subject", "str", "", "Regular expression applied to cert_subject before the CERTSUBJECT "
             "lookup. sendmail: _CERT_REGEX_SUBJECT_.", check=_regex_check),
+    ],
+    "delivery": [
+        Key("route_file", "path", "", "mailertable-style routes: 'DOMAIN  [host]:port', 'DOMAIN  host' (MX lookup) "
+            "or 'DOMAIN  local'; '.DOMAIN' matches subdomains. Empty: DNS for every non-local domain."),
+        Key("resolver", "list[str]", [], "DNS servers to ask, \"ADDR\" or \"ADDR:PORT\" ([::1]:53 for IPv6). "
+            "Empty: the system's resolv.conf."),
+        Key("dns_timeout", "float", 10.0, "Seconds a DNS lookup may take; a timeout defers the mail.", minimum=0.1),
+        Key("smtp_port", "int", 25, "Port used for hosts found by MX or address lookup.", minimum=1),
+        Key("helo_name", "str", "", "Name sent in EHLO/HELO. Empty: server.hostname."),
+        Key("starttls", "bool", True, "Use STARTTLS whenever the next hop offers it (opportunistic TLS; "
+            "Try_TLS:host NO in the access map turns it off per host)."),
+        Key("tls_fallback_to_clear", "bool", True, "After a failed handshake (verify=SOFTWARE) retry that host "
+            "without TLS, subject to TLS_Srv/TLS_Rcpt. sendmail: TLSFallbacktoClear."),
+        Key("client_cert_file", "path", "", "Client certificate presented to servers that ask for one "
+            "(PEM). sendmail: confCLIENT_CERT. Servers are verified with tls.ca_file/tls.ca_path."),
+        Key("client_key_file", "path", "", "Key of the client certificate (unencrypted, mode 0600). "
+            "sendmail: confCLIENT_KEY."),
+        Key("connect_timeout", "float", 30.0, "Seconds to wait for a TCP connection and the greeting.",
+            minimum=0.1),
+        Key("command_timeout", "float", 300.0, "Seconds to wait for a reply (RFC 5321 §4.5.3.2: 5 minutes; "
+            "10 after the final dot).", minimum=0.1),
+        Key("retry_first", "float", 300.0, "Seconds before the first retry of a deferred message.", minimum=0),
+        Key("retry_max", "float", 14400.0, "Longest wait between two retries (backoff doubles up to this).",
+            minimum=0),
+        Key("retry_jitter", "float", 0.2, "Random spread of each retry time, as a fraction (0.2: +/-20%).",
+            minimum=0),
+        Key("give_up_after", "float", 432000.0, "Seconds after arrival when a deferred recipient is bounced "
+            "(5 days, RFC 5321 §4.5.4.1).", minimum=0),
+        Key("delay_warning", "float", 0.0, "Seconds after arrival when a delay DSN is sent once to senders "
+            "whose NOTIFY allows it. 0: never.", minimum=0),
+        Key("max_deliveries", "int", 20, "Messages delivered at the same time in all.", minimum=1),
+        Key("max_per_destination", "int", 4, "Connections at the same time to one destination (domain or route).",
+            minimum=1),
+        Key("max_messages_per_connection", "int", 100, "Messages sent over one connection before it is closed "
+            "(connection reuse).", minimum=1),
+        Key("connection_idle", "float", 5.0, "Seconds an idle outbound connection is kept for reuse.", minimum=0),
+        Key("bounce_max_content", "int", 1048576, "Largest original returned whole in a bounce; bigger ones are "
+            "returned as headers only (RET=HDRS).", minimum=0),
     ],
     "log": [
         Key("level", "choice", "info", "Least severe level logged.", choices=("debug", "info", "notice", "warning",
