@@ -31,6 +31,7 @@ a reference to it is a consistent snapshot (see :mod:`mailward.policy.holder` fo
 from __future__ import annotations
 
 import ipaddress
+import re
 import sys
 from array import array
 from dataclasses import dataclass
@@ -83,9 +84,22 @@ def sendmail_addr(addr: str) -> str:
     return str(ip)
 
 
+_ESCAPE_RE = re.compile(r"\+5c(?=.)", re.IGNORECASE)
+
+
+def dn_key(dn: str) -> str:
+    """A ``+XX``-encoded DN with OpenSSL's backslash escapes (``+5C``) removed: sendmail
+    8.17 with OpenSSL 3 writes ``darth+5C+2Bcert`` where 8.12 wrote ``darth+2Bcert``;
+    CERTISSUER/CERTSUBJECT keys and the DNs looked up are both reduced to this form, so an
+    entry written either way matches a certificate reported either way."""
+    return _ESCAPE_RE.sub("", dn)
+
+
 def _normalise_key(key: str) -> str:
     key = key.lower()
     tag, sep, rest = key.partition(":")
+    if tag in ("certissuer", "certsubject") and sep:
+        return f"{tag}:{dn_key(rest)}"
     if sep and tag != "ipv6" and rest.startswith("ipv6:") and "::" in rest:
         full = sendmail_addr(rest)
         if full != rest:

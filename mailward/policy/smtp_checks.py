@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from mailward.policy.accessmap import AccessMap, Entry, sendmail_addr
+from mailward.policy.accessmap import AccessMap, Entry, dn_key, sendmail_addr
 from mailward.policy.decision import Decision, default_status, error_action, relay_name
 from mailward.policy.lookup import Trace, lookup_addr, lookup_domain, search_address, split_address
 from mailward.policy.rhs import parse_ordinary
@@ -140,19 +140,9 @@ def rewrite_dn(dn: str, regex: str | None) -> str:
     return m.group(1) if m.re.groups else m.group(0)
 
 
-def _dn_variants(dn: str) -> list[str]:
-    """The DN as given, then with OpenSSL's backslash escapes (``+5C``) removed: the form
-    a sendmail 8.12 access map was written in (``darth+2Bcert`` for 8.17's ``darth+5C+2Bcert``)."""
-    legacy = re.sub(r"\+5[cC](?=.)", "", dn)
-    return [dn] if legacy == dn else [dn, legacy]
-
-
 def _cert_lookup(amap: AccessMap, trace: Trace, tag: str, dn: str) -> Entry | None:
-    for variant in _dn_variants(dn):
-        entry = trace.get(amap, f"{tag}:{variant}")
-        if entry is not None:
-            return entry
-    return None
+    # both the key and the DN in the 8.12 form (no +5C escapes): either spelling matches
+    return trace.get(amap, f"{tag}:{dn_key(dn)}")
 
 
 def relay_by_certificate(amap: AccessMap, conn: ConnectionFacts, trace: Trace,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailward.policy.accessmap import AccessMap, Entry, sendmail_addr
+from mailward.policy.accessmap import AccessMap, Entry, dn_key, sendmail_addr
 from mailward.policy.decision import Decision, error_action, relay_name
 from mailward.policy.lookup import Trace, lookup_host, search_address
 from mailward.policy.rhs import TLSRequirement, parse_tls_requirement
@@ -87,13 +87,13 @@ def _extension(name: str, arg: str | None, tls: TLSFacts, tls_name: str, amap: A
         if not _same(want, tls.cn_subject):
             return f"CN {tls.cn_subject} does not match {want}"
     elif name == "CS":
-        if not _same(arg or "", tls.cert_subject):
+        if not _same(dn_key(arg or ""), dn_key(tls.cert_subject)):
             return f"Cert Subject {tls.cert_subject} does not match {arg}"
     elif name == "CI":
-        if not _same(arg or "", tls.cert_issuer):
+        if not _same(dn_key(arg or ""), dn_key(tls.cert_issuer)):
             return f"Cert Issuer {tls.cert_issuer} does not match {arg}"
     elif name == "CITag":
-        found = amap.get(f"{arg}:{tls.cert_issuer}")
+        found = amap.get(f"{arg}:{tls.cert_issuer}") or amap.get(f"{arg}:{dn_key(tls.cert_issuer)}")
         if found is None or found.value.upper() != "OK":
             return f"Cert Issuer {tls.cert_issuer} not acceptable"
     return None
