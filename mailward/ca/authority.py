@@ -101,7 +101,7 @@ def load_ca(ca_dir: Path, passphrase: Passphrase = None, *, when: dt.datetime | 
     return cert, key
 
 
-def _sign_hash(key):
+def signature_hash(key):
     # Ed25519/Ed448 keys sign without a separate hash; EC and RSA use SHA-256.
     return None if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) else hashes.SHA256()
 
@@ -162,7 +162,7 @@ def _leaf(subject: x509.Name, public_key, sans: list[x509.GeneralName], usage: s
     else:
         aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key)
     builder = builder.add_extension(aki, critical=False)
-    return builder.sign(issuer_key, _sign_hash(issuer_key))
+    return builder.sign(issuer_key, signature_hash(issuer_key))
 
 
 def _check_target(path: Path, force: bool) -> Path:
@@ -201,10 +201,11 @@ def init_ca(ca_dir: Path, cn: str, subject: str | None = None, key_type: str = "
             .add_extension(_key_usage(public, ca=True), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
-            .sign(key, _sign_hash(key)))
+            .sign(key, signature_hash(key)))
     crl = build_crl(cert, key, [], crl_number=1, days=30)
     parent = ca_dir.parent
-    make_private_dir(parent) if not parent.exists() else None
+    if not parent.exists():
+        make_private_dir(parent)
     # Build the whole folder beside the target and rename it into place: a CA folder is
     # either complete or absent.
     try:
@@ -242,7 +243,7 @@ def request(cn: str, sans: list[str] | None, key_out: Path, csr_out: Path, key_t
     builder = x509.CertificateSigningRequestBuilder().subject_name(name)
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    csr = builder.sign(key, _sign_hash(key))
+    csr = builder.sign(key, signature_hash(key))
     atomic_write(key_out, key_pem(key), 0o600)
     atomic_write(csr_out, csr.public_bytes(serialization.Encoding.PEM), 0o644)
 

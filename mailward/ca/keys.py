@@ -113,7 +113,7 @@ def parse_subject(text: str | None, cn: str | None) -> x509.Name:
     out = []
     for oid, value in attributes:
         if not value:
-            raise CAError(f"subject: {oid._name} is empty")
+            raise CAError(f"subject: {_SHORT_NAMES.get(oid, oid.dotted_string)}= is empty")
         if oid == NameOID.COUNTRY_NAME and (len(value) != 2 or not value.isalpha()):
             raise CAError(f"subject: C={value!r}: expected a two-letter ISO country code like US")
         if oid == NameOID.COMMON_NAME and len(value) > 64:
@@ -121,7 +121,7 @@ def parse_subject(text: str | None, cn: str | None) -> x509.Name:
         try:
             out.append(x509.NameAttribute(oid, value))
         except ValueError as err:
-            raise CAError(f"subject: {oid._name}={value!r}: {err}") from None
+            raise CAError(f"subject: {_SHORT_NAMES.get(oid, oid.dotted_string)}={value!r}: {err}") from None
     return x509.Name(out)
 
 

@@ -20,8 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from mailward.ca import index as index_mod
-from mailward.ca.authority import (CA_CERT, CA_KEY, CRL, CRL_NUMBER, INDEX, Passphrase, _sign_hash,
-                                   load_ca, now)
+from mailward.ca.authority import CA_CERT, CRL, CRL_NUMBER, INDEX, Passphrase, load_ca, now, signature_hash
 from mailward.ca.store import CAError, atomic_write, ca_lock, load_cert, read_bytes
 
 _REASON_FLAGS = {name: getattr(x509.ReasonFlags, attr) for name, attr in (
@@ -55,7 +54,7 @@ def build_crl(ca_cert: x509.Certificate, ca_key, entries: list[index_mod.Entry],
         if entry.reason in _REASON_FLAGS and entry.reason != "unspecified":
             revoked = revoked.add_extension(x509.CRLReason(_REASON_FLAGS[entry.reason]), critical=False)
         builder = builder.add_revoked_certificate(revoked.build())
-    return builder.sign(ca_key, _sign_hash(ca_key))
+    return builder.sign(ca_key, signature_hash(ca_key))
 
 
 def revoke(ca_dir: Path, cert_file: Path | None = None, serial: int | None = None,
@@ -112,5 +111,3 @@ def make_crl(ca_dir: Path, passphrase: Passphrase = None, days: int = 30,
         atomic_write(number_file, (index_mod.serial_hex(number + 1) + "\n").encode(), 0o600)
     return ca_dir / CRL
 
-
-__all__ = ["REASONS", "build_crl", "make_crl", "revoke", "CA_KEY"]
