@@ -108,14 +108,14 @@ class SMTPServer:
         self._name_cache[addr] = name
         return name
 
-    def spool_has_room(self) -> bool:
-        need = self.config.spool.min_free_space
-        if need <= 0:
-            return True
+    def spool_has_room(self, declared_size: int = 0) -> bool:
+        """Room for a message of ``declared_size`` (MAIL's SIZE=) plus ``spool.min_free_space``;
+        with neither, at least a few blocks must be free (a full disk gets 452 at MAIL)."""
         try:
             st = os.statvfs(self.spool.directory)
         except OSError:
             return False
+        need = max(self.config.spool.min_free_space + declared_size, 4 * st.f_frsize)
         return st.f_bavail * st.f_frsize >= need
 
     def accepted(self, envelope, session: SMTPSession) -> None:

@@ -216,7 +216,8 @@ class SMTPSession(asyncio.Protocol):
             self.core.block(verdict.reply)  # RCPT gets the same answer, as in sendmail
         else:
             verdict = self.server.gate.mail(facts, event.path.address)
-        if verdict.reply is None and not self.server.spool_has_room():
+        size = event.path.params.get("SIZE") or "0"
+        if verdict.reply is None and not self.server.spool_has_room(int(size)):
             verdict = Verdict(R.STORAGE_FULL)
         self.discard = verdict.discard
         self._answer(verdict, "check_mail", sender)
