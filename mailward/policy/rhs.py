@@ -32,6 +32,7 @@ _TAG_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _REPLY_RE = re.compile(r"[245]\d\d([ -].*)?\Z", re.S)
 _DSN_RE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}\Z")
 _BITS_RE = re.compile(r"\d{1,9}\Z")
+_BAD_PLUS_RE = re.compile(r"\+(?![0-9A-Fa-f]{2})")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ def parse_tls_requirement(value: str) -> TLSRequirement:
             if upper == "CN" and not colon:
                 extensions.append(("CN", None))
             elif upper in ("CN", "CS", "CI") and arg:
+                if _BAD_PLUS_RE.search(arg):
+                    raise RHSError(f"'+' in {item!r} is neither +XX encoding nor '++': join extensions with "
+                                   "'++', as in VERIFY+CN:mx.example++CI:/C=XX/CN=CA")
                 extensions.append((upper, arg))
             elif name.lower() == "citag" and arg:
                 extensions.append(("CITag", arg))
