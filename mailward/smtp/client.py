@@ -1,0 +1,500 @@
+"""The SMTP client protocol core: the counterpart of :mod:`mailward.smtp.server`. No I/O.
+
+Bytes from the server go in with :meth:`ClientConnection.receive_data`; events come out of
+:meth:`next_event`; command bytes come out of :meth:`data_to_send`. The I/O layer (the
+delivery client, :mod:`mailward.deliver.outbound`) owns the socket, the TLS engine and the
+timeouts, and answers events by calling the methods below.
+
+The dialogue (RFC 5321 §3, §4.1):
+
+* ``220`` greeting → the core sends ``EHLO``; a ``5xx`` to EHLO falls back to ``HELO``
+  (RFC 5321 §3.2). Then :class:`Ready` carries the server's extensions.
+* :meth:`start_tls` sends ``STARTTLS``; ``220`` gives :class:`TLSReady`: the I/O layer runs the
+  handshake and calls :meth:`tls_started`, after which the core forgets what it knew and says
+  EHLO again (RFC 3207 §4.2). Any other reply gives :class:`TLSRefused`.
+* :meth:`send_transaction` sends ``MAIL``, every ``RCPT`` and ``DATA`` — in one group when the
+  server offers PIPELINING (RFC 2920 §3.1: DATA ends the group), one at a time otherwise.
+  ESMTP parameters are passed on only when the server announced their extension: SIZE
+  (RFC 1870), BODY=8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), RET/ENVID/NOTIFY/ORCPT
+  (RFC 3461 §4). On ``354`` comes :class:`SendContent`: the I/O layer feeds the message with
+  :meth:`send_content` and ends it with :meth:`end_content`. The core dot-stuffs (RFC 5321
+  §4.5.2) and terminates with ``CRLF.CRLF``; nothing else in the message changes.
+  :class:`TransactionDone` carries one reply per recipient (:meth:`TransactionResult.outcome`).
+  A transaction that ended before its content (MAIL refused, every RCPT refused) is closed
+  with ``RSET`` so the connection can be reused for the next message.
+* :meth:`quit` sends ``QUIT``; :class:`Closed` reports the end (also on ``421`` at any time).
+
+Failure behaviour: a reply that is not SMTP raises :class:`RemoteProtocolError` (the next hop's
+fault: try another host, defer); calling a method in the wrong state raises
+:class:`LocalProtocolError` (our bug). Nothing else raises.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+
+from mailward.smtp.replies import Reply
+
+MAX_REPLY_LINE = 4096  # generous: RFC 5321 §4.5.3.1.5 says 512 octets
+
+
+class RemoteProtocolError(Exception):
+    """The server sent something that is not an SMTP reply, or a reply out of place."""
+
+
+class LocalProtocolError(Exception):
+    """The I/O layer called the core in a state where that is not allowed."""
+
+
+# ---- events ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Greeting:
+    reply: Reply              # 220: EHLO is on its way; anything else: QUIT is on its way
+
+
+@dataclass(frozen=True)
+class Ready:
+    extensions: dict[str, str]   # upper-case keyword → its parameters ("" when none)
+    esmtp: bool                  # False after a HELO fallback
+    reply: Reply
+
+
+@dataclass(frozen=True)
+class HeloFailed:
+    reply: Reply              # both EHLO and HELO refused (or EHLO 4xx): QUIT is on its way
+
+
+@dataclass(frozen=True)
+class TLSReady:
+    """220 to STARTTLS: run the handshake now, then call tls_started()."""
+
+
+@dataclass(frozen=True)
+class TLSRefused:
+    reply: Reply
+
+
+@dataclass(frozen=True)
+class SendContent:
+    """354: feed the message with send_content() and end it with end_content()."""
+
+
+@dataclass(frozen=True)
+class TransactionDone:
+    result: "TransactionResult"
+
+
+@dataclass(frozen=True)
+class Closed:
+    reply: Reply | None       # 221, a 421, or None when the peer simply closed
+
+
+class _Sentinel:
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+NEED_DATA = _Sentinel("NEED_DATA")   # flush data_to_send() and feed more bytes
+WAITING = _Sentinel("WAITING")       # the core waits for a call (send_transaction, quit, ...)
+
+
+# ---- transactions --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Transaction:
+    sender: str                                        # "" for the null reverse-path
+    recipients: tuple[tuple[str, dict], ...]           # (address, ESMTP params as received)
+    mail_params: dict = field(default_factory=dict)    # MAIL params as received
+    size: int = 0                                      # message size for SIZE=
+
+
+@dataclass
+class TransactionResult:
+    mail: Reply | None = None
+    rcpts: list[Reply | None] = field(default_factory=list)
+    data: Reply | None = None        # the reply to DATA if refused, else the final reply
+    content_sent: bool = False
+
+    def outcome(self, index: int) -> Reply:
+        """The reply that decides recipient ``index``: its RCPT refusal, else the end of DATA,
+        else whatever stopped the transaction before that."""
+        rcpt = self.rcpts[index] if index < len(self.rcpts) else None
+        if self.mail is not None and not self.mail.is_positive:
+            return self.mail
+        if rcpt is not None and not rcpt.is_positive:
+            return rcpt
+        if self.data is not None:
+            return self.data
+        return rcpt or self.mail or Reply(451, "4.4.2", "Connection lost before the reply")
+
+
+def xtext_params(params: dict) -> str:
+    return "".join(f" {k}" if v is None else f" {k}={v}" for k, v in params.items())
+
+
+def mail_params(tx: Transaction, ext: dict[str, str]) -> dict:
+    """MAIL FROM parameters the next hop understands (RFC 1869 §6: never send the others)."""
+    out: dict = {}
+    given = {k.upper(): v for k, v in tx.mail_params.items()}
+    if "SIZE" in ext and tx.size:
+        out["SIZE"] = str(tx.size)
+    if "8BITMIME" in ext and (given.get("BODY") or "").upper() in ("8BITMIME", "7BIT"):
+        out["BODY"] = given["BODY"].upper()
+    if "SMTPUTF8" in ext and "SMTPUTF8" in given:
+        out["SMTPUTF8"] = None
+    if "DSN" in ext:
+        for key in ("RET", "ENVID"):
+            if given.get(key):
+                out[key] = given[key]
+    return out
+
+
+def rcpt_params(params: dict, ext: dict[str, str]) -> dict:
+    """RCPT TO parameters: NOTIFY and ORCPT only to a server that does DSN (RFC 3461 §4.1)."""
+    if "DSN" not in ext:
+        return {}
+    given = {k.upper(): v for k, v in params.items()}
+    return {k: given[k] for k in ("NOTIFY", "ORCPT") if given.get(k)}
+
+
+# ---- reply parsing -------------------------------------------------------------------------
+_STATUS = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?: |$)")
+
+
+def _make_reply(code: int, texts: list[str]) -> Reply:
+    status = ""
+    m = _STATUS.match(texts[0]) if texts else None
+    if m and m.group(1) == str(code)[0]:
+        status = m.group(0).strip()
+        # RFC 2034 §3: the enhanced code starts every line of the reply
+        texts = [t[len(status):].lstrip(" ") if t.startswith(status) else t for t in texts]
+    return Reply(code, status, texts[0] if len(texts) == 1 else tuple(texts))
+
+
+class ReplyReader:
+    """Splits received bytes into complete replies (RFC 5321 §4.2.1: ``code-`` continues)."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._lines: list[str] = []
+        self._code: int | None = None
+
+    def feed(self, data: bytes) -> list[Reply]:
+        self._buf += data
+        replies = []
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl < 0:
+                if len(self._buf) > MAX_REPLY_LINE:
+                    raise RemoteProtocolError("reply line too long")
+                return replies
+            raw, self._buf = self._buf[:nl], self._buf[nl + 1:]
+            line = raw.rstrip(b"\r").decode("utf-8", "replace")
+            if len(line) < 3 or not line[:3].isdigit() or (len(line) > 3 and line[3] not in " -"):
+                raise RemoteProtocolError(f"not an SMTP reply: {line[:80]!r}")
+            code = int(line[:3])
+            if not 200 <= code < 600:
+                raise RemoteProtocolError(f"reply code out of range: {line[:80]!r}")
+            if self._code is not None and code != self._code:
+                raise RemoteProtocolError(f"reply code changed inside a multi-line reply: {line[:80]!r}")
+            self._code = code
+            self._lines.append(line[4:])
+            if len(line) == 3 or line[3] == " ":
+                replies.append(_make_reply(code, self._lines))
+                self._lines, self._code = [], None
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._buf or self._lines)
+
+
+def parse_ehlo(reply: Reply) -> dict[str, str]:
+    """The EHLO keywords after the greeting line (RFC 5321 §4.1.1.1), upper-cased."""
+    ext: dict[str, str] = {}
+    for line in reply.lines[1:]:
+        keyword, _, params = line.strip().partition(" ")
+        if keyword:
+            ext[keyword.upper()] = params.strip()
+    return ext
+
+
+# ---- the state machine --------------------------------------------------------------------
+_GREETING, _EHLO, _HELO, _READY, _STARTTLS, _TLS, _TX, _CONTENT, _DATA_END, _RSET, _QUIT, _CLOSED = range(12)
+
+
+class ClientConnection:
+    def __init__(self, local_name: str):
+        self.local_name = local_name
+        self.extensions: dict[str, str] = {}
+        self.esmtp = False
+        self.tls_active = False
+        self.transactions = 0           # completed on this connection (for reuse limits)
+        self._state = _GREETING
+        self._reader = ReplyReader()
+        self._out: list[bytes] = []
+        self._events: deque = deque()
+        self._replies: deque[Reply] = deque()
+        self._expect: deque[tuple[str, int]] = deque()   # commands awaiting replies
+        self._tx: Transaction | None = None
+        self._result: TransactionResult | None = None
+        self._unsent: deque[tuple[str, int]] = deque()   # non-pipelined commands still to send
+        self._line_start = True
+        self._tail = b""
+        self._eof = False
+
+    # ---- the I/O boundary -------------------------------------------------------------
+    def receive_data(self, data: bytes) -> None:
+        if self._state == _CLOSED:
+            return
+        if not data:  # the peer closed the connection: replies already read still count
+            self._eof = True
+            return
+        self._replies.extend(self._reader.feed(data))
+
+    def data_to_send(self) -> bytes:
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    def next_event(self):
+        while not self._events:
+            if self._replies and self._state not in (_TLS, _CLOSED):
+                self._handle(self._replies.popleft())
+            elif self._eof and self._state != _CLOSED:
+                self._finish_closed(None)
+            else:
+                break
+        if self._events:
+            return self._events.popleft()
+        if self._state in (_READY, _TLS, _CONTENT) or self._state == _CLOSED:
+            return WAITING
+        return NEED_DATA
+
+    @property
+    def closed(self) -> bool:
+        return self._state == _CLOSED
+
+    @property
+    def ready(self) -> bool:
+        """True when a transaction (or STARTTLS, or QUIT) may be started."""
+        return self._state == _READY
+
+    # ---- calls from the I/O layer -----------------------------------------------------
+    def start_tls(self) -> None:
+        self._require(_READY, "start_tls")
+        if "STARTTLS" not in self.extensions or self.tls_active:
+            raise LocalProtocolError("STARTTLS was not offered")
+        self._command("STARTTLS", "STARTTLS")
+        self._state = _STARTTLS
+
+    def tls_started(self) -> None:
+        """The handshake succeeded: start over with EHLO (RFC 3207 §4.2)."""
+        self._require(_TLS, "tls_started")
+        self.tls_active = True
+        self.extensions = {}
+        self._reader = ReplyReader()   # nothing received in clear is kept
+        self._replies.clear()
+        self._command(f"EHLO {self.local_name}", "EHLO")
+        self._state = _EHLO
+
+    def send_transaction(self, tx: Transaction) -> None:
+        self._require(_READY, "send_transaction")
+        if not tx.recipients:
+            raise LocalProtocolError("a transaction needs at least one recipient")
+        self._tx = tx
+        self._result = TransactionResult(rcpts=[None] * len(tx.recipients))
+        ext = self.extensions
+        commands = [(f"MAIL FROM:<{tx.sender}>{xtext_params(mail_params(tx, ext))}", "MAIL", -1)]
+        for i, (address, params) in enumerate(tx.recipients):
+            commands.append((f"RCPT TO:<{address}>{xtext_params(rcpt_params(params, ext))}", "RCPT", i))
+        commands.append(("DATA", "DATA", -1))
+        if "PIPELINING" in ext:
+            for line, kind, index in commands:
+                self._command(line, kind, index)
+        else:
+            line, kind, index = commands[0]
+            self._command(line, kind, index)
+            self._unsent = deque((c[0], c[1], c[2]) for c in commands[1:])
+        self._state = _TX
+
+    def send_content(self, chunk: bytes) -> None:
+        """Part of the message; dot-stuffed here (RFC 5321 §4.5.2), nothing else changes."""
+        self._require(_CONTENT, "send_content")
+        if not chunk:
+            return
+        stuffed = chunk.replace(b"\n.", b"\n..")
+        if self._line_start and chunk.startswith(b"."):
+            stuffed = b"." + stuffed
+        self._line_start = chunk.endswith(b"\n")
+        self._tail = (self._tail + chunk)[-2:]
+        self._out.append(stuffed)
+
+    def end_content(self) -> None:
+        self._require(_CONTENT, "end_content")
+        # The end of data is CRLF.CRLF; a message not ending in CRLF gets one (§4.1.1.4).
+        self._out.append(b".\r\n" if self._tail in (b"", b"\r\n") else b"\r\n.\r\n")
+        self._expect.append(("DATA_END", -1))
+        self._state = _DATA_END
+        assert self._result is not None
+        self._result.content_sent = True
+
+    def quit(self) -> None:
+        if self._state == _CLOSED:
+            return
+        if self._state not in (_READY, _GREETING, _EHLO, _HELO):
+            raise LocalProtocolError(f"quit() in state {self._state}")
+        self._command("QUIT", "QUIT")
+        self._state = _QUIT
+
+    # ---- internals ------------------------------------------------------------------------
+    def _require(self, state: int, what: str) -> None:
+        if self._state != state:
+            raise LocalProtocolError(f"{what}() is not allowed now (state {self._state})")
+
+    def _command(self, line: str, kind: str, index: int = -1) -> None:
+        self._out.append(line.encode("utf-8") + b"\r\n")
+        self._expect.append((kind, index))
+
+    def _finish_closed(self, reply: Reply | None) -> None:
+        if self._state == _CLOSED:
+            return
+        if self._result is not None and self._state in (_TX, _CONTENT, _DATA_END, _RSET):
+            # the transaction ends with whatever we know; missing replies count as 4xx
+            lost = reply if reply is not None else Reply(451, "4.4.2", "Connection lost")
+            if self._result.data is None and self._state == _DATA_END:
+                self._result.data = lost
+            elif self._state == _TX:
+                if self._result.mail is None:
+                    self._result.mail = lost
+                self._result.rcpts = [r if r is not None else lost for r in self._result.rcpts]
+            self._events.append(TransactionDone(self._result))
+            self._result = None
+        self._state = _CLOSED
+        self._expect.clear()
+        self._events.append(Closed(reply))
+
+    def _handle(self, reply: Reply) -> None:
+        if reply.code == 421 and self._state != _QUIT:  # RFC 5321 §3.8: the server is closing
+            self._finish_closed(reply)
+            return
+        if self._state == _GREETING:
+            self._events.append(Greeting(reply))
+            if reply.code == 220:
+                self._command(f"EHLO {self.local_name}", "EHLO")
+                self._state = _EHLO
+            else:  # RFC 5321 §3.1: 554 greeting → QUIT and try elsewhere
+                self._command("QUIT", "QUIT")
+                self._state = _QUIT
+            return
+        if not self._expect:
+            raise RemoteProtocolError(f"unexpected reply: {reply}")
+        kind, index = self._expect.popleft()
+        getattr(self, f"_on_{kind.lower()}")(reply, index)
+
+    def _on_ehlo(self, reply: Reply, index: int) -> None:
+        if reply.code == 250:
+            self.extensions, self.esmtp = parse_ehlo(reply), True
+            self._state = _READY
+            self._events.append(Ready(dict(self.extensions), True, reply))
+        elif reply.is_permanent and not self.tls_active:  # RFC 5321 §3.2: fall back to HELO
+            self._command(f"HELO {self.local_name}", "HELO")
+            self._state = _HELO
+        else:
+            self._events.append(HeloFailed(reply))
+            self._command("QUIT", "QUIT")
+            self._state = _QUIT
+
+    def _on_helo(self, reply: Reply, index: int) -> None:
+        if reply.code == 250:
+            self.extensions, self.esmtp = {}, False
+            self._state = _READY
+            self._events.append(Ready({}, False, reply))
+        else:
+            self._events.append(HeloFailed(reply))
+            self._command("QUIT", "QUIT")
+            self._state = _QUIT
+
+    def _on_starttls(self, reply: Reply, index: int) -> None:
+        if reply.code == 220:
+            self._state = _TLS
+            self._events.append(TLSReady())
+        else:
+            self._state = _READY
+            self._events.append(TLSRefused(reply))
+
+    def _send_next_unsent(self) -> None:
+        if self._unsent:
+            line, kind, index = self._unsent.popleft()
+            self._command(line, kind, index)
+
+    def _on_mail(self, reply: Reply, index: int) -> None:
+        assert self._result is not None
+        self._result.mail = reply
+        if reply.is_positive:
+            self._send_next_unsent()
+        elif self._unsent:  # not pipelined: nothing more to say for this message
+            self._unsent.clear()
+            self._end_transaction()
+
+    def _on_rcpt(self, reply: Reply, index: int) -> None:
+        assert self._result is not None
+        self._result.rcpts[index] = reply
+        if not self._unsent:
+            return
+        if self._unsent[0][1] == "DATA" and not any(r is not None and r.is_positive for r in self._result.rcpts):
+            self._unsent.clear()  # no recipient accepted: do not send DATA
+            self._end_transaction()
+            return
+        self._send_next_unsent()
+
+    def _on_data(self, reply: Reply, index: int) -> None:
+        assert self._result is not None
+        accepted = any(r is not None and r.is_positive for r in self._result.rcpts)
+        if reply.code == 354 and not accepted:
+            # RFC 2920 §3.1: every RCPT failed but DATA was accepted: send only the end
+            self._out.append(b".\r\n")
+            self._expect.append(("DATA_END_EMPTY", -1))
+            self._state = _DATA_END
+            return
+        if reply.code == 354:
+            self._state = _CONTENT
+            self._line_start, self._tail = True, b""
+            self._events.append(SendContent())
+            return
+        self._result.data = reply if accepted else None
+        self._end_transaction()
+
+    def _on_data_end(self, reply: Reply, index: int) -> None:
+        assert self._result is not None
+        self._result.data = reply
+        self.transactions += 1
+        self._done()
+
+    def _on_data_end_empty(self, reply: Reply, index: int) -> None:
+        self._done()
+
+    def _end_transaction(self) -> None:
+        """The transaction stopped before its content: RSET if the server holds one."""
+        assert self._result is not None
+        if self._result.mail is not None and self._result.mail.is_positive:
+            self._command("RSET", "RSET")
+            self._state = _RSET
+        else:
+            self._done()
+
+    def _on_rset(self, reply: Reply, index: int) -> None:
+        self._done()
+
+    def _done(self) -> None:
+        if self._expect:  # pipelined replies still to come (e.g. DATA after a failed MAIL)
+            return
+        result, self._result, self._tx = self._result, None, None
+        self._state = _READY
+        self._events.append(TransactionDone(result))
+
+    def _on_quit(self, reply: Reply, index: int) -> None:
+        self._finish_closed(reply)
