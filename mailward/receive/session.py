@@ -114,7 +114,6 @@ class SMTPSession(asyncio.Protocol):
                 self._close()
             return
         self.core.receive_data(data)
-        self._arm(self.settings.data_timeout if self.core.in_data else self.settings.idle_timeout)
         if not self._busy:
             self._pump()
 
@@ -191,14 +190,20 @@ class SMTPSession(asyncio.Protocol):
 
     # ---- the event loop over the core --------------------------------------------------
     def _pump(self) -> None:
+        # The timer is re-armed only when a whole command or whole DATA lines arrived, not
+        # for every byte: a client dribbling one byte a second still times out (slowloris).
         core = self.core
+        progressed = False
         while not self._closed:
             event = core.next_event()
             if event is ev.NEED_DATA or event is ev.PAUSED:
                 self._flush()
                 if core.closed:
                     self._close()
+                elif progressed and (self.engine is None or self.engine.handshake_done):
+                    self._arm(self.settings.data_timeout if core.in_data else self.settings.idle_timeout)
                 return
+            progressed = True
             handler = _DISPATCH.get(type(event))
             if handler is not None:
                 handler(self, event)
