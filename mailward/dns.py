@@ -1,0 +1,165 @@
+"""The resolver seam: every DNS question mailward asks goes through here (dnspython).
+
+What the delivery side needs, and the rules it follows:
+
+* :meth:`Resolver.mail_hosts` — where mail for a domain goes (RFC 5321 §5.1): the MX records
+  in preference order, hosts of equal preference in random order (§5.1: "randomize"), each
+  host with its A and AAAA addresses. No MX record → the domain itself is the one host
+  ("implicit MX"). A null MX (RFC 7505: one MX, preference 0, target ``.``) means the domain
+  accepts no mail: a permanent failure ``556 5.1.10``. A name that does not exist (NXDOMAIN)
+  is permanent (``5.1.2``); an MX host without addresses is skipped.
+* :meth:`Resolver.addresses` — A then AAAA of one host (for ``[host]`` routes).
+
+Failure behaviour: SERVFAIL, REFUSED, a timeout or no answer from any server raises
+:class:`DNSError` with ``temporary=True`` — the mail is deferred, never bounced. Permanent
+answers raise it with ``temporary=False`` and an enhanced status code. Nothing else escapes.
+
+Configuration: ``delivery.resolver`` lists the servers (``ADDR`` or ``ADDR:PORT``, ``[v6]:PORT``);
+empty uses the system's resolv.conf. ``delivery.dns_timeout`` bounds each lookup.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+
+class DNSError(Exception):
+    def __init__(self, text: str, *, temporary: bool, status: str = "", code: int = 0):
+        super().__init__(text)
+        self.temporary = temporary
+        self.status = status or ("4.4.3" if temporary else "5.1.2")
+        self.code = code or (451 if temporary else 550)
+
+    @property
+    def text(self) -> str:
+        return str(self)
+
+
+@dataclass(frozen=True)
+class MailHost:
+    name: str                       # the MX target (or the domain itself for an implicit MX)
+    preference: int
+    addresses: tuple[str, ...]
+
+
+def parse_server(item: str) -> tuple[str, int]:
+    """'127.0.0.1', '127.0.0.1:5353', '[::1]:53', '::1' → (address, port)."""
+    item = item.strip()
+    if item.startswith("["):
+        host, _, rest = item[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else 53
+    elif item.count(":") == 1:
+        host, _, p = item.partition(":")
+        port = int(p)
+    else:
+        host, port = item, 53
+    ipaddress.ip_address(host)  # ValueError for a name: resolvers are given by address
+    return host, port
+
+
+def is_address_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+class Resolver:
+    def __init__(self, servers: list[str] | tuple[str, ...] = (), timeout: float = 10.0,
+                 rng: random.Random | None = None):
+        if servers:
+            self._resolver = dns.asyncresolver.Resolver(configure=False)
+            self._resolver.nameservers = [dns.nameserver.Do53Nameserver(*parse_server(s)) for s in servers]
+        else:
+            self._resolver = dns.asyncresolver.Resolver()
+        self._resolver.lifetime = timeout
+        self._resolver.timeout = min(timeout, 3.0)
+        self._resolver.cache = dns.resolver.Cache(60)
+        self.rng = rng or random.Random()
+
+    async def _query(self, name: str, rdtype: str):
+        """The answer's rrset, or None for "no such record"; raises DNSError otherwise."""
+        try:
+            answer = await self._resolver.resolve(name, rdtype, search=False)
+            return answer.rrset
+        except dns.resolver.NoAnswer:
+            return None
+        except dns.resolver.NXDOMAIN:
+            raise DNSError(f"Host or domain name not found. Name service error for name={name} "
+                           f"type={rdtype}: Host not found", temporary=False, status="5.1.2", code=550) from None
+        except (dns.resolver.NoNameservers, dns.resolver.LifetimeTimeout, dns.exception.Timeout) as err:
+            # SERVFAIL, REFUSED, no server reachable, timeout: try again later (never bounce)
+            raise DNSError(f"Host name lookup failure for name={name} type={rdtype}: "
+                           f"{type(err).__name__}", temporary=True, status="4.4.3", code=451) from None
+        except dns.exception.DNSException as err:
+            raise DNSError(f"DNS error for name={name} type={rdtype}: {err}", temporary=True) from None
+
+    async def addresses(self, name: str) -> tuple[str, ...]:
+        """A then AAAA addresses of ``name``; () when it has none. An address literal is itself."""
+        if is_address_literal(name):
+            return (name,)
+        found: list[str] = []
+        temporary: DNSError | None = None
+        for rdtype in ("A", "AAAA"):
+            try:
+                rrset = await self._query(name, rdtype)
+            except DNSError as err:
+                if not err.temporary:
+                    if rdtype == "A":
+                        raise
+                    continue
+                temporary = err
+                continue
+            if rrset is not None:
+                found.extend(r.address for r in rrset)
+        if not found and temporary is not None:
+            raise temporary
+        return tuple(found)
+
+    async def mail_hosts(self, domain: str) -> list[MailHost]:
+        """The hosts that take mail for ``domain``, in the order to try them (RFC 5321 §5.1)."""
+        domain = domain.rstrip(".")
+        rrset = await self._query(domain, "MX")
+        if rrset is None:  # no MX: the domain's own address is the implicit MX
+            addrs = await self.addresses(domain)
+            if not addrs:
+                raise DNSError(f"Host or domain name not found: {domain} has no MX and no address",
+                               temporary=False, status="5.1.2", code=550)
+            return [MailHost(domain, 0, addrs)]
+        records = [(r.preference, r.exchange.to_text(omit_final_dot=True)) for r in rrset]
+        real = [(p, name) for p, name in records if name not in ("", ".")]
+        if not real:  # RFC 7505 §3: a null MX; §4.2 gives the reply code
+            raise DNSError(f"Domain {domain} does not accept mail (nullMX)", temporary=False,
+                           status="5.1.10", code=556)
+        by_pref: dict[int, list[str]] = {}
+        for pref, name in real:
+            by_pref.setdefault(pref, []).append(name)
+        hosts: list[MailHost] = []
+        temporary: DNSError | None = None
+        for pref in sorted(by_pref):
+            names = by_pref[pref]
+            self.rng.shuffle(names)
+            for name in names:
+                try:
+                    addrs = await self.addresses(name)
+                except DNSError as err:
+                    if err.temporary:
+                        temporary = err
+                    continue
+                if addrs:
+                    hosts.append(MailHost(name, pref, addrs))
+        if not hosts:
+            if temporary is not None:
+                raise temporary
+            raise DNSError(f"No address for any MX host of {domain}", temporary=False, status="5.4.4",
+                           code=550)
+        return hosts

@@ -1,0 +1,149 @@
+"""Fixtures for the delivery tests: a real DNS server (NSD, Debian's package) on loopback with
+the test zone below, a port shared by the "MX hosts" on 127.0.0.x, and aiosmtpd sinks."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+# The MX hosts of the tests live on 127.0.0.x addresses (Linux routes all of 127/8 to lo).
+ZONE = """$ORIGIN test.
+$TTL 5
+@            IN SOA ns.test. hostmaster.test. 1 3600 600 86400 5
+@            IN NS  ns.test.
+ns           IN A   127.0.0.1
+; MX order: mx1 (10) before mx2 (20)
+order        IN MX 20 mx2.order.test.
+order        IN MX 10 mx1.order.test.
+mx1.order    IN A   127.0.0.11
+mx2.order    IN A   127.0.0.12
+; the first MX refuses connections, the second accepts
+fallback     IN MX 10 dead.fallback.test.
+fallback     IN MX 20 live.fallback.test.
+dead.fallback IN A  127.0.0.21
+live.fallback IN A  127.0.0.22
+; two hosts of one preference
+same         IN MX 10 a.same.test.
+same         IN MX 10 b.same.test.
+a.same       IN A   127.0.0.31
+b.same       IN A   127.0.0.32
+; no MX: the domain's own address (RFC 5321 §5.1)
+nomx         IN A   127.0.0.41
+; null MX (RFC 7505)
+null         IN MX 0 .
+; neither MX nor address
+nodata       IN TXT "no mail here"
+; the seed's multiple-MX example: a TLS primary and a clear-text backup
+secure       IN MX 10 primary.secure.test.
+secure       IN MX 50 backup.secure.test.
+primary.secure IN A 127.0.0.51
+backup.secure  IN A 127.0.0.52
+; a mailward with TLS and client certificates
+tls          IN MX 10 mx.tls.test.
+mx.tls       IN A   127.0.0.61
+; a sink that says what the tests tell it to
+sink         IN MX 10 mx.sink.test.
+mx.sink      IN A   127.0.0.71
+"""
+
+NSD_CONF = """server:
+    ip-address: 127.0.0.1@{port}
+    port: {port}
+    username: ""
+    chroot: ""
+    zonesdir: "{dir}"
+    database: ""
+    pidfile: "{dir}/nsd.pid"
+    xfrdfile: "{dir}/xfrd.state"
+    zonelistfile: "{dir}/zone.list"
+    xfrdir: "{dir}"
+    logfile: "{dir}/nsd.log"
+    server-count: 1
+    hide-version: yes
+remote-control:
+    control-enable: no
+zone:
+    name: "test"
+    zonefile: "test.zone"
+# a secondary zone that was never transferred: NSD answers SERVFAIL for it
+zone:
+    name: "broken.test"
+    request-xfr: 127.0.0.1@9 NOKEY
+    allow-notify: 127.0.0.1 NOKEY
+"""
+
+
+def free_udp_tcp_port(host: str = "127.0.0.1") -> int:
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind((host, 0))
+            port = u.getsockname()[1]
+            with socket.socket() as t:
+                try:
+                    t.bind((host, port))
+                    return port
+                except OSError:
+                    continue
+    raise RuntimeError("no free port")
+
+
+@pytest.fixture(scope="session")
+def dns_server(tmp_path_factory) -> str:
+    """NSD serving the zone above on 127.0.0.1:PORT; yields "127.0.0.1:PORT"."""
+    nsd = shutil.which("nsd") or (Path("/usr/sbin/nsd") if Path("/usr/sbin/nsd").exists() else None)
+    if not nsd:
+        pytest.skip("nsd is not installed (scripts/install-test-deps installs it)")
+    d = tmp_path_factory.mktemp("nsd")
+    port = free_udp_tcp_port()
+    (d / "test.zone").write_text(ZONE)
+    (d / "nsd.conf").write_text(NSD_CONF.format(port=port, dir=d))
+    proc = subprocess.Popen([str(nsd), "-d", "-c", str(d / "nsd.conf")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    import dns.message
+    import dns.query
+    deadline = time.time() + 10
+    while True:
+        try:
+            answer = dns.query.udp(dns.message.make_query("ns.test", "A"), "127.0.0.1", timeout=0.2, port=port)
+            if answer.answer:
+                break
+        except Exception:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            log = (d / "nsd.log").read_text() if (d / "nsd.log").exists() else ""
+            raise RuntimeError(f"nsd did not start: {log}")
+        time.sleep(0.05)
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def mx_port() -> int:
+    """One port free on every 127.0.0.x address the zone uses: MX records carry no port,
+    so every MX host of the tests listens on this one (delivery.smtp_port)."""
+    hosts = ["127.0.0.11", "127.0.0.12", "127.0.0.21", "127.0.0.22", "127.0.0.31", "127.0.0.32",
+             "127.0.0.41", "127.0.0.51", "127.0.0.52", "127.0.0.61", "127.0.0.71"]
+    for _ in range(100):
+        port = free_udp_tcp_port()
+        ok = True
+        for h in hosts:
+            with socket.socket() as s:
+                try:
+                    s.bind((h, port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return port
+    raise RuntimeError("no port free on all test addresses")
