@@ -34,8 +34,8 @@ import ipaddress
 import re
 import sys
 from array import array
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from mailward.policy import rhs as _rhs
 
@@ -50,9 +50,9 @@ class AccessMapError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One access map entry as written, and where: ``key`` is lower-cased."""
+class Entry(NamedTuple):
+    """One access map entry as written, and where: ``key`` is lower-cased. (A named tuple:
+    lookups build one per hit, and it is the cheapest immutable record.)"""
 
     key: str
     value: str
@@ -69,6 +69,8 @@ def sendmail_addr(addr: str) -> str:
     ``IPv6:`` followed by the eight groups uncompressed without leading zeros (sendmail's
     default, UseCompressedIPv6Addresses off). An IPv4-mapped IPv6 address becomes IPv4.
     Anything that is not an address is returned unchanged."""
+    if _DOTTED_QUAD.match(addr):
+        return addr  # the common case, without ipaddress's cost
     text = addr.strip()
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
@@ -84,6 +86,7 @@ def sendmail_addr(addr: str) -> str:
     return str(ip)
 
 
+_DOTTED_QUAD = re.compile(r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\Z")
 _ESCAPE_RE = re.compile(r"\+5c(?=.)", re.IGNORECASE)
 
 
@@ -97,6 +100,8 @@ def dn_key(dn: str) -> str:
 
 def _normalise_key(key: str) -> str:
     key = key.lower()
+    if "ipv6" not in key and not key.startswith("cert"):
+        return key  # the common case, kept fast for million-entry maps
     tag, sep, rest = key.partition(":")
     if tag in ("certissuer", "certsubject") and sep:
         return f"{tag}:{dn_key(rest)}"
@@ -133,6 +138,7 @@ class AccessMap:
         lines_append = amap._lines.append
         intern = sys.intern
         check = _rhs.check_value
+        checked: dict[tuple[str, str], str | None] = {}
         for number, raw in enumerate(text.splitlines(), 1):
             line = raw.strip()
             if not line or line[0] == "#":
@@ -143,7 +149,13 @@ class AccessMap:
                                      "(write KEY<white space>VALUE, e.g. 'Connect:10.1 RELAY')")
             key, value = parts
             value = value.strip()
-            problem = check(key, value)
+            if len(value) < 24:  # short values repeat (RELAY, ENCR:112): check each tag/value pair once
+                memo = (key[:key.find(":") + 1].lower(), value)
+                problem = checked.get(memo, False)
+                if problem is False:
+                    problem = checked[memo] = check(key, value)
+            else:
+                problem = check(key, value)
             if problem:
                 raise AccessMapError(source, number, problem)
             key = _normalise_key(key)
