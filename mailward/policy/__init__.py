@@ -19,7 +19,7 @@ the map
 """
 
 from mailward.policy.accessmap import EMPTY, AccessMap, AccessMapError, Entry, sendmail_addr
-from mailward.policy.decision import Decision
+from mailward.policy.decision import Decision, first_failure
 from mailward.policy.holder import AccessMapHolder
 from mailward.policy.smtp_checks import check_connect, check_mail, check_rcpt, relay_by_certificate
 from mailward.policy.tls_checks import (
@@ -35,7 +35,7 @@ from mailward.policy.tls_checks import (
 )
 
 __all__ = [
-    "EMPTY", "AccessMap", "AccessMapError", "AccessMapHolder", "Decision", "Entry", "ServerFeatures",
+    "EMPTY", "AccessMap", "AccessMapError", "AccessMapHolder", "Decision", "Entry", "ServerFeatures", "first_failure",
     "STARTTLS_NOT_AVAILABLE", "check_connect", "check_mail", "check_rcpt", "check_tls_client",
     "check_tls_rcpt", "check_tls_server", "relay_by_certificate", "sendmail_addr", "srv_features",
     "tls_connection", "try_tls", "try_tls_decision",

@@ -99,3 +99,14 @@ def error_action(code: int) -> str:
 def default_status(code: int) -> str:
     """sendmail's enhanced status when a reply gives none: 4.0.0 / 5.0.0."""
     return f"{str(code)[0]}.0.0"
+
+
+def first_failure(*decisions: Decision) -> Decision:
+    """One decision from several sources of requirements for the same step (the access
+    map today; MTA-STS and DANE later): the first that refuses, else the first given."""
+    if not decisions:
+        raise ValueError("first_failure needs at least one decision")
+    for decision in decisions:
+        if decision.failed:
+            return decision
+    return decisions[0]
