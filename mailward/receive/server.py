@@ -46,12 +46,18 @@ def build_tls_context(config: Config):
 
 
 def build_policy(config: Config):
-    """The access-map engine when one is configured (mailward.policy), else None."""
-    try:
-        from mailward.policy.receive import ReceivePolicy
-    except ImportError:
-        return None
-    return ReceivePolicy.from_config(config)
+    """sendmail's rules (mailward.policy) over the configured access map — or over an empty
+    one, so that relaying, loopback and Srv_Features follow one code path either way."""
+    from mailward.policy.holder import AccessMapHolder
+    from mailward.policy.receive import ReceivePolicy
+
+    policy = ReceivePolicy.from_config(config)
+    if policy is None:
+        p = config.policy
+        policy = ReceivePolicy(AccessMapHolder(None), local_domains=config.local.domains,
+                               relay_domains=p.relay_domains, tls_perm_err=p.tls_perm_err,
+                               cert_regex_issuer=p.cert_regex_issuer, cert_regex_subject=p.cert_regex_subject)
+    return policy
 
 
 class SMTPServer:
