@@ -139,7 +139,7 @@ class AccessMap:
         intern = sys.intern
         check = _rhs.check_value
         checked: dict[tuple[str, str], str | None] = {}
-        for number, raw in enumerate(text.splitlines(), 1):
+        for number, raw in enumerate(text.split("\n"), 1):  # lines end at LF only, as in makemap
             line = raw.strip()
             if not line or line[0] == "#":
                 continue
