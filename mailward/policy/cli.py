@@ -9,8 +9,8 @@ the entry that matched (``file:line``) and the decision with its exact reply and
 
 * ``--role server`` (default; mailward receiving): check_relay (Connect), srv_features,
   tls_client at STARTTLS (when TLS facts are given), check_mail (with tls_client at MAIL),
-  check_rcpt for each ``--rcpt``. ``--stage CONNECT|STARTTLS|MAIL|RCPT`` stops after that
-  stage.
+  check_rcpt for each ``--rcpt``. ``--stage CONNECT`` or ``STARTTLS`` stops after that
+  stage; ``MAIL`` and ``RCPT`` run every check the options call for.
 * ``--role client`` (mailward delivering to ``--server-name``/``--server-addr``): try_tls,
   tls_server, tls_rcpt for each ``--rcpt``.
 
@@ -61,7 +61,7 @@ def register(subparsers) -> None:
     test.add_argument("--sender", default=None, help="MAIL FROM address (default <>)")
     test.add_argument("--rcpt", action="append", default=[], help="recipient (repeat for several)")
     test.add_argument("--stage", type=str.upper, choices=STAGES, default=None,
-                      help="role server: stop after this stage (default: RCPT with --rcpt, else MAIL)")
+                      help="role server: CONNECT or STARTTLS stop after that stage; MAIL/RCPT (default) run all")
     test.add_argument("--local-domain", action="append", default=None,
                       help="a local domain (repeatable; default localhost)")
     test.add_argument("--relay-domain", action="append", default=[], help="policy.relay_domains entry (repeatable)")
@@ -141,7 +141,7 @@ def _run_server(args, amap: AccessMap, out) -> None:
         sender = args.sender or "<>"
         _print_decision(f"check_mail {sender} (runs tls_client at MAIL first)",
                         check_mail(amap, conn, sender, args.tls_perm_err), out)
-    if last >= 3:
+    if last >= 2 and args.rcpt:  # "--stage MAIL --rcpt u@x" still checks the recipients given
         local = args.local_domain or ["localhost"]
         for rcpt in args.rcpt:
             _print_decision(f"check_rcpt {rcpt}",
