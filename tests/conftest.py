@@ -90,7 +90,8 @@ class MTA:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mailward exited {self.proc.returncode}: {self.proc.stdout.read().decode()}")
-            if self.log.exists() and "daemon=started" in self.log.read_text()[offset:]:
+            text = self.log.read_text()[offset:] if self.log.exists() else ""
+            if "daemon=started" in text or '"daemon": "started"' in text:
                 return self
             time.sleep(0.05)
         raise RuntimeError("mailward did not start: " + (self.log.read_text() if self.log.exists() else ""))

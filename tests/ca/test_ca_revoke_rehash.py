@@ -129,3 +129,23 @@ def test_ca_folder_itself_can_be_rehashed(ca_dir, two_certs, openssl):
 def test_name_hash_matches_subject_hash(ca_dir):
     ca = x509.load_pem_x509_certificate((ca_dir / "ca.pem").read_bytes())
     assert name_hash(ca.subject) == subject_hash(ca)
+
+
+def test_openssl_ca_reads_the_same_folder(ca_dir, two_certs, tmp_path, openssl):
+    """The index is OpenSSL's format: `openssl ca` sees our statuses and makes a CRL from it."""
+    _, bad = two_certs
+    revocation.revoke(ca_dir, bad, reason="superseded")
+    (tmp_path / "openssl.cnf").write_text(
+        f"[ca]\ndefault_ca = mw\n[mw]\ndir = {ca_dir}\ndatabase = $dir/index.txt\nnew_certs_dir = $dir/certs\n"
+        "certificate = $dir/ca.pem\nprivate_key = $dir/private/ca-key.pem\ncrlnumber = $dir/crlnumber\n"
+        "default_md = sha256\ndefault_crl_days = 7\npolicy = pol\n[pol]\ncommonName = supplied\n")
+    statuses = {}
+    for entry in read_index(ca_dir / "index.txt"):
+        result = openssl("ca", "-config", tmp_path / "openssl.cnf", "-status", f"{entry.serial:X}")
+        statuses[entry.status] = result.stdout + result.stderr
+    assert "=Valid (V)" in statuses["V"] and "=Revoked (R)" in statuses["R"]
+    result = openssl("ca", "-config", tmp_path / "openssl.cnf", "-gencrl", "-passin",
+                     f"pass:{PASSPHRASE.decode()}", "-out", tmp_path / "openssl.crl")
+    assert result.returncode == 0, result.stderr
+    refused = openssl("verify", "-crl_check", "-CAfile", ca_dir / "ca.pem", "-CRLfile", tmp_path / "openssl.crl", bad)
+    assert "certificate revoked" in refused.stdout + refused.stderr

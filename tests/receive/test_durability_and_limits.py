@@ -173,3 +173,23 @@ def test_encrypted_key_refuses_to_start(tmp_path, pki):
                       f'[spool]\ndirectory = "{tmp_path}/spool"\n')
     out = run_serve(config)
     assert out.returncode == 2 and "private key is encrypted" in out.stderr
+
+
+def test_sigterm_sends_421_to_idle_sessions(make_mta):
+    mta = make_mta({"server": {"shutdown_grace": 1}})
+    s = socket.create_connection((mta.host, mta.port), timeout=5)
+    assert s.recv(1000).startswith(b"220")
+    mta.proc.send_signal(signal.SIGTERM)
+    assert s.recv(1000).startswith(b"421 4.3.2 mx.test Service shutting down")
+    assert mta.proc.wait(10) == 0
+    assert "daemon=stopped" in mta.log_text()
+
+
+def test_json_logs(make_mta):
+    import json
+    mta = make_mta({"log": {"json": True, "file": "mailward.jsonl"}})
+    send_plain(mta, 1, user="json")
+    mta.wait_log('"to": "<json@localhost>"')
+    records = [json.loads(line) for line in mta.log_text().splitlines()]
+    sent = next(r for r in records if r.get("stat") == "Sent")
+    assert sent["mailer"] == "local" and sent["dsn"] == "2.0.0" and len(sent["qid"]) == 14
