@@ -149,13 +149,15 @@ def cmd_crl(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from mailward.ca.show import format_info, format_json, show
-    for i, name in enumerate(args.cert):
-        info = show(Path(name))
+    from mailward.ca.show import format_info, format_json, show_all
+    shown = [(name, i, len(infos), info) for name in args.cert
+             for infos in [show_all(Path(name))] for i, info in enumerate(infos, 1)]
+    for n, (name, i, count, info) in enumerate(shown):
+        label = f"{name} (certificate {i} of {count})" if count > 1 else name
         if args.json:
-            sys.stdout.write(format_json(info, name))
+            sys.stdout.write(format_json(info, label))
         else:
-            sys.stdout.write(("\n" if i else "") + format_info(info, name if len(args.cert) > 1 else None))
+            sys.stdout.write(("\n" if n else "") + format_info(info, label if len(shown) > 1 else None))
     return 0
 
 

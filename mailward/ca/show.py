@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from mailward.ca.keys import public_key_der
-from mailward.ca.store import load_cert
+from mailward.ca.store import load_cert, load_certs
 from mailward.tls.dn import common_name, name_components, oneline, sendmail_dn
 
 
@@ -127,7 +127,13 @@ def describe(cert: x509.Certificate, when: dt.datetime | None = None) -> CertInf
 
 
 def show(path: Path) -> CertInfo:
+    """The first (leaf) certificate of a file."""
     return describe(load_cert(Path(path)))
+
+
+def show_all(path: Path) -> list[CertInfo]:
+    """Every certificate of a file, in file order (a chain file: leaf first)."""
+    return [describe(cert) for cert in load_certs(Path(path))]
 
 
 def _when(text: str) -> str:

@@ -57,3 +57,14 @@ def test_show_garbage_is_one_line_exit_2(tmp_path, cli):
     (tmp_path / "junk.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n")
     one_line_error(cli("ca", "show", tmp_path / "junk.pem"), "junk.pem", "not a valid PEM certificate")
     one_line_error(cli("ca", "show", tmp_path / "missing.pem"), "missing.pem", "no such file")
+
+
+def test_show_a_chain_file_shows_every_certificate(ca_dir, certs, cli):
+    authority.issue(ca_dir, "mx.example", None, certs / "c.pem", certs / "k.pem", passphrase=PASSPHRASE)
+    chain = certs / "chain.pem"
+    chain.write_bytes((certs / "c.pem").read_bytes() + (ca_dir / "ca.pem").read_bytes())
+    result = cli("ca", "show", chain)
+    assert result.returncode == 0, result.stderr
+    assert f"file:           {chain} (certificate 1 of 2)" in result.stdout
+    assert f"file:           {chain} (certificate 2 of 2)" in result.stdout
+    assert result.stdout.count("cert_subject:") == 2
