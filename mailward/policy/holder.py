@@ -26,6 +26,8 @@ from pathlib import Path
 from mailward.policy.accessmap import EMPTY, AccessMap, AccessMapError
 
 log = logging.getLogger("mailward.policy")
+_SHARED: dict[str, "AccessMapHolder"] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 class AccessMapHolder:
@@ -45,6 +47,17 @@ class AccessMapHolder:
             holder._stamp = stamp
             holder._log_loaded(holder._map)
         return holder
+
+    @classmethod
+    def shared(cls, path: str | Path) -> "AccessMapHolder":
+        """One holder per file in this process (the receiving and the delivery side share
+        the map, and its memory); opened on first use like :meth:`open`."""
+        key = str(Path(path).resolve())
+        with _SHARED_LOCK:
+            holder = _SHARED.get(key)
+            if holder is None:
+                holder = _SHARED[key] = cls.open(key)
+            return holder
 
     @property
     def current(self) -> AccessMap:

@@ -66,7 +66,7 @@ class ReceivePolicy:
         if not settings.access_map:
             return None
         try:
-            holder = AccessMapHolder.open(settings.access_map)
+            holder = AccessMapHolder.shared(settings.access_map)
         except AccessMapError as err:
             raise ConfigError(f"policy.access_map: {err}") from None
         return cls(holder, local_domains=config.local.domains, relay_domains=settings.relay_domains,

@@ -121,3 +121,17 @@ def test_receive_policy_discard_and_no_map(tmp_path):
 def test_receive_policy_bad_map_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"policy.access_map: .*access:1: "):
         ReceivePolicy.from_config(_config(tmp_path, "TLS_Clt:x VERFY\n"))
+
+
+def test_delivery_policy_shares_the_map(tmp_path):
+    from mailward.policy.deliver import DeliveryPolicy
+
+    config = _config(tmp_path, "TLS_Rcpt:secure.domain ENCR:112\nTry_TLS:broken.example NO\n")
+    delivery = DeliveryPolicy.from_config(config)
+    assert delivery.holder is ReceivePolicy.from_config(config).holder
+    assert not delivery.try_tls("mx.broken.example", "192.0.2.1")
+    assert delivery.try_tls("mx.example", "192.0.2.2")
+    clear = ConnectionFacts("mail.other.domain", "192.0.2.50")
+    assert delivery.tls_rcpt(clear, "user@secure.domain").reply == "454 4.7.0 encryption too weak 0 less than 112"
+    assert not delivery.tls_server(clear).failed
+    assert not DeliveryPolicy.from_config(from_dict({})).tls_rcpt(clear, "user@secure.domain").failed
