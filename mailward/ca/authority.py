@@ -75,8 +75,9 @@ def ca_key_encrypted(ca_dir: Path) -> bool:
     return is_encrypted_key(read_bytes(Path(ca_dir) / CA_KEY, "the CA key"))
 
 
-def _passphrase(value: Passphrase) -> bytes | None:
-    return value() if callable(value) else value
+def _passphrase(value: Passphrase | str) -> bytes | None:
+    value = value() if callable(value) else value
+    return value.encode() if isinstance(value, str) else value
 
 
 def load_ca(ca_dir: Path, passphrase: Passphrase = None, *, when: dt.datetime | None = None):
@@ -190,6 +191,7 @@ def init_ca(ca_dir: Path, cn: str, subject: str | None = None, key_type: str = "
     if ca_dir.exists() and (not ca_dir.is_dir() or any(ca_dir.iterdir())):
         raise CAError(f"{ca_dir}: already exists and is not an empty folder; choose a new folder for the CA")
     name = parse_subject(subject, cn)
+    passphrase = _passphrase(passphrase)
     key = generate_key(key_type)
     start, end = _validity(days, valid_from, None)
     public = key.public_key()

@@ -154,8 +154,13 @@ def _check_ca_path(c: _Checker, ca_path: Path) -> None:
     if not ca_path.is_dir():
         c.error(ca_path, "ca_path is not a folder", "give the folder of CA certificates, or leave ca_path empty")
         return
-    links = {n for n in os.listdir(ca_path) if re.match(r"^[0-9a-f]{8}\.[0-9]+$", n)}
-    for name in sorted(os.listdir(ca_path)):
+    try:
+        names = sorted(os.listdir(ca_path))
+    except OSError as err:
+        c.error(ca_path, f"cannot list the folder: {err.strerror}", f"chmod u+rx {ca_path}")
+        return
+    links = {n for n in names if re.match(r"^[0-9a-f]{8}\.[0-9]+$", n)}
+    for name in names:
         path = ca_path / name
         if name in links or not name.endswith((".pem", ".crt", ".cer")) or not path.is_file():
             continue
@@ -260,6 +265,15 @@ def check_tls_files(cert_file: Path | str | None, key_file: Path | str | None,
         _check_chain(c, cert_file, key_file, chain, ca_file if ca_certs else None,
                      ca_path if ca_path and ca_path.is_dir() else None, crls)
     return c.problems
+
+
+def check_config(config) -> list[Problem]:
+    """:func:`check_tls_files` for a loaded :class:`mailward.config.Config` ([tls] and server.hostname)."""
+    tls = config.tls
+    if not tls.cert_file and not tls.key_file:
+        return []
+    return check_tls_files(tls.cert_file, tls.key_file, tls.ca_file, tls.ca_path, tls.crl_file,
+                           hostname=config.server.hostname)
 
 
 def _check_crl(c: _Checker, path: Path, crl: x509.CertificateRevocationList, ca_certs) -> None:

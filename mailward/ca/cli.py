@@ -48,7 +48,10 @@ def _passphrase(args):
         if not sys.stdin.isatty():
             raise CAError(f"{Path(args.ca) / authority.CA_KEY}: the CA key is encrypted and there is no "
                           "terminal to ask for the passphrase; use --passphrase-file or --passphrase-env")
-        return getpass.getpass("CA key passphrase: ").encode()
+        try:
+            return getpass.getpass("CA key passphrase: ").encode()
+        except EOFError:
+            raise CAError(f"{Path(args.ca) / authority.CA_KEY}: no passphrase given") from None
     return ask
 
 
@@ -60,8 +63,12 @@ def _init_passphrase(args) -> bytes | None:
         if not sys.stdin.isatty():
             raise CAError("ca init: no terminal to ask for the CA passphrase; use --passphrase-file, "
                           "--passphrase-env, or --no-passphrase")
-        given = getpass.getpass("New CA key passphrase: ").encode()
-        if given != getpass.getpass("Again: ").encode():
+        try:
+            given = getpass.getpass("New CA key passphrase: ").encode()
+            again = getpass.getpass("Again: ").encode()
+        except EOFError:
+            raise CAError("ca init: no passphrase given; nothing was written") from None
+        if given != again:
             raise CAError("ca init: the two passphrases differ; nothing was written")
     if len(given) < 4:
         raise CAError("ca init: the passphrase is shorter than 4 characters")

@@ -73,7 +73,7 @@ def revoke(ca_dir: Path, cert_file: Path | None = None, serial: int | None = Non
             raise CAError(f"{cert_file}: not issued by the CA in {ca_dir} (its issuer is a different name)")
         try:
             cert.verify_directly_issued_by(ca_cert)
-        except (ValueError, TypeError, Exception):
+        except Exception:  # InvalidSignature, or a key type that cannot sign certificates
             raise CAError(f"{cert_file}: not signed by the CA in {ca_dir}") from None
         serial = cert.serial_number
     with ca_lock(ca_dir):
@@ -107,7 +107,8 @@ def make_crl(ca_dir: Path, passphrase: Passphrase = None, days: int = 30,
         pem = crl.public_bytes(serialization.Encoding.PEM)
         if out is not None:
             atomic_write(Path(out), pem, 0o644)
-        atomic_write(ca_dir / CRL, pem, 0o644)
+        # The number first: a crash in between skips a number (harmless), never reuses one.
         atomic_write(number_file, (index_mod.serial_hex(number + 1) + "\n").encode(), 0o600)
+        atomic_write(ca_dir / CRL, pem, 0o644)
     return ca_dir / CRL
 

@@ -129,3 +129,15 @@ def test_check_cli_reads_the_config(server, ca_dir, tmp_path, cli):
     assert "other.example is not among" in result.stdout
     config.write_text("[tls]\ncert_fle = 'x'\n")
     one_line_error(cli("ca", "check", "-c", config), "mailward.toml", "cert_fle")
+
+
+def test_check_config_reads_tls_and_hostname(server, ca_dir, tmp_path):
+    from mailward.ca.check import check_config
+    from mailward.config import from_dict
+    cert, key = server
+    config = from_dict({"server": {"hostname": "wrong.example"},
+                        "tls": {"cert_file": str(cert), "key_file": str(key), "ca_file": str(ca_dir / "ca.pem")}},
+                       tmp_path / "mailward.toml")
+    problems = check_config(config)
+    assert [p.severity for p in problems] == ["warning"] and "wrong.example" in problems[0].what
+    assert check_config(from_dict({}, tmp_path / "mailward.toml")) == []  # no cert_file: nothing to check
