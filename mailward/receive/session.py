@@ -329,8 +329,15 @@ class SMTPSession(asyncio.Protocol):
             self.incoming = None
 
     def _on_starttls(self, event: ev.StartTLS) -> None:
+        try:
+            engine = TLSEngine(self.server.tls_context, server_side=True, request_cert=self.request_cert)
+        except Exception as err:  # OpenSSL could not make a session: say so, stay in clear
+            log.info(None, STARTTLS="server", **{"error:": f"cannot start TLS: {err}"}, relay=self.relay)
+            self.core.respond(R.TLS_CANNOT_START)
+            return
+        self.core.respond(None)
         self._flush()  # the 220 goes out in plaintext; nothing read after STARTTLS is kept
-        self.engine = TLSEngine(self.server.tls_context, server_side=True, request_cert=self.request_cert)
+        self.engine = engine
         self._arm(self.settings.tls_handshake_timeout)
 
     def _tls_established(self) -> None:

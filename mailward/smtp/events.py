@@ -56,8 +56,9 @@ class TransactionReset:
 
 
 @dataclass(frozen=True)
-class StartTLS:
-    """220 is queued: send it, then run the TLS handshake; call tls_started() or close."""
+class StartTLS:  # decision
+    """Accept (None → 220, then the core holds all input; send the 220 in clear, run the
+    handshake, call tls_started() or close) or refuse (e.g. 454 4.7.0)."""
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,13 @@ class ServerConnection:
         elif isinstance(pending, ev.DataComplete):
             reply = reply or R.OK
             self.envelope = None
+        elif isinstance(pending, ev.StartTLS):
+            reply = reply or R.READY_FOR_TLS
+            if reply.code == 220:
+                self._send(reply)
+                self._inbuf = b""  # CVE-2011-0411: pipelined plaintext after STARTTLS is never run
+                self._mode = _TLS
+                return
         self._send(reply)
 
     def tls_started(self) -> None:
@@ -390,10 +397,7 @@ class ServerConnection:
             return self._error("STARTTLS", R.NO_PARAMS_ALLOWED)
         if self.envelope is not None:
             return self._error("STARTTLS", R.TLS_IN_TRANSACTION)
-        self._send(R.READY_FOR_TLS)
-        self._inbuf = b""  # CVE-2011-0411: pipelined plaintext after STARTTLS is never run
-        self._mode = _TLS
-        self._events.append(ev.StartTLS())
+        self._decide(ev.StartTLS())
 
 
 _HANDLERS = {

@@ -28,7 +28,7 @@ class Driver:
             self.events.append(event)
             if isinstance(event, ev.DataChunk):
                 self.body += event.data
-            if isinstance(event, (ev.MailFrom, ev.RcptTo, ev.DataRequested, ev.DataComplete)):
+            if isinstance(event, (ev.MailFrom, ev.RcptTo, ev.DataRequested, ev.DataComplete, ev.StartTLS)):
                 self.core.respond(None)
         return self.core.data_to_send().decode("utf-8").splitlines()
 
@@ -51,6 +51,16 @@ def test_greeting_and_ehlo_keywords():
     keywords = [line[4:] for line in out[2:]]
     assert keywords == ["ENHANCEDSTATUSCODES", "PIPELINING", "8BITMIME", "SIZE 26214400", "DSN", "SMTPUTF8",
                         "STARTTLS", "HELP"]
+
+
+def test_starttls_refused_by_the_io_layer_gives_454():
+    from mailward.smtp.replies import TLS_CANNOT_START
+    d = session()
+    d.send(b"EHLO c\r\n")
+    d.core.receive_data(b"STARTTLS\r\nNOOP\r\n")
+    assert isinstance(d.core.next_event(), ev.StartTLS)
+    d.core.respond(TLS_CANNOT_START)
+    assert d.send(b"") == ["454 4.7.0 TLS not available due to temporary reason", "250 2.0.0 OK"]
 
 
 def test_no_starttls_keyword_without_certificate():
