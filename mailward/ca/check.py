@@ -3,8 +3,8 @@
 :func:`check_tls_files` looks at the files of ``[tls]`` (``cert_file``, ``key_file``,
 ``ca_file``, ``ca_path``, ``crl_file``) and returns a list of :class:`Problem`; an empty list
 means all is well. It never raises for a bad file: each problem names the file, says what is
-wrong and gives the command that fixes it. ``mailward ca check`` prints them; ``serve`` runs
-the same function at start and refuses to start on an ``error``.
+wrong and gives the command that fixes it. ``mailward ca check`` prints them; ``serve`` is meant
+to run the same check at start (:func:`check_config`) and refuse to start on an ``error``.
 
 Errors (the server cannot work, or works wrongly):
   a file that is missing, unreadable or not PEM; an encrypted key (the MTA starts unattended:

@@ -145,6 +145,11 @@ def parse_san(text: str) -> x509.GeneralName:
         except ValueError:
             if kind == "ip":
                 raise CAError(f"--san {text!r}: not an IP address") from None
+    if not value.isascii():  # an internationalised name goes in as its A-label (RFC 5280 §7.2)
+        try:
+            value = value.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise CAError(f"--san {text!r}: not a valid internationalised host name") from None
     if not is_hostname(value):
         raise CAError(f"--san {text!r}: not a host name or IP address")
     return x509.DNSName(value.rstrip(".").lower())

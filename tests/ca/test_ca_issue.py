@@ -171,3 +171,13 @@ def test_bad_subjects_are_one_line_errors(tmp_path, subject, message):
 
 def test_ca_cn_appears_as_given(ca_dir):
     assert authority.load_ca(ca_dir, PASSPHRASE)[0].subject.rfc4514_string().startswith(f"CN={CA_CN}")
+
+
+def test_san_forms(ca_dir, certs):
+    cert = authority.issue(ca_dir, "mx.example", ["DNS:*.example.com", "IP:[::1]", "bücher.example", "MX.EXAMPLE."],
+                           certs / "c.pem", certs / "k.pem", passphrase=PASSPHRASE)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["*.example.com", "xn--bcher-kva.example", "mx.example"]
+    assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == ["::1"]
+    with pytest.raises(CAError, match="not an IP address"):
+        authority.issue(ca_dir, "mx.example", ["IP:mx.example"], certs / "d.pem", certs / "e.pem")
