@@ -103,7 +103,7 @@ def build_dsn(*, reporting_mta: str, queue_id: str, sender: str, sender_params: 
         f'Content-Type: multipart/report; report-type=delivery-status;{crlf}\tboundary="{boundary}"',
     ]
 
-    text = [f"This is a MIME-encapsulated message", "", f"--{boundary}",
+    text = ["This is a MIME-encapsulated message", "", f"--{boundary}",
             "Content-Type: text/plain; charset=utf-8", "",
             f"The original message was received at {_date(arrival)}",
             f"from {client}", ""]

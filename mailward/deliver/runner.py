@@ -1,54 +1,69 @@
-"""The queue runner: takes committed messages from the spool and delivers them.
+"""The queue runner: takes committed messages from the spool and delivers them, on time.
 
-This first runner delivers recipients in local domains into Maildir and leaves the others
-queued (the outbound client and the retry scheduler are added by the delivery role).
-Contract: a recipient is recorded ``delivered`` only after its Maildir file is durable; the
-message leaves the spool only when every recipient is final. At start, every message already
-in the spool is picked up again, so a crash between 250 and delivery loses nothing.
+Contract (the seam the server uses): :func:`build_runner` returns an object with ``start()``,
+``submit(qid)``, ``flush()``, ``async stop()`` and ``async idle()``; :func:`local_user_check`
+tells whether a local address has a mailbox (RCPT answers ``550 5.1.1`` if not).
+
+* ``start()`` reads the spool: every message already there is scheduled again at the time its
+  history asks (never tried → now; deferred → last attempt + backoff), so a crash or restart
+  loses nothing and does not reset retry timing.
+* ``submit(qid)`` — a message was just accepted (or generated): try it now.
+* ``flush()`` — ``mailward queue flush`` (SIGUSR1): every queued message now, held ones excepted.
+* ``stop()`` — no new attempts; in-flight attempts get ``delivery_grace`` seconds to finish, the
+  rest are cancelled: their recipients keep the state last recorded, so they are tried again
+  after a restart (at-least-once, never lost).
+* ``idle()`` — returns when nothing is in flight and nothing is due now.
+
+One attempt is :func:`mailward.deliver.attempt.attempt`; timing is
+:class:`~mailward.deliver.scheduler.RetryPolicy`; at most ``max_deliveries`` messages at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
 from mailward import log
-from mailward.deliver import maildir
+from mailward.deliver.aliases import AliasTable
+from mailward.deliver.attempt import Context, attempt
+from mailward.deliver.outbound import Outbound, Pool
+from mailward.deliver.routes import RouteTable
+from mailward.deliver.scheduler import Limits, RetryPolicy, Schedule
+from mailward.dns import Resolver
 from mailward.spool.store import Spool
 
-
-def _delay(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    days, rest = divmod(seconds, 86400)
-    h, rest = divmod(rest, 3600)
-    m, s = divmod(rest, 60)
-    text = f"{h:02d}:{m:02d}:{s:02d}"
-    return f"{days}+{text}" if days else text
+DELIVERY_GRACE = 10.0
 
 
 class QueueRunner:
-    def __init__(self, spool: Spool, *, local_domains, maildir_root, fsync: bool = True, concurrency: int = 4):
-        self.spool = spool
-        self.local_domains = {d.lower() for d in local_domains}
-        self.maildir_root = maildir_root
-        self.fsync = fsync
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._workers: list[asyncio.Task] = []
-        self._concurrency = concurrency
-        self._inflight: set[str] = set()
+    def __init__(self, ctx: Context, *, max_deliveries: int = 20, clock=time.time):
+        self.ctx = ctx
+        self.spool = ctx.spool
+        self.schedule = Schedule()
+        self.clock = clock
+        self.max_deliveries = max_deliveries
+        ctx.submit = self.submit
+        self._inflight: dict[str, asyncio.Task] = {}
+        self._again: set[str] = set()      # submitted while in flight: try once more after
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._stopping = False
 
-    def is_local(self, address: str) -> bool:
-        return address == "postmaster" or address.rpartition("@")[2].lower().rstrip(".") in self.local_domains
-
+    # ---- the seam ------------------------------------------------------------------------
     def start(self) -> None:
+        self._wake = asyncio.Event()
+        now = self.clock()
         for qid in self.spool.ids():
-            self.submit(qid)
-        self._workers = [asyncio.get_running_loop().create_task(self._work()) for _ in range(self._concurrency)]
+            self.schedule.add(qid, self._due_from_history(qid, now))
+        self._task = asyncio.get_running_loop().create_task(self._loop())
 
     def submit(self, queue_id: str) -> None:
-        if queue_id not in self._inflight:
-            self._inflight.add(queue_id)
-            self._queue.put_nowait(queue_id)
+        if queue_id in self._inflight:
+            self._again.add(queue_id)
+        else:
+            self.schedule.add(queue_id, self.clock())
+        self._poke()
 
     def flush(self) -> None:
         """Retry every queued message now (``mailward queue flush``)."""
@@ -56,66 +71,144 @@ class QueueRunner:
             self.submit(qid)
 
     async def stop(self) -> None:
-        """Let in-flight deliveries finish; undelivered messages simply stay in the spool."""
-        for task in self._workers:
+        self._stopping = True
+        self._poke()
+        if self._inflight:
+            await asyncio.wait(list(self._inflight.values()), timeout=DELIVERY_GRACE)
+        for task in list(self._inflight.values()):
             task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, *self._inflight.values(), return_exceptions=True)
+        await self.ctx.outbound.pool.close_all()
 
     async def idle(self) -> None:
-        await self._queue.join()
-
-    async def _work(self) -> None:
         while True:
-            qid = await self._queue.get()
-            try:
-                await asyncio.shield(asyncio.to_thread(self._deliver, qid))
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:  # one bad message must not stop the runner
-                log.event(40, qid, stat=f"delivery failed: {err!r}")
-            finally:
-                self._inflight.discard(qid)
-                self._queue.task_done()
+            nxt = self.schedule.next_time()
+            if not self._inflight and not self._again and (nxt is None or nxt > self.clock()):
+                return
+            await asyncio.sleep(0.02)
 
-    def _deliver(self, qid: str) -> None:
-        if not self.spool.exists(qid) or self.spool.held(qid):
-            return
-        env = self.spool.load(qid)
-        for index, rcpt in enumerate(env.recipients):
-            if rcpt.final or not self.is_local(rcpt.address):
-                continue
-            start = time.time()
+    # ---- internals --------------------------------------------------------------------------
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def _due_from_history(self, qid: str, now: float) -> float:
+        try:
+            last = self.spool.last_attempt(qid)
+            if last is None:
+                return now
+            env = self.spool.load(qid)
+        except (OSError, ValueError):
+            return now
+        attempts = max((r.attempts for r in env.recipients if not r.final), default=1)
+        return self.ctx.retry.next_attempt(env.received_at, min(last, now), attempts, self.ctx.rng)
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            now = self.clock()
+            for qid in self.schedule.due(now):
+                if len(self._inflight) >= self.max_deliveries:
+                    self.schedule.add(qid, now)   # wait for a free slot
+                    break
+                self._start(qid)
+            nxt = self.schedule.next_time()
+            wait = 30.0 if nxt is None else max(0.0, min(30.0, nxt - self.clock()))
+            if nxt is not None and nxt <= now and len(self._inflight) >= self.max_deliveries:
+                wait = 30.0  # woken when a slot frees
+            self._wake.clear()
             try:
-                path = maildir.deliver(self.maildir_root / maildir.mailbox_name(rcpt.address),
-                                       self.spool.content(qid), sender=env.sender, recipient=rcpt.address,
-                                       fsync=self.fsync)
-            except OSError as err:
-                self.spool.record(qid, index, "deferred", f"451 4.3.0 {err.strerror}", rcpt.attempts + 1)
-                log.info(qid, to=f"<{rcpt.address}>", delay=_delay(time.time() - env.received_at),
-                         mailer="local", dsn="4.3.0", stat=f"Deferred: {err.strerror}")
-                continue
-            self.spool.record(qid, index, "delivered", f"250 2.0.0 {path.name}", rcpt.attempts + 1)
-            rcpt.state = "delivered"
-            log.info(qid, to=f"<{rcpt.address}>", delay=_delay(time.time() - env.received_at),
-                     xdelay=_delay(time.time() - start), mailer="local", dsn="2.0.0", stat="Sent")
-        if all(r.final for r in env.recipients):
-            self.spool.remove(qid)
+                await asyncio.wait_for(self._wake.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
+            await self.ctx.outbound.pool.expire()
+
+    def _start(self, qid: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._attempt(qid))
+        self._inflight[qid] = task
+
+    async def _attempt(self, qid: str) -> None:
+        again = None
+        try:
+            again = await attempt(self.ctx, qid)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # one bad message must not stop the runner
+            log.event(40, qid, stat=f"delivery failed: {err!r}")
+            again = self.clock() + self.ctx.retry.first
+        finally:
+            self._inflight.pop(qid, None)
+            if qid in self._again:
+                self._again.discard(qid)
+                again = self.clock()
+            if again is not None and not self._stopping:
+                self.schedule.add(qid, again)
+            self._poke()
+
+
+def _client_tls_context(config):
+    """The delivery side's TLS context: client certificate (confCLIENT_CERT/KEY), CA to verify with."""
+    from mailward.config import ConfigError
+    from mailward.tls.context import TLSConfigError, TLSFiles, client_context
+
+    d, t = config.delivery, config.tls
+    if not d.starttls:
+        return None
+    if bool(d.client_cert_file) != bool(d.client_key_file):
+        raise ConfigError(f"{config.path}: delivery.client_cert_file and delivery.client_key_file go together")
+    files = TLSFiles(cert_file=d.client_cert_file, key_file=d.client_key_file, ca_file=t.ca_file,
+                     ca_path=t.ca_path, min_version=t.min_version, ciphers=t.ciphers)
+    try:
+        return client_context(files)
+    except TLSConfigError as err:
+        raise ConfigError(str(err)) from None
 
 
 def build_runner(config, spool: Spool) -> QueueRunner:
     """The queue runner the server uses (the seam between receiving and delivery)."""
-    return QueueRunner(spool, local_domains=config.local.domains, maildir_root=config.local.maildir_root,
-                       fsync=config.spool.fsync)
+    from mailward.config import ConfigError
+    from mailward.deliver.aliases import AliasError
+    from mailward.deliver.routes import RouteError
+    from mailward.policy.deliver import DeliveryPolicy
+
+    d = config.delivery
+    hostname = config.server.hostname
+    try:
+        routes = RouteTable(d.route_file or None)
+        aliases = AliasTable(config.local.aliases or None)
+        resolver = Resolver(list(d.resolver), timeout=d.dns_timeout)
+    except (RouteError, AliasError) as err:
+        raise ConfigError(str(err)) from None
+    except ValueError as err:
+        raise ConfigError(f"{config.path}: delivery.resolver: expected IP addresses ({err})") from None
+    outbound = Outbound(helo_name=d.helo_name or hostname, tls_context=_client_tls_context(config),
+                        starttls=d.starttls, fallback_to_clear=d.tls_fallback_to_clear,
+                        connect_timeout=d.connect_timeout, command_timeout=d.command_timeout,
+                        policy=DeliveryPolicy.from_config(config),
+                        pool=Pool(d.connection_idle, d.max_messages_per_connection))
+    ctx = Context(spool=spool, hostname=hostname, local_domains=frozenset(x.lower() for x in config.local.domains),
+                  maildir_root=config.local.maildir_root, outbound=outbound, resolver=resolver, routes=routes,
+                  aliases=aliases, limits=Limits(d.max_deliveries, d.max_per_destination),
+                  retry=RetryPolicy.from_config(d), users=frozenset(u.lower() for u in config.local.users),
+                  smtp_port=d.smtp_port, fsync=config.spool.fsync, bounce_max_content=d.bounce_max_content,
+                  delay_warning=d.delay_warning, rng=random.Random())
+    return QueueRunner(ctx, max_deliveries=d.max_deliveries)
 
 
 def local_user_check(config):
     """A function telling whether a local address has a mailbox; RCPT answers 550 5.1.1 if not.
 
-    An empty ``local.users`` accepts every local part.
+    An empty ``local.users`` accepts every local part; names in ``local.aliases`` exist too.
     """
     users = {u.lower() for u in config.local.users}
+    try:
+        aliases = AliasTable(config.local.aliases or None)
+    except Exception:  # build_runner reports a broken aliases file with its line
+        aliases = AliasTable(None)
 
     def exists(address: str) -> bool:
         local = address.rpartition("@")[0].lower() if "@" in address else address.lower()
-        return not users or local == "postmaster" or local.split("+", 1)[0] in users
+        return (not users or local == "postmaster" or local.split("+", 1)[0] in users
+                or aliases.has(local))
     return exists

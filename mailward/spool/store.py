@@ -281,3 +281,33 @@ class Spool:
 
     def exists(self, queue_id: str) -> bool:
         return (self.queue / queue_id).exists()
+
+    def last_attempt(self, queue_id: str) -> float | None:
+        """When a result was last recorded for this message (None: never tried). The
+        scheduler derives the next retry from it, so retry timing survives a restart."""
+        status = self.queue / f"{queue_id}.status"
+        try:
+            lines = status.read_bytes().splitlines()
+        except FileNotFoundError:
+            return None
+        for line in reversed(lines):
+            try:
+                return float(json.loads(line)["at"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line after a crash
+        return None
+
+    def history(self, queue_id: str) -> list[dict]:
+        """Every recorded result of this message, oldest first (rcpt, state, detail, attempts, at)."""
+        status = self.queue / f"{queue_id}.status"
+        out = []
+        try:
+            lines = status.read_bytes().splitlines()
+        except FileNotFoundError:
+            return out
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out

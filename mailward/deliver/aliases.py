@@ -1,0 +1,135 @@
+"""The aliases file (``local.aliases``), in sendmail's form (aliases(5)):
+
+    # comments
+    postmaster:  root
+    root:        alice
+    team:        alice, bob, carol@elsewhere.example
+    bob:         bob, bob@backup.example        # keep a copy and forward one
+    long-list:   alice,
+                 bob                            # a line starting with white space continues
+
+Names are local parts, matched without case; ``user+detail`` falls back to ``user``. Targets
+are local users (a bare name), remote addresses, or other aliases, expanded recursively;
+a name met again on its own chain (``bob: bob, ...``) is the local mailbox, not a loop.
+``|program``, ``/file`` and ``:include:`` targets are not supported: the file is refused.
+
+Failure behaviour: :func:`load_aliases` raises :class:`AliasError` naming ``file:line``;
+:class:`AliasTable` re-reads the file when it changes and keeps the previous table (logging
+why) when the new one is broken. Expansion itself never raises; it stops at depth 20.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mailward import log
+
+MAX_DEPTH = 20
+
+
+class AliasError(Exception):
+    pass
+
+
+def load_aliases(path: Path) -> dict[str, tuple[str, ...]]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise AliasError(f"{path}: cannot read the aliases file: {err.strerror}") from None
+    logical: list[tuple[int, str]] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].rstrip()
+        if not line.strip():
+            continue
+        if raw[:1] in (" ", "\t") and logical:
+            logical[-1] = (logical[-1][0], logical[-1][1] + " " + line.strip())
+        else:
+            logical.append((number, line))
+    table: dict[str, tuple[str, ...]] = {}
+    for number, line in logical:
+        where = f"{path}:{number}"
+        name, colon, rest = line.partition(":")
+        name = name.strip().lower()
+        if not colon or not name or " " in name:
+            raise AliasError(f"{where}: expected 'name: target, target', got {line!r}")
+        targets = tuple(t.strip() for t in rest.split(",") if t.strip())
+        if not targets:
+            raise AliasError(f"{where}: alias {name} has no targets")
+        for t in targets:
+            if t[0] in "|/\"" or t.lower().startswith(":include:"):
+                raise AliasError(f"{where}: target {t!r} is not supported; use local users or addresses")
+            if t.startswith("<") and t.endswith(">"):
+                continue
+            if " " in t:
+                raise AliasError(f"{where}: target {t!r} is not an address; separate targets with commas")
+        if name in table:
+            raise AliasError(f"{where}: alias {name} is defined twice")
+        table[name] = tuple(t.strip("<>") for t in targets)
+    return table
+
+
+def _key(table: dict, local: str) -> str | None:
+    local = local.lower()
+    if local in table:
+        return local
+    base = local.split("+", 1)[0]
+    return base if base in table else None
+
+
+def expand(table: dict[str, tuple[str, ...]], local: str) -> list[str] | None:
+    """The final targets of local part ``local`` (bare names are local users), or None when
+    it is not an alias. Order kept, duplicates dropped."""
+    if _key(table, local) is None:
+        return None
+    out: list[str] = []
+
+    def walk(target: str, chain: tuple[str, ...], depth: int) -> None:
+        is_local = "@" not in target
+        key = _key(table, target) if is_local else None
+        if key is None or key in chain or depth >= MAX_DEPTH:
+            name = target.lower() if is_local else target
+            if name not in out:
+                out.append(name)
+            return
+        for t in table[key]:
+            walk(t, chain + (key,), depth + 1)
+
+    walk(local, (), 0)
+    return out
+
+
+class AliasTable:
+    """The aliases file in use, re-read when it changes (one stat per call)."""
+
+    def __init__(self, path: Path | str | None):
+        self.path = Path(path) if path else None
+        self.table: dict[str, tuple[str, ...]] = {}
+        self._stamp = None
+        if self.path is not None:
+            self.table = load_aliases(self.path)
+            self._stamp = self._stat()
+
+    def _stat(self):
+        try:
+            st = os.stat(self.path)
+            return (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            return None
+
+    def current(self) -> dict[str, tuple[str, ...]]:
+        if self.path is not None:
+            stamp = self._stat()
+            if stamp != self._stamp:
+                self._stamp = stamp
+                try:
+                    self.table = load_aliases(self.path)
+                except AliasError as err:
+                    log.event(40, None, aliases="reload failed", reason=str(err), kept="previous aliases")
+        return self.table
+
+    def has(self, local: str) -> bool:
+        return _key(self.current(), local) is not None
+
+    def expand(self, local: str) -> list[str] | None:
+        return expand(self.current(), local)

@@ -1,0 +1,245 @@
+"""One delivery attempt of one queued message: every recipient not yet final is tried once.
+
+For each such recipient:
+
+* **local** (``local.domains``, ``<postmaster>``, or a ``local`` route): an alias
+  (``local.aliases``) is expanded into a new queued message to its targets (same sender,
+  NOTIFY/ORCPT kept), and the recipient is done; otherwise the message goes into the
+  user's Maildir. A user not in ``local.users`` (when that list is set) bounces with
+  ``550 5.1.1`` (RCPT already refuses such users; this catches alias targets).
+* **remote**: recipients are grouped by destination (route key or domain), the hops come
+  from :mod:`mailward.deliver.routes`/:mod:`mailward.dns`, and :class:`Outbound` delivers,
+  at most ``max_per_destination`` connections per destination at once.
+
+Results: 2xx → ``delivered``; 5xx → ``bounced``; 4xx → ``deferred``, or ``bounced`` with
+``4.4.7`` once the message is older than ``give_up_after``. Each result is recorded in the
+spool (fsynced) before anything depends on it, and logged as sendmail does
+(``to=<u@x>, delay=..., xdelay=..., mailer=esmtp, relay=mx. [addr], dsn=5.1.1, stat=...``).
+DSNs (:mod:`mailward.deliver.bounce`) go to the envelope sender: failures, expiry, an
+optional delay warning, and success notices when NOTIFY asks and the next hop did not take
+DSN (RFC 3461 §5.2.2) or the message was delivered here. Never to the null sender.
+
+:func:`attempt` returns when the message should be tried again (None: nothing left, held,
+or gone). Failure behaviour: an OSError while recording leaves the recipient as it was
+(tried again later: at-least-once); nothing a peer does raises here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from mailward import log
+from mailward.deliver import maildir
+from mailward.deliver.aliases import AliasTable
+from mailward.deliver.bounce import RecipientReport, build_dsn, wants_notice
+from mailward.deliver.enqueue import enqueue
+from mailward.deliver.outbound import Outbound, Outcome, Recipient
+from mailward.deliver.routes import RouteTable, next_hops
+from mailward.deliver.scheduler import Limits, RetryPolicy
+from mailward.dns import DNSError, Resolver
+from mailward.smtp.replies import Reply
+from mailward.spool.store import Envelope, Spool
+
+ALIASED = "X-MAILWARD-ALIASED"   # private recipient parameter: already expanded, never sent on
+DELAY_NOTED = " (delay DSN sent)"
+
+
+@dataclass
+class Context:
+    spool: Spool
+    hostname: str
+    local_domains: frozenset[str]
+    maildir_root: object
+    outbound: Outbound
+    resolver: Resolver
+    routes: RouteTable
+    aliases: AliasTable
+    limits: Limits
+    retry: RetryPolicy
+    users: frozenset[str] = frozenset()
+    smtp_port: int = 25
+    fsync: bool = True
+    bounce_max_content: int = 1 << 20
+    delay_warning: float = 0.0
+    submit: Callable[[str], None] = lambda qid: None
+    clock: Callable[[], float] = time.time
+    rng: random.Random = field(default_factory=random.Random)
+
+
+def duration(seconds: float) -> str:
+    """sendmail's delay= form: HH:MM:SS, with D+ for days."""
+    seconds = int(max(0, seconds))
+    days, rest = divmod(seconds, 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    text = f"{h:02d}:{m:02d}:{s:02d}"
+    return f"{days}+{text}" if days else text
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower().rstrip(".") if "@" in address else ""
+
+
+def is_local(ctx: Context, address: str) -> bool:
+    if address.lower() == "postmaster":
+        return True
+    domain = domain_of(address)
+    if domain in ctx.local_domains:
+        return True
+    route = ctx.routes.route(domain) if domain else None
+    return route is not None and route.kind == "local"
+
+
+async def _local(ctx: Context, qid: str, env: Envelope, r: Recipient) -> tuple[Reply, str]:
+    """(reply, mailer) for one local recipient."""
+    local = r.address.rpartition("@")[0] if "@" in r.address else r.address
+    domain = domain_of(r.address) or ctx.hostname
+    if ALIASED not in r.params:
+        targets = ctx.aliases.expand(local)
+        if targets is not None and targets != [local.lower()]:
+            keep = {k: v for k, v in r.params.items() if k.upper() in ("NOTIFY", "ORCPT")}
+            if "ORCPT" not in keep:
+                keep["ORCPT"] = f"rfc822;{r.address}"
+            rcpts = [(t if "@" in t else f"{t}@{domain}", {**keep, ALIASED: "1"}) for t in targets]
+            new = await asyncio.to_thread(enqueue, ctx.spool, env.sender, rcpts, ctx.spool.content(qid),
+                                          sender_params=env.sender_params, origin=ctx.hostname)
+            ctx.submit(new)
+            return Reply(250, "2.0.0", f"Expanded to {len(targets)} address(es) in {new}"), "alias"
+    user = maildir.mailbox_name(r.address)
+    if ctx.users and user not in ctx.users and user != "postmaster":
+        return Reply(550, "5.1.1", f"<{r.address}>... User unknown"), "local"
+    try:
+        path = await asyncio.to_thread(maildir.deliver, ctx.maildir_root / user, ctx.spool.content(qid),
+                                       sender=env.sender, recipient=r.address, fsync=ctx.fsync)
+    except OSError as err:
+        return Reply(451, "4.3.0", f"Local delivery failed: {err.strerror or err}"), "local"
+    return Reply(250, "2.0.0", f"Delivered to {path.name}"), "local"
+
+
+async def _remote(ctx: Context, qid: str, env: Envelope, destination: str, domain: str,
+                  group: list[Recipient]) -> dict[int, Outcome]:
+    route = ctx.routes.route(domain)
+    async with ctx.limits.slot(destination):
+        try:
+            hops = await next_hops(route, domain, ctx.resolver, ctx.smtp_port)
+        except DNSError as err:
+            reply = Reply(err.code, err.status, err.text)
+            return {r.index: Outcome(reply) for r in group}
+        params = {k: v for k, v in env.sender_params.items()}
+        group = [Recipient(r.index, r.address, {k: v for k, v in r.params.items() if k != ALIASED})
+                 for r in group]
+        return await ctx.outbound.deliver(qid, env.sender, params, group, hops,
+                                          lambda: ctx.spool.content(qid), env.size)
+
+
+def _stat(reply: Reply, state: str) -> str:
+    text = " ".join(" ".join(reply.lines).split())
+    if state == "delivered":
+        return f"Sent ({text})"
+    if state == "deferred":
+        return f"Deferred: {reply.code} {reply.status} {text}".replace("  ", " ")
+    return text
+
+
+async def attempt(ctx: Context, qid: str) -> float | None:
+    spool = ctx.spool
+    if not spool.exists(qid) or spool.held(qid):
+        return None
+    env = spool.load(qid)
+    pending = [Recipient(i, r.address, r.params) for i, r in enumerate(env.recipients) if not r.final]
+    start = ctx.clock()
+    outcomes: dict[int, tuple[Reply, str, str, bool]] = {}   # index → reply, relay, mailer, dsn_passed
+    groups: dict[tuple[str, str], list[Recipient]] = {}
+    for r in pending:
+        if is_local(ctx, r.address):
+            reply, mailer = await _local(ctx, qid, env, r)
+            outcomes[r.index] = (reply, "", mailer, False)
+        else:
+            domain = domain_of(r.address)
+            route = ctx.routes.route(domain)
+            groups.setdefault((route.key if route else domain, domain), []).append(r)
+    results = await asyncio.gather(*(_remote(ctx, qid, env, dest, domain, group)
+                                     for (dest, domain), group in groups.items()))
+    for result in results:
+        for index, o in result.items():
+            outcomes[index] = (o.reply, o.relay, "esmtp", o.dsn_passed)
+    return _settle(ctx, qid, env, outcomes, start)
+
+
+def _settle(ctx: Context, qid: str, env: Envelope, outcomes: dict, start: float) -> float | None:
+    """Record and log every result, send the DSNs, and say when to come back."""
+    now = ctx.clock()
+    expired = ctx.retry.expired(env.received_at, now)
+    warned = {h.get("rcpt") for h in ctx.spool.history(qid) if str(h.get("detail", "")).endswith(DELAY_NOTED)}
+    reports: dict[str, list[RecipientReport]] = {}
+    for index, (reply, relay, mailer, dsn_passed) in sorted(outcomes.items()):
+        rcpt = env.recipients[index]
+        params = rcpt.params
+        relay_host = relay.split(" ")[0].rstrip(".") if relay else ""
+        action = None
+        if reply.is_positive:
+            state = "delivered"
+            if mailer == "local" and wants_notice(params, "delivered"):
+                action = "delivered"
+            elif mailer == "esmtp" and not dsn_passed and wants_notice(params, "relayed"):
+                action = "relayed"   # RFC 3461 §5.2.2: the next hop cannot do it for us
+        elif reply.is_permanent:
+            state, action = "bounced", "failed"
+        elif expired:
+            state, action = "bounced", "failed"
+            reply = Reply(reply.code, "4.4.7", f"Message could not be delivered for "
+                          f"{duration(now - env.received_at)}: {' '.join(reply.lines)}")
+        else:
+            state = "deferred"
+            if (ctx.delay_warning and now - env.received_at >= ctx.delay_warning and index not in warned
+                    and wants_notice(params, "delayed")):
+                action = "delayed"
+        detail = f"{reply.code} {reply.status} {' '.join(reply.lines)}".replace("  ", " ")
+        if action == "delayed":
+            detail += DELAY_NOTED
+        try:
+            ctx.spool.record(qid, index, state, detail, rcpt.attempts + 1)
+        except OSError as err:
+            log.event(40, qid, to=f"<{rcpt.address}>", stat=f"cannot record the result: {err}")
+            continue
+        rcpt.state = state
+        log.info(qid, to=f"<{rcpt.address}>", delay=duration(now - env.received_at), xdelay=duration(now - start),
+                 mailer=mailer, relay=relay or None, dsn=reply.status or f"{str(reply.code)[0]}.0.0",
+                 stat=_stat(reply, state))
+        if action and (action != "failed" or wants_notice(params, "failed")):
+            reports.setdefault(action, []).append(RecipientReport(
+                rcpt.address, action, reply.status or f"{str(reply.code)[0]}.0.0",
+                f"{reply.code} {reply.status} {' '.join(reply.lines)}".replace("  ", " "), relay_host,
+                str(params.get("ORCPT") or ""), now,
+                env.received_at + ctx.retry.give_up_after if action == "delayed" else 0.0))
+    _send_notices(ctx, qid, env, reports, now)
+    if all(r.final for r in env.recipients):
+        ctx.spool.remove(qid)
+        return None
+    attempts = max((r.attempts + 1 for r in env.recipients if not r.final), default=1)
+    return ctx.retry.next_attempt(env.received_at, now, attempts, ctx.rng)
+
+
+def _send_notices(ctx: Context, qid: str, env: Envelope, reports: dict, now: float) -> None:
+    for action, items in reports.items():
+        if not env.sender:  # RFC 5321 §4.5.5: never a notice to the null reverse-path
+            log.info(qid, dsn="not sent", reason="null sender", action=action)
+            continue
+        try:
+            original = b"".join(ctx.spool.content(qid))
+            client = f"{env.client_name} [{env.client_addr}]" if env.client_addr else env.client_name
+            dsn = build_dsn(reporting_mta=ctx.hostname, queue_id=qid, sender=env.sender,
+                            sender_params=env.sender_params, arrival=env.received_at, client=client,
+                            reports=items, original=original, max_full=ctx.bounce_max_content, now=now)
+            new = enqueue(ctx.spool, "", [(env.sender, {})], dsn, origin=ctx.hostname)
+        except OSError as err:
+            log.event(40, qid, dsn="failed", reason=str(err))
+            continue
+        text = " ".join(items[0].diagnostic.split()[2:]) or items[0].action
+        # sendmail's form: "QID: DSNQID: DSN: User unknown"
+        log.logger.log(20, f"{qid}: {new}: DSN: {text}", extra={"fields": {"dsn": new, "stat": text}, "qid": qid})
+        ctx.submit(new)

@@ -1,0 +1,404 @@
+"""The delivery client: the SMTP client core (:mod:`mailward.smtp.client`) over asyncio and TLS.
+
+:class:`Outbound.deliver` takes the recipients of one message that share a destination and the
+hops to try (:func:`mailward.deliver.routes.next_hops`, MX order) and returns one
+:class:`Outcome` per recipient. For each hop, in order:
+
+1. Connect (``connect_timeout``), read the greeting, EHLO (HELO fallback in the core).
+2. STARTTLS when offered, ``delivery.starttls`` is on and ``Try_TLS`` does not say NO for the
+   host (seed 004, try_tls), presenting the client certificate (confCLIENT_CERT/KEY). The
+   server certificate is verified against ``tls.ca_file``/``ca_path`` and the result only
+   recorded (verify=OK/FAIL/NO), never fatal by itself. Logged as sendmail does:
+   ``STARTTLS=client, relay=mx.example, version=TLSv1.3, verify=OK, cipher=..., bits=256/256``.
+   A failed handshake is verify=SOFTWARE: tls_server then always fails for that connection;
+   with ``tls_fallback_to_clear`` the host is tried once more without STARTTLS, and that
+   clear connection must pass TLS_Srv and TLS_Rcpt like any other (verify=CLEAR).
+3. tls_server (``TLS_Srv:`` on server name, then address): failing → the host is not used;
+   TEMP → next hop / defer, PERM → the recipients bounce.
+4. tls_rcpt before each RCPT (``TLS_Rcpt:``): a failing recipient is not sent here; TEMP →
+   it may still go through a later hop (the seed's multiple-MX example: mail for
+   ``TLS_Rcpt:secure.domain ENCR:112`` never goes in clear to a backup MX), PERM → bounce.
+5. The transaction (pipelined when offered); per-recipient replies become outcomes.
+
+Connection problems (refused, timeout, greeting or EHLO refused, 421, lost connection, a
+reply that is not SMTP) move on to the next hop; when no hop is left the recipients are
+deferred with the last reason. 4xx/5xx replies to RCPT or DATA are final for this attempt.
+Open connections are kept (:class:`Pool`) for the next message to the same address
+(``max_messages_per_connection``, ``connection_idle``).
+
+Failure behaviour: no exception escapes :meth:`Outbound.deliver` for anything a peer does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from mailward import log
+from mailward.deliver.routes import Hop
+from mailward.smtp import client as C
+from mailward.smtp.replies import Reply
+from mailward.tls.engine import TLSEngine, TLSFailure
+from mailward.tls.facts import NO_TLS, ConnectionFacts, TLSFacts
+
+
+@dataclass(frozen=True)
+class Outcome:
+    reply: Reply
+    relay: str = ""                 # the host that answered ("" when none did)
+    dsn_passed: bool = False        # the next hop took NOTIFY/ORCPT (RFC 3461 §5.2.2)
+    elsewhere: bool = False         # transient at the connection level: another hop may do
+
+    @property
+    def delivered(self) -> bool:
+        return self.reply.is_positive
+
+    @property
+    def temporary(self) -> bool:
+        return self.reply.is_transient
+
+
+class HopFailure(Exception):
+    def __init__(self, reply: Reply, *, tls_failed: bool = False):
+        super().__init__(str(reply))
+        self.reply = reply
+        self.tls_failed = tls_failed
+
+
+@dataclass
+class Recipient:
+    index: int
+    address: str
+    params: dict
+
+
+class Session:
+    """One open connection to one hop."""
+
+    def __init__(self, hop: Hop, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 core: C.ClientConnection, timeout: float):
+        self.hop = hop
+        self.reader, self.writer, self.core = reader, writer, core
+        self.engine: TLSEngine | None = None
+        self.tls: TLSFacts = NO_TLS
+        self.tls_disabled = False
+        self.timeout = timeout
+        self.idle_since = time.monotonic()
+
+    async def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self.writer.write(self.engine.encrypt(data) if self.engine else data)
+        await self.writer.drain()
+
+    async def _read(self, timeout: float) -> bytes:
+        while True:
+            raw = await asyncio.wait_for(self.reader.read(65536), timeout)
+            if not raw or not self.engine:
+                return raw
+            plain, out = self.engine.feed(raw)
+            if out:
+                self.writer.write(out)
+            if plain:
+                return plain
+
+    async def event(self, timeout: float | None = None):
+        """The core's next event, reading as needed; WAITING when the core waits for a call."""
+        while True:
+            ev = self.core.next_event()
+            if ev is not C.NEED_DATA:
+                await self.write(self.core.data_to_send())
+                return ev
+            await self.write(self.core.data_to_send())
+            try:
+                data = await self._read(timeout or self.timeout)
+            except (OSError, TLSFailure, asyncio.IncompleteReadError):
+                data = b""
+            self.core.receive_data(data)
+
+    async def handshake(self, ctx, timeout: float) -> None:
+        engine = TLSEngine(ctx, server_side=False, server_hostname=self.hop.name)
+        self.writer.write(engine.start())
+        await self.writer.drain()
+        while not engine.handshake_done:
+            raw = await asyncio.wait_for(self.reader.read(65536), timeout)
+            if not raw:
+                raise TLSFailure("connection closed during the handshake")
+            try:
+                _, out = engine.feed(raw)
+            except TLSFailure as err:
+                alert = getattr(err.__cause__, "output", b"")
+                if alert:
+                    self.writer.write(alert)
+                raise
+            if out:
+                self.writer.write(out)
+                await self.writer.drain()
+        self.engine = engine
+        self.tls = engine.facts or NO_TLS
+
+    def facts(self) -> ConnectionFacts:
+        return ConnectionFacts(self.hop.name, self.hop.addr, tls=self.tls)
+
+    async def close(self) -> None:
+        try:
+            if not self.core.closed and self.core.ready:
+                self.core.quit()
+                await asyncio.wait_for(self.event(), 2)
+        except Exception:
+            pass
+        try:
+            if self.engine:
+                self.writer.write(self.engine.close())
+            self.writer.close()
+        except Exception:
+            pass
+
+
+class Pool:
+    """Idle sessions by (address, port), for reuse by the next message."""
+
+    def __init__(self, idle: float, max_messages: int):
+        self.idle, self.max_messages = idle, max_messages
+        self._idle: dict[tuple[str, int], list[Session]] = {}
+
+    def take(self, hop: Hop) -> Session | None:
+        sessions = self._idle.get((hop.addr, hop.port), [])
+        now = time.monotonic()
+        while sessions:
+            s = sessions.pop()
+            if s.core.ready and not s.reader.at_eof() and now - s.idle_since < self.idle:
+                return s
+            asyncio.ensure_future(s.close())
+        return None
+
+    async def give_back(self, session: Session) -> None:
+        if (session.core.ready and session.core.transactions < self.max_messages and self.idle > 0):
+            session.idle_since = time.monotonic()
+            self._idle.setdefault((session.hop.addr, session.hop.port), []).append(session)
+        else:
+            await session.close()
+
+    async def expire(self) -> None:
+        now = time.monotonic()
+        for key, sessions in list(self._idle.items()):
+            keep = [s for s in sessions if now - s.idle_since < self.idle]
+            for s in sessions:
+                if s not in keep:
+                    await s.close()
+            self._idle[key] = keep
+
+    async def close_all(self) -> None:
+        for sessions in self._idle.values():
+            for s in sessions:
+                await s.close()
+        self._idle.clear()
+
+
+def _reply(code: int, status: str, text: str) -> Reply:
+    return Reply(code, status, text)
+
+
+class Outbound:
+    def __init__(self, *, helo_name: str, tls_context, starttls: bool = True, fallback_to_clear: bool = True,
+                 connect_timeout: float = 30.0, command_timeout: float = 300.0,
+                 policy=None, pool: Pool | None = None):
+        self.helo_name = helo_name
+        self.tls_context = tls_context
+        self.starttls = starttls and tls_context is not None
+        self.fallback_to_clear = fallback_to_clear
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        if policy is None:
+            from mailward.policy.deliver import DeliveryPolicy
+            policy = DeliveryPolicy(None)
+        self.policy = policy   # try_tls / tls_server / tls_rcpt (mailward.policy.deliver.DeliveryPolicy)
+        self.pool = pool or Pool(5.0, 100)
+        self.connections = 0   # opened so far (tests look at reuse)
+
+    # ---- policy (mailward.policy.deliver, seed 004) --------------------------------------------
+    def _try_tls(self, hop: Hop) -> bool:
+        return self.policy.try_tls(hop.name, hop.addr)
+
+    def _tls_server(self, session: Session):
+        return self.policy.tls_server(session.facts(), tls_disabled=session.tls_disabled)
+
+    def _tls_rcpt(self, session: Session, address: str):
+        return self.policy.tls_rcpt(session.facts(), address, tls_disabled=session.tls_disabled)
+
+    # ---- one connection ------------------------------------------------------------------------------
+    async def open(self, hop: Hop, qid: str | None, *, use_tls: bool = True) -> Session:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(hop.addr, hop.port),
+                                                    self.connect_timeout)
+        except asyncio.TimeoutError:
+            raise HopFailure(_reply(451, "4.4.1", f"Connection timed out with {hop.name}")) from None
+        except ConnectionRefusedError:
+            raise HopFailure(_reply(451, "4.4.1", f"Connection refused by {hop.name}")) from None
+        except OSError as err:
+            raise HopFailure(_reply(451, "4.4.1", f"{err.strerror or err} with {hop.name}")) from None
+        self.connections += 1
+        session = Session(hop, reader, writer, C.ClientConnection(self.helo_name), self.command_timeout)
+        try:
+            await self._greet(session, qid, use_tls)
+        except HopFailure:
+            await session.close()
+            raise
+        except (C.RemoteProtocolError, asyncio.TimeoutError, OSError) as err:
+            await session.close()
+            what = "timeout" if isinstance(err, asyncio.TimeoutError) else str(err) or type(err).__name__
+            raise HopFailure(_reply(451, "4.4.2", f"{hop.name}: {what}")) from None
+        return session
+
+    async def _ready(self, session: Session, first: float | None = None) -> C.Ready:
+        while True:
+            ev = await session.event(first)
+            if isinstance(ev, C.Ready):
+                return ev
+            if isinstance(ev, C.Greeting) and ev.reply.code == 220:
+                continue
+            # a refused greeting or EHLO, 421, a lost connection: try the next hop (RFC 5321 §3.1)
+            reply = getattr(ev, "reply", None) or _reply(451, "4.4.2", "Connection lost")
+            raise HopFailure(_reply(451, "4.4.2", f"{session.hop.name} said: {reply}"))
+
+    async def _greet(self, session: Session, qid: str | None, use_tls: bool) -> None:
+        hop = session.hop
+        ready = await self._ready(session, self.connect_timeout)
+        if "STARTTLS" in ready.extensions and use_tls and self.starttls and self._try_tls(hop):
+            session.core.start_tls()
+            ev = await session.event()
+            if isinstance(ev, C.TLSReady):
+                try:
+                    await session.handshake(self.tls_context, self.command_timeout)
+                except (TLSFailure, asyncio.TimeoutError, OSError) as err:
+                    reason = str(err) or type(err).__name__
+                    log.info(qid, **{"STARTTLS": "client"}, relay=hop.name, error=f"handshake failed: {reason}",
+                             verify="SOFTWARE")
+                    session.tls = TLSFacts(verify="SOFTWARE")
+                    decision = self._tls_server(session)  # verify=SOFTWARE always fails (seed 004)
+                    _log_policy(qid, decision)
+                    raise HopFailure(_reply(decision.code or 403, decision.status or "4.7.0",
+                                            f"{hop.name}: TLS handshake failed: {reason}"), tls_failed=True)
+                t = session.tls
+                log.info(qid, **{"STARTTLS": "client"}, relay=hop.name, version=t.tls_version, verify=t.verify,
+                         cipher=t.cipher, bits=f"{t.cipher_bits}/{t.alg_bits}")
+                session.core.tls_started()
+                await self._ready(session)
+            elif not isinstance(ev, C.TLSRefused):
+                raise HopFailure(_reply(451, "4.4.2", f"{hop.name}: connection lost after STARTTLS"))
+        else:
+            session.tls_disabled = not use_tls or ("STARTTLS" in ready.extensions and self.starttls
+                                                   and not self._try_tls(hop))
+        decision = self._tls_server(session)
+        if decision.failed:
+            _log_policy(qid, decision)
+            raise HopFailure(_reply(decision.code, decision.status, decision.reply_text))
+
+    async def _session(self, hop: Hop, qid: str | None) -> Session:
+        session = self.pool.take(hop)
+        if session is not None:
+            return session
+        try:
+            return await self.open(hop, qid)
+        except HopFailure as failure:
+            if not (failure.tls_failed and self.fallback_to_clear):
+                raise
+            log.info(qid, relay=hop.name, stat="retrying without STARTTLS (tls_fallback_to_clear)")
+            return await self.open(hop, qid, use_tls=False)
+
+    # ---- one message to one destination ------------------------------------------------------------------
+    async def deliver(self, qid: str, sender: str, sender_params: dict, recipients: list[Recipient],
+                      hops: list[Hop], content: Callable[[], Iterable[bytes]], size: int) -> dict[int, Outcome]:
+        results: dict[int, Outcome] = {}
+        pending = list(recipients)
+        last = _reply(451, "4.4.0", "No host to deliver to")
+        for hop in hops:
+            try:
+                session = await self._session(hop, qid)
+            except HopFailure as failure:
+                last = failure.reply
+                if failure.reply.is_permanent:  # TLS_Srv PERM+: bounce (seed 004)
+                    for r in pending:
+                        results[r.index] = Outcome(failure.reply, hop.relay)
+                    return results
+                continue
+            try:
+                done = await self._transact(session, qid, sender, sender_params, pending, content, size)
+            except (C.RemoteProtocolError, C.LocalProtocolError, TLSFailure, OSError, asyncio.TimeoutError) as err:
+                last = _reply(451, "4.4.2", f"{hop.name}: {str(err) or type(err).__name__}")
+                await session.close()
+                continue
+            if session.core.closed:
+                await session.close()
+            else:
+                await self.pool.give_back(session)
+            pending_next = []
+            for r in pending:
+                outcome = done[r.index]
+                if outcome.elsewhere:
+                    pending_next.append(r)
+                    last = outcome.reply
+                else:
+                    results[r.index] = outcome
+            pending = pending_next
+            if not pending:
+                break
+        for r in pending:
+            results[r.index] = Outcome(last, "")
+        return results
+
+    async def _transact(self, session: Session, qid: str, sender: str, sender_params: dict,
+                        recipients: list[Recipient], content, size: int) -> dict[int, Outcome]:
+        hop, core = session.hop, session.core
+        out: dict[int, Outcome] = {}
+        ext = core.extensions
+        limit = ext.get("SIZE", "")
+        if limit.isdigit() and int(limit) and size > int(limit):   # RFC 1870 §6.1
+            reply = _reply(552, "5.3.4", f"Message is too large for {hop.name} ({size} > {limit})")
+            return {r.index: Outcome(reply, hop.relay) for r in recipients}
+        if any(k.upper() == "SMTPUTF8" for k in sender_params) and "SMTPUTF8" not in ext:  # RFC 6531 §3.2
+            reply = _reply(553, "5.6.7", f"{hop.name} does not support SMTPUTF8")
+            return {r.index: Outcome(reply, hop.relay) for r in recipients}
+        sendable = []
+        for r in recipients:
+            decision = self._tls_rcpt(session, r.address)
+            if decision.failed:
+                _log_policy(qid, decision)
+                out[r.index] = Outcome(_reply(decision.code, decision.status, decision.reply_text), hop.relay,
+                                       elsewhere=decision.action == "tempfail")
+            else:
+                sendable.append(r)
+        if not sendable:
+            return out
+        tx = C.Transaction(sender, tuple((r.address, r.params) for r in sendable), sender_params, size)
+        core.send_transaction(tx)
+        dsn = "DSN" in ext
+        while True:
+            ev = await session.event()
+            if isinstance(ev, C.SendContent):
+                for chunk in content():
+                    core.send_content(chunk)
+                    await session.write(core.data_to_send())
+                core.end_content()
+                continue
+            if isinstance(ev, C.TransactionDone):
+                for i, r in enumerate(sendable):
+                    reply = ev.result.outcome(i)
+                    lost = reply.code == 451 and reply.status == "4.4.2"
+                    out[r.index] = Outcome(reply, hop.relay, dsn_passed=dsn, elsewhere=lost)
+                return out
+            if isinstance(ev, C.Closed) or ev is C.WAITING:
+                reply = _reply(451, "4.4.2", f"Connection lost with {hop.name}")
+                for r in sendable:
+                    out.setdefault(r.index, Outcome(reply, hop.relay, elsewhere=True))
+                return out
+
+
+def _log_policy(qid: str | None, decision) -> None:
+    """sendmail's line for a refused check: ``QID: ruleset=tls_server, arg1=..., reject=...``."""
+    text = decision.log_fragment
+    if text:
+        log.logger.log(log.NOTICE, f"{qid}: {text}" if qid else text,
+                       extra={"fields": {"policy": text}, "qid": qid})
