@@ -1,0 +1,118 @@
+"""Crash harness: send messages over STARTTLS while the server is killed with SIGKILL at
+random moments and restarted; at the end every message that got a 250 must be delivered.
+
+Clients behave like real MTAs: a message without a 250 is sent again (same token), so a
+kill between the fsync and the 250 can give a duplicate, never a loss.
+
+    python -m tests.reliability.crash --messages 10000 --kills 25     # the long run (minutes)
+
+``make test`` runs a short version (tests/reliability/test_crash.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import smtplib
+import ssl
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+TOKEN = re.compile(rb"X-Token: (\S+)")
+
+
+def run(messages: int, kills: int, workdir: Path, clients: int = 4, per_connection: int = 10,
+        seed: int | None = None) -> dict:
+    from mailward.ca import authority
+    from tests.conftest import MTA
+
+    rng = random.Random(seed)
+    pki = workdir / "pki"
+    authority.init_ca(pki / "ca", "Crash CA")
+    authority.issue(pki / "ca", "localhost", ["localhost", "127.0.0.1"], pki / "s.pem", pki / "k.pem", usage="both")
+    (workdir / "mta").mkdir()
+    mta = MTA(workdir / "mta", {"tls": {"cert_file": str(pki / "s.pem"), "key_file": str(pki / "k.pem")},
+                                "server": {"reverse_lookup": False}})
+    mta.start()
+    ctx = ssl.create_default_context(cafile=str(pki / "ca" / "ca.pem"))
+    tokens = [f"t{i:06d}" for i in range(messages)]
+    todo = list(reversed(tokens))
+    lock = threading.Lock()
+    acked: set[str] = set()
+    stop = threading.Event()
+
+    def client():
+        while not stop.is_set():
+            with lock:
+                batch = [todo.pop() for _ in range(min(per_connection, len(todo)))]
+            if not batch:
+                return
+            try:
+                with smtplib.SMTP(mta.host, mta.port, timeout=10) as s:
+                    s.starttls(context=ctx)
+                    while batch:
+                        token = batch[-1]
+                        s.sendmail("crash@client.test", ["crash@localhost"],
+                                   f"X-Token: {token}\r\nSubject: {token}\r\n\r\nbody {token}\r\n")
+                        with lock:
+                            acked.add(token)
+                        batch.pop()
+            except (OSError, smtplib.SMTPException):
+                time.sleep(0.05)
+            finally:
+                with lock:
+                    todo.extend(batch)  # no 250: send again, like a real client
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    started = time.time()
+    for t in threads:
+        t.start()
+    done_kills = 0
+    while done_kills < kills and any(t.is_alive() for t in threads):
+        with lock:
+            remaining = len(todo)
+        # spread the kills over the run
+        time.sleep(rng.uniform(0.05, 0.6) if remaining else 0.05)
+        mta.kill9()
+        done_kills += 1
+        mta.start()
+    for t in threads:
+        t.join(600)
+    elapsed = time.time() - started
+    # everything accepted must now be delivered: wait for the spool to drain
+    deadline = time.time() + 120
+    while time.time() < deadline and any(p for p in (mta.spool / "queue").iterdir() if p.name != "mailward.pid"):
+        time.sleep(0.2)
+    mta.stop()
+    seen: Counter[str] = Counter()
+    for path in mta.maildir_files("crash"):
+        m = TOKEN.search(path.read_bytes())
+        if m:
+            seen[m.group(1).decode()] += 1
+    lost = sorted(t for t in acked if seen[t] == 0)
+    duplicates = sum(n - 1 for n in seen.values() if n > 1)
+    return {"messages": messages, "acked": len(acked), "kills": done_kills, "lost": lost,
+            "duplicates": duplicates, "duplicate_ratio": duplicates / max(1, len(acked)),
+            "seconds": round(elapsed, 1),
+            "leftover_incoming": len(list((mta.spool / "incoming").iterdir()))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=10000)
+    parser.add_argument("--kills", type=int, default=25)
+    parser.add_argument("--clients", type=int, default=4)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        result = run(args.messages, args.kills, Path(d), clients=args.clients)
+    lost = result.pop("lost")
+    print(result, "lost:", len(lost), lost[:20])
+    raise SystemExit(1 if lost or result["duplicate_ratio"] >= 0.001 else 0)
+
+
+if __name__ == "__main__":
+    main()
