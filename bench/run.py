@@ -1,0 +1,254 @@
+"""The benchmark: mailward beside Postfix and aiosmtpd, in one run, with one client.
+
+    python -m bench.run            # quick: a few seconds per cell (for development)
+    python -m bench.run --full     # the matrix as recorded in README (longer cells, 2 rounds)
+    make bench BENCH_ARGS=--full
+
+For every cell of the matrix (message size 4 KiB and 100 KiB x C = 1, 10, 100 concurrent
+connections x 1 and 20 messages per connection, STARTTLS on every connection, PIPELINING
+used where offered) each server is started fresh, warmed up, measured with the same load
+generator (bench/load.py), and stopped; servers alternate within a cell, and the order rotates
+from cell to cell. Each cell is printed as msgs/s and the ratio mailward / peer.
+
+Also measured in the same run: the machine's limit (`openssl s_time -new` against
+`openssl s_server`, same certificate), 5,000 concurrent idle TLS sessions on mailward (RSS at
+rest), outbound delivery when mailward has it, and the access map (bench/accessmap.py).
+
+Results: bench/results/latest.md (tables, targets, machine), latest.json, latest.png (chart).
+Run ``bash bench/setup.sh`` first (Postfix, openssl, the ``bench`` extra); ``make bench`` does.
+
+Profiling: ``--profile py-spy`` (or ``cprofile``) runs only mailward, under the profiler, on the
+cells given, and writes the profile and a summary by category to bench/results/
+(see bench/profile.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from bench import load, peers
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SIZES = (4096, 102400)
+CONCURRENCY = (1, 10, 100)
+PER_CONNECTION = (1, 20)
+PEERS = ("mailward", "postfix", "aiosmtpd-discard", "aiosmtpd-fsync")
+
+
+def cell_name(size: int, c: int, m: int) -> str:
+    return f"{size // 1024} KiB, C={c}, M={m}"
+
+
+def machine() -> dict:
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        from OpenSSL import SSL
+        pyopenssl_ssl = SSL.SSLeay_version(SSL.SSLEAY_VERSION).decode()
+    except Exception:
+        pyopenssl_ssl = "?"
+    openssl_cli = subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout.strip()
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(), "client_openssl": ssl.OPENSSL_VERSION,
+        "mailward_openssl": pyopenssl_ssl, "openssl_cli": openssl_cli,
+        "postfix": peers.postfix_version() if peers.postfix_available() else "not installed",
+        "loadavg_start": os.getloadavg()[0],
+    }
+
+
+def make_server(name: str, workdir: Path, cert: Path, key: Path, ca: Path, profile: str = "",
+                profile_out: Path | None = None) -> peers.Server:
+    if name == "mailward":
+        return peers.Mailward(workdir, cert, key, ca, profile=profile, profile_out=profile_out)
+    if name == "postfix":
+        return peers.Postfix(workdir, cert, key, ca)
+    if name.startswith("aiosmtpd-"):
+        return peers.Aiosmtpd(workdir, cert, key, ca, mode=name.split("-", 1)[1])
+    raise ValueError(name)
+
+
+def run_cell(server: peers.Server, size: int, c: int, m: int, duration: float, warmup: float,
+             pipelining: bool) -> load.Result:
+    base = dict(port=server.port, concurrency=c, size=size, per_connection=m, pipelining=pipelining,
+                messages=10**9)
+    if warmup:
+        asyncio.run(load.run_load(load.Spec(duration=warmup, **base)))
+    return asyncio.run(load.run_load(load.Spec(duration=duration, pid=server.pid, **base)))
+
+
+def idle_sessions(name: str, workdir, cert, key, ca, count: int) -> dict:
+    server = make_server(name, workdir, cert, key, ca)
+    with server:
+        res = asyncio.run(load.run_idle(load.Spec(port=server.port, pid=server.pid, timeout=120), count))
+    print(f"  {name}: {res.line()}", flush=True)
+    return asdict(res)
+
+
+def accessmap_bench(entries: int, lookups: int) -> str:
+    script = Path(__file__).resolve().parent / "accessmap.py"
+    if not script.exists():
+        return "bench/accessmap.py does not exist yet."
+    r = subprocess.run([sys.executable, str(script), "--entries", str(entries), "--lookups", str(lookups)],
+                       capture_output=True, text=True, cwd=script.parent.parent, timeout=1800,
+                       env=dict(os.environ, PYTHONPATH=str(script.parent.parent)))
+    return (r.stdout + (f"\n(exit {r.returncode}) {r.stderr[-800:]}" if r.returncode else "")).strip()
+
+
+def outbound_available() -> bool:
+    return importlib.util.find_spec("mailward.deliver.outbound") is not None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0],
+                                 epilog="Results go to bench/results/ (latest.md, latest.json, latest.png).")
+    ap.add_argument("--full", action="store_true", help="long cells, 2 rounds, 5,000 idle sessions, 1M-entry map")
+    ap.add_argument("--duration", type=float, help="seconds of load per cell (quick 2, full 8)")
+    ap.add_argument("--warmup", type=float, help="seconds of load before each measurement (quick 0.5, full 1.5)")
+    ap.add_argument("--rounds", type=int, help="times each server runs each cell; the best is kept (quick 1, full 2)")
+    ap.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated subset of {','.join(PEERS)}")
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    ap.add_argument("--concurrency", default=",".join(map(str, CONCURRENCY)))
+    ap.add_argument("--per-connection", default=",".join(map(str, PER_CONNECTION)))
+    ap.add_argument("--no-pipelining", action="store_true")
+    ap.add_argument("--idle", type=int, help="idle TLS sessions to hold (quick 500, full 5000; 0: skip)")
+    ap.add_argument("--accessmap-entries", type=int, help="(quick 100000, full 1000000; 0: skip)")
+    ap.add_argument("--profile", choices=("py-spy", "cprofile"), help="profile mailward on the chosen cells")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--tag", default="latest", help="results file name stem")
+    ap.add_argument("--workdir", type=Path, help="where servers keep spools (default: a new folder in /var/tmp)")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = ap.parse_args(argv)
+
+    full = args.full
+    duration = args.duration or (8.0 if full else 2.0)
+    warmup = args.warmup if args.warmup is not None else (1.5 if full else 0.5)
+    rounds = args.rounds or (2 if full else 1)
+    idle_count = args.idle if args.idle is not None else (5000 if full else 500)
+    map_entries = args.accessmap_entries if args.accessmap_entries is not None else (1_000_000 if full else 100_000)
+    names = [p for p in args.peers.split(",") if p]
+    if args.profile:
+        names = ["mailward"]
+    if "postfix" in names and not peers.postfix_available():
+        print("bench: Postfix is not installed (or not root): run bash bench/setup.sh; skipping it", file=sys.stderr)
+        names.remove("postfix")
+    sizes = [int(x) for x in args.sizes.split(",")]
+    concs = [int(x) for x in args.concurrency.split(",")]
+    per_conns = [int(x) for x in args.per_connection.split(",")]
+    cells = [(s, c, m) for s in sizes for c in concs for m in per_conns]
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mailward-bench-", dir="/var/tmp"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    fs = subprocess.run(["stat", "-f", "-c", "%T", str(workdir)], capture_output=True, text=True).stdout.strip()
+    if fs == "tmpfs":
+        print(f"bench: warning: {workdir} is on tmpfs, where fsync costs nothing; use --workdir on a disk",
+              file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    info["filesystem"] = fs
+    print(f"bench: {info['date']}, {info['nproc']} cores ({info['cpu']}), kernel {info['kernel']}, "
+          f"workdir {workdir} ({fs}); {'full' if full else 'quick'}: {duration}s per cell, "
+          f"{rounds} round(s)", flush=True)
+    ca, cert, key = peers.make_certs(workdir)
+
+    report: dict = {"machine": info, "mode": "full" if full else "quick", "duration": duration, "warmup": warmup,
+                    "rounds": rounds, "pipelining": not args.no_pipelining, "peers": names,
+                    "cells": {}, "openssl": [], "idle": {}, "outbound": None, "accessmap": None}
+    try:
+        rate = peers.openssl_handshake_rate(cert, key, 5 if full else 2)
+        report["openssl"].append(rate)
+        print(f"openssl s_time -new: {rate:.0f} full handshakes/s", flush=True)
+
+        profile_out = None
+        if args.profile:
+            suffix = "raw" if args.profile == "py-spy" else "prof"
+            profile_out = args.out / f"profile-{args.tag}.{suffix}"
+        for rnd in range(rounds):
+            for i, (size, c, m) in enumerate(cells):
+                key_ = cell_name(size, c, m)
+                cell = report["cells"].setdefault(key_, {"size": size, "c": c, "m": m, "runs": {}})
+                k = (i + rnd) % len(names)
+                for name in names[k:] + names[:k]:
+                    out = profile_out.with_name(f"{profile_out.stem}-{size}-{c}-{m}{profile_out.suffix}") \
+                        if profile_out else None
+                    server = make_server(name, workdir, cert, key, ca, args.profile or "", out)
+                    try:
+                        with server:
+                            res = run_cell(server, size, c, m, duration, warmup, not args.no_pipelining)
+                    except Exception as err:  # a peer that fails to start is reported, not fatal
+                        print(f"  {key_:<22} {name:<17} error: {err}", flush=True)
+                        cell["runs"].setdefault(name, []).append({"error": str(err)[:500]})
+                        continue
+                    cell["runs"].setdefault(name, []).append(asdict(res))
+                    print(f"  {key_:<22} {name:<17} {res.line()}", flush=True)
+                    for e in res.errors[:3]:
+                        print(f"      error: {e}", flush=True)
+        if args.profile:
+            from bench import profile as prof
+            for path in sorted(args.out.glob(f"profile-{args.tag}-*")):
+                if path.suffix in (".raw", ".prof"):
+                    summary = prof.summarise(path)
+                    path.with_suffix(".txt").write_text(summary)
+                    print(f"\n{path.name}:\n{summary}")
+            return 0
+
+        rate = peers.openssl_handshake_rate(cert, key, 5 if full else 2)
+        report["openssl"].append(rate)
+        print(f"openssl s_time -new (again): {rate:.0f} full handshakes/s", flush=True)
+
+        if idle_count:
+            print(f"idle TLS sessions: {idle_count}", flush=True)
+            for name in [n for n in ("mailward", "aiosmtpd-discard") if n in names]:
+                report["idle"][name] = idle_sessions(name, workdir, cert, key, ca, idle_count)
+        if outbound_available():
+            report["outbound"] = "mailward.deliver.outbound exists but bench/run.py does not drive it yet"
+        else:
+            report["outbound"] = "mailward has no outbound delivery yet (mailward/deliver/outbound.py is absent)"
+        print(f"outbound: {report['outbound']}", flush=True)
+        if map_entries:
+            print(f"access map: {map_entries} entries", flush=True)
+            report["accessmap"] = accessmap_bench(map_entries, 200_000 if full else 50_000)
+            print(report["accessmap"], flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    report["machine"]["loadavg_end"] = os.getloadavg()[0]
+    from bench import report as rep
+    (args.out / f"{args.tag}.json").write_text(json.dumps(report, indent=1))
+    md = rep.markdown(report, chart=f"{args.tag}.png")
+    (args.out / f"{args.tag}.md").write_text(md)
+    try:
+        rep.chart(report, args.out / f"{args.tag}.png")
+    except ImportError:
+        print("bench: matplotlib is missing (pip install -e '.[bench]'): no chart", file=sys.stderr)
+    print("\n" + rep.summary_table(report))
+    print(f"\nbench: wrote {args.out / (args.tag + '.md')}, .json, .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
