@@ -34,6 +34,21 @@ def limits_from_config(s) -> ServerLimits:
                         normalise_bare_line_endings=s.bare_line_endings == "normalise")
 
 
+def check_tls_files(config: Config) -> None:
+    """``mailward ca check`` at start: errors stop the server (one line), warnings are logged."""
+    from mailward.ca.check import check_config
+
+    problems = check_config(config)
+    errors = [p for p in problems if p.severity == "error"]
+    for p in problems:
+        if p.severity != "error":
+            log.event(30, None, check="warning", file=p.file, problem=p.what, fix=p.fix)
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more: mailward ca check -c {config.path})" if len(errors) > 1 else ""
+        raise ConfigError(f"{first.file}: {first.what}; fix: {first.fix}{more}")
+
+
 def build_tls_context(config: Config):
     if not config.tls.cert_file:
         return None
@@ -189,6 +204,7 @@ class SMTPServer:
 
 
 def serve(config: Config) -> int:
+    check_tls_files(config)
     server = SMTPServer(config)
     asyncio.run(server.run_forever())
     return 0

@@ -76,10 +76,15 @@ class SMTPSession(asyncio.Protocol):
             self.server.hostname, desc, self.server.limits,
             starttls_available=features.offer_starttls and self.server.tls_context is not None)
         verdict = gate.connect(facts)
-        if verdict.reply is not None and verdict.reply.code >= 500:
-            self.core.refuse(verdict.reply)
+        if verdict.reply is not None:
             log.notice(None, ruleset="check_relay", arg1=self.client_name, arg2=self.client_addr,
                        relay=self.relay, reject=str(verdict.reply))
+        if verdict.reply is not None and verdict.reply.code >= 500:
+            self.core.refuse(verdict.reply)
+        elif verdict.reply is not None:  # a temporary refusal: 421 and close (RFC 5321 §3.8)
+            self.transport.write(Reply(421, verdict.reply.status or "4.3.0", verdict.reply.text).to_bytes())
+            self._close()
+            return
         else:
             date = time.strftime("%a, %d %b %Y %H:%M:%S %z")
             self.core.greet(f"{self.server.hostname} ESMTP mailward; {date}")

@@ -198,3 +198,19 @@ def test_access_map_change_is_picked_up_without_restart(make_mta, pki, tmp_path)
     import time
     time.sleep(1.2)
     assert Client(mta).mail() == "454 4.7.0 encryption too weak 0 less than 112"
+
+
+@pytest.mark.parametrize("entry,greeting", [
+    ("Connect:127.0.0.1 REJECT", b"550 5.7.1 Access denied"),
+    ('Connect:127.0.0.1 ERROR:"421 come back later"', b"421 4.0.0 come back later"),
+])
+def test_connect_entries_refuse_at_the_greeting(make_mta, pki, tmp_path, entry, greeting):
+    mta = policy_mta(make_mta, pki, tmp_path, entry)
+    s = socket.create_connection((mta.host, mta.port), timeout=5)
+    first = s.recv(1000)
+    assert first.startswith(greeting), first
+    if greeting.startswith(b"5"):
+        s.sendall(b"EHLO c\r\n")
+        assert s.recv(1000).startswith(b"503 5.5.1")
+        s.sendall(b"QUIT\r\n")
+        assert s.recv(1000).startswith(b"221")
