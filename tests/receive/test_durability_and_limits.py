@@ -158,7 +158,9 @@ def test_key_readable_by_others_refuses_to_start(tmp_path, pki):
                       f'[spool]\ndirectory = "{tmp_path}/spool"\n')
     out = run_serve(config)
     assert out.returncode == 2
-    assert f"{key}: private key is readable by group or others (mode 0644); fix: chmod go-rwx {key}" in out.stderr
+    error = out.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"mailward: {key}: ") and "readable by group or others" in error
+    assert f"fix: chmod 600 {key}" in error
 
 
 def test_encrypted_key_refuses_to_start(tmp_path, pki):
@@ -172,7 +174,7 @@ def test_encrypted_key_refuses_to_start(tmp_path, pki):
     config.write_text(f'[tls]\ncert_file = "{pki.server_cert}"\nkey_file = "{enc}"\n'
                       f'[spool]\ndirectory = "{tmp_path}/spool"\n')
     out = run_serve(config)
-    assert out.returncode == 2 and "private key is encrypted" in out.stderr
+    assert out.returncode == 2 and "private key is encrypted" in out.stderr.strip().splitlines()[-1]
 
 
 def test_sigterm_sends_421_to_idle_sessions(make_mta):
