@@ -136,10 +136,11 @@ async def _remote(ctx: Context, qid: str, env: Envelope, destination: str, domai
                                           lambda: ctx.spool.content(qid), env.size)
 
 
-def _stat(reply: Reply, state: str) -> str:
+def _stat(reply: Reply, state: str, mailer: str) -> str:
+    """sendmail's stat=: "Sent" (local), "Sent (remote reply)", "Deferred: ...", or the reason."""
     text = " ".join(" ".join(reply.lines).split())
     if state == "delivered":
-        return f"Sent ({text})"
+        return "Sent" if mailer == "local" else f"Sent ({text})"
     if state == "deferred":
         return f"Deferred: {reply.code} {reply.status} {text}".replace("  ", " ")
     return text
@@ -209,7 +210,7 @@ def _settle(ctx: Context, qid: str, env: Envelope, outcomes: dict, start: float)
         rcpt.state = state
         log.info(qid, to=f"<{rcpt.address}>", delay=duration(now - env.received_at), xdelay=duration(now - start),
                  mailer=mailer, relay=relay or None, dsn=reply.status or f"{str(reply.code)[0]}.0.0",
-                 stat=_stat(reply, state))
+                 stat=_stat(reply, state, mailer))
         if action and (action != "failed" or wants_notice(params, "failed")):
             reports.setdefault(action, []).append(RecipientReport(
                 rcpt.address, action, reply.status or f"{str(reply.code)[0]}.0.0",

@@ -33,7 +33,7 @@ from mailward.deliver.scheduler import Limits, RetryPolicy, Schedule
 from mailward.dns import Resolver
 from mailward.spool.store import Spool
 
-DELIVERY_GRACE = 10.0
+DELIVERY_GRACE = 5.0
 
 
 class QueueRunner:
