@@ -32,16 +32,16 @@ Failure behaviour: no exception escapes :meth:`Outbound.deliver` for anything a 
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from mailward import log
+from mailward.deliver.connection import Pool, Session
 from mailward.deliver.routes import Hop
 from mailward.smtp import client as C
 from mailward.smtp.replies import Reply
-from mailward.tls.engine import TLSEngine, TLSFailure
-from mailward.tls.facts import NO_TLS, ConnectionFacts, TLSFacts
+from mailward.tls.engine import TLSFailure
+from mailward.tls.facts import TLSFacts
 
 
 @dataclass(frozen=True)
@@ -72,129 +72,6 @@ class Recipient:
     index: int
     address: str
     params: dict
-
-
-class Session:
-    """One open connection to one hop."""
-
-    def __init__(self, hop: Hop, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 core: C.ClientConnection, timeout: float):
-        self.hop = hop
-        self.reader, self.writer, self.core = reader, writer, core
-        self.engine: TLSEngine | None = None
-        self.tls: TLSFacts = NO_TLS
-        self.tls_disabled = False
-        self.timeout = timeout
-        self.idle_since = time.monotonic()
-
-    async def write(self, data: bytes) -> None:
-        if not data:
-            return
-        self.writer.write(self.engine.encrypt(data) if self.engine else data)
-        await self.writer.drain()
-
-    async def _read(self, timeout: float) -> bytes:
-        while True:
-            raw = await asyncio.wait_for(self.reader.read(65536), timeout)
-            if not raw or not self.engine:
-                return raw
-            plain, out = self.engine.feed(raw)
-            if out:
-                self.writer.write(out)
-            if plain:
-                return plain
-
-    async def event(self, timeout: float | None = None):
-        """The core's next event, reading as needed; WAITING when the core waits for a call."""
-        while True:
-            ev = self.core.next_event()
-            if ev is not C.NEED_DATA:
-                await self.write(self.core.data_to_send())
-                return ev
-            await self.write(self.core.data_to_send())
-            try:
-                data = await self._read(timeout or self.timeout)
-            except (OSError, TLSFailure, asyncio.IncompleteReadError):
-                data = b""
-            self.core.receive_data(data)
-
-    async def handshake(self, ctx, timeout: float) -> None:
-        engine = TLSEngine(ctx, server_side=False, server_hostname=self.hop.name)
-        self.writer.write(engine.start())
-        await self.writer.drain()
-        while not engine.handshake_done:
-            raw = await asyncio.wait_for(self.reader.read(65536), timeout)
-            if not raw:
-                raise TLSFailure("connection closed during the handshake")
-            try:
-                _, out = engine.feed(raw)
-            except TLSFailure as err:
-                alert = getattr(err.__cause__, "output", b"")
-                if alert:
-                    self.writer.write(alert)
-                raise
-            if out:
-                self.writer.write(out)
-                await self.writer.drain()
-        self.engine = engine
-        self.tls = engine.facts or NO_TLS
-
-    def facts(self) -> ConnectionFacts:
-        return ConnectionFacts(self.hop.name, self.hop.addr, tls=self.tls)
-
-    async def close(self) -> None:
-        try:
-            if not self.core.closed and self.core.ready:
-                self.core.quit()
-                await asyncio.wait_for(self.event(), 2)
-        except Exception:
-            pass
-        try:
-            if self.engine:
-                self.writer.write(self.engine.close())
-            self.writer.close()
-        except Exception:
-            pass
-
-
-class Pool:
-    """Idle sessions by (address, port), for reuse by the next message."""
-
-    def __init__(self, idle: float, max_messages: int):
-        self.idle, self.max_messages = idle, max_messages
-        self._idle: dict[tuple[str, int], list[Session]] = {}
-
-    def take(self, hop: Hop) -> Session | None:
-        sessions = self._idle.get((hop.addr, hop.port), [])
-        now = time.monotonic()
-        while sessions:
-            s = sessions.pop()
-            if s.core.ready and not s.reader.at_eof() and now - s.idle_since < self.idle:
-                return s
-            asyncio.ensure_future(s.close())
-        return None
-
-    async def give_back(self, session: Session) -> None:
-        if (session.core.ready and session.core.transactions < self.max_messages and self.idle > 0):
-            session.idle_since = time.monotonic()
-            self._idle.setdefault((session.hop.addr, session.hop.port), []).append(session)
-        else:
-            await session.close()
-
-    async def expire(self) -> None:
-        now = time.monotonic()
-        for key, sessions in list(self._idle.items()):
-            keep = [s for s in sessions if now - s.idle_since < self.idle]
-            for s in sessions:
-                if s not in keep:
-                    await s.close()
-            self._idle[key] = keep
-
-    async def close_all(self) -> None:
-        for sessions in self._idle.values():
-            for s in sessions:
-                await s.close()
-        self._idle.clear()
 
 
 def _reply(code: int, status: str, text: str) -> Reply:
@@ -297,9 +174,7 @@ class Outbound:
             raise HopFailure(_reply(decision.code, decision.status, decision.reply_text))
 
     async def _session(self, hop: Hop, qid: str | None) -> Session:
-        session = self.pool.take(hop)
-        if session is not None:
-            return session
+        """A new connection to ``hop``, in clear after a failed handshake when allowed."""
         try:
             return await self.open(hop, qid)
         except HopFailure as failure:
@@ -316,7 +191,7 @@ class Outbound:
         last = _reply(451, "4.4.0", "No host to deliver to")
         for hop in hops:
             try:
-                session = await self._session(hop, qid)
+                done = await self._on_hop(hop, qid, sender, sender_params, pending, content, size)
             except HopFailure as failure:
                 last = failure.reply
                 if failure.reply.is_permanent:  # TLS_Srv PERM+: bounce (seed 004)
@@ -324,16 +199,6 @@ class Outbound:
                         results[r.index] = Outcome(failure.reply, hop.relay)
                     return results
                 continue
-            try:
-                done = await self._transact(session, qid, sender, sender_params, pending, content, size)
-            except (C.RemoteProtocolError, C.LocalProtocolError, TLSFailure, OSError, asyncio.TimeoutError) as err:
-                last = _reply(451, "4.4.2", f"{hop.name}: {str(err) or type(err).__name__}")
-                await session.close()
-                continue
-            if session.core.closed:
-                await session.close()
-            else:
-                await self.pool.give_back(session)
             pending_next = []
             for r in pending:
                 outcome = done[r.index]
@@ -348,6 +213,35 @@ class Outbound:
         for r in pending:
             results[r.index] = Outcome(last, "")
         return results
+
+    async def _on_hop(self, hop: Hop, qid: str, sender: str, sender_params: dict, recipients: list[Recipient],
+                      content, size: int) -> dict[int, Outcome]:
+        """One transaction with ``hop``: over an idle connection kept from an earlier message if
+        there is one (and again over a new one if that had gone stale), else a new connection."""
+        session = self.pool.take(hop)
+        if session is not None:
+            try:
+                done = await self._use(session, qid, sender, sender_params, recipients, content, size)
+                if not all(o.elsewhere and o.reply.status == "4.4.2" for o in done.values()):
+                    return done
+            except HopFailure:
+                pass
+        session = await self._session(hop, qid)
+        return await self._use(session, qid, sender, sender_params, recipients, content, size)
+
+    async def _use(self, session: Session, qid: str, sender: str, sender_params: dict,
+                   recipients: list[Recipient], content, size: int) -> dict[int, Outcome]:
+        hop = session.hop
+        try:
+            done = await self._transact(session, qid, sender, sender_params, recipients, content, size)
+        except (C.RemoteProtocolError, C.LocalProtocolError, TLSFailure, OSError, asyncio.TimeoutError) as err:
+            await session.close()
+            raise HopFailure(_reply(451, "4.4.2", f"{hop.name}: {str(err) or type(err).__name__}")) from None
+        if session.core.closed:
+            await session.close()
+        else:
+            await self.pool.give_back(session)
+        return done
 
     async def _transact(self, session: Session, qid: str, sender: str, sender_params: dict,
                         recipients: list[Recipient], content, size: int) -> dict[int, Outcome]:

@@ -5,11 +5,8 @@ Then kill -9 of the sender during a retry wait, restart: the message is still de
 
 from __future__ import annotations
 
-import signal
 import smtplib
-import time
 
-import pytest
 
 
 def sender_settings(pki, dns_server, mx_port, tmp_path, **delivery):
