@@ -2,7 +2,8 @@
 
 sendmail prints a DN the way OpenSSL's ``X509_NAME_oneline`` does:
 ``/C=US/ST=California/O=Example/CN=host.example/emailAddress=a@b`` — attributes in
-certificate order, OpenSSL short names. Before a DN goes into ``${cert_subject}`` /
+certificate order, OpenSSL short names; OpenSSL 3 escapes ``/`` and ``+`` inside values with a
+backslash and writes other bytes as ``\\xHH``. Before a DN goes into ``${cert_subject}`` /
 ``${cert_issuer}`` (and so into the log and the access map), sendmail replaces every
 character at or below space, at or above DEL, and each of ``< > ( ) " +`` by ``+XX``
 (cf/README, "relaying by client certificate"; seed 004). That encoded form is what an
@@ -43,8 +44,9 @@ _SHORT_NAMES = {
     NameOID.INITIALS: "initials",
 }
 
-# Characters sendmail encodes besides controls, space and 8-bit (cf/README).
-_SPECIALS = frozenset('<>()"+')
+# Characters sendmail encodes besides controls, space and 8-bit: the cf/README's list, and the
+# backslash, which sendmail 8.17 encodes too (OpenSSL 3's '\\+' becomes '+5C+2B').
+_SPECIALS = frozenset('<>()"+\\')
 
 
 def xtext_encode(text: str) -> str:
@@ -78,9 +80,25 @@ def _is_hex(pair: str) -> bool:
     return len(pair) == 2 and all(c in "0123456789abcdefABCDEF" for c in pair)
 
 
+def _oneline_value(value: str) -> str:
+    """A value as OpenSSL 3's X509_NAME_oneline writes it: ``/`` and ``+`` get a backslash
+    (OpenSSL 3.0 added this so that a DN cannot be forged by a value holding ``/CN=``), and
+    every byte outside printable ASCII becomes ``\\xHH``."""
+    out = []
+    for byte in value.encode("utf-8", "surrogateescape"):
+        if byte < 0x20 or byte > 0x7E:
+            out.append(f"\\x{byte:02X}")
+        elif byte in (0x2F, 0x2B):  # '/' and '+'
+            out.append("\\" + chr(byte))
+        else:
+            out.append(chr(byte))
+    return "".join(out)
+
+
 def oneline(components: Iterable[tuple[str, str]]) -> str:
-    """``/SN=value/...`` from (short name, value) pairs, in the order given."""
-    return "".join(f"/{name}={value}" for name, value in components)
+    """``/SN=value/...`` from (short name, value) pairs, in the order given, as OpenSSL 3
+    prints it (what sendmail 8.17 puts in ${cert_subject} before the ``+XX`` encoding)."""
+    return "".join(f"/{name}={_oneline_value(value)}" for name, value in components)
 
 
 def name_components(name: x509.Name) -> list[tuple[str, str]]:
