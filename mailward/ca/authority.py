@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -139,7 +140,7 @@ def _validity(days: int, valid_from: dt.datetime | None, limit: dt.datetime | No
 
 def _leaf(subject: x509.Name, public_key, sans: list[x509.GeneralName], usage: str, days: int,
           issuer_cert: x509.Certificate | None, issuer_key, serial: int,
-          valid_from: dt.datetime | None) -> x509.Certificate:
+          valid_from: dt.datetime | None, crl_url: str = "") -> x509.Certificate:
     start, end = _validity(days, valid_from, issuer_cert.not_valid_after_utc if issuer_cert else None)
     builder = (x509.CertificateBuilder()
                .subject_name(subject)
@@ -154,6 +155,9 @@ def _leaf(subject: x509.Name, public_key, sans: list[x509.GeneralName], usage: s
                .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False))
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    if crl_url:  # where peers find the CA's revocation list (RFC 5280 §4.2.1.13)
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
     if issuer_cert is not None:
         try:
             ski = issuer_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
@@ -181,10 +185,26 @@ def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+CRL_URL = "crl-url"
+
+
+def crl_url(ca_dir: Path) -> str:
+    """The CRL distribution point written into every certificate this CA issues ('' if none)."""
+    try:
+        return (Path(ca_dir) / CRL_URL).read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
 def init_ca(ca_dir: Path, cn: str, subject: str | None = None, key_type: str = "ec",
             passphrase: bytes | None = None, days: int = 3650, *,
-            valid_from: dt.datetime | None = None) -> None:
-    """Make a CA in ``ca_dir`` (which must not exist, or be empty)."""
+            valid_from: dt.datetime | None = None, crl_url: str = "") -> None:
+    """Make a CA in ``ca_dir`` (which must not exist, or be empty).
+
+    ``crl_url`` (e.g. ``http://ca.example/mail.crl``) goes into the certificates it issues as
+    their CRL distribution point, so peers and scanners know where revocation is published."""
+    if crl_url and not re.match(r"(https?|ldap|file)://\S+\Z", crl_url):
+        raise CAError(f"--crl-url {crl_url!r}: expected an http://, https://, ldap:// or file:// URL")
     from mailward.ca.revocation import build_crl  # the CRL module builds on this one
 
     ca_dir = Path(ca_dir)
@@ -224,6 +244,8 @@ def init_ca(ca_dir: Path, cn: str, subject: str | None = None, key_type: str = "
         atomic_write(tmp / "index.txt.attr", b"unique_subject = no\n", 0o600)
         atomic_write(tmp / CRL_NUMBER, b"02\n", 0o600)
         atomic_write(tmp / CRL, crl.public_bytes(serialization.Encoding.PEM), 0o644)
+        if crl_url:
+            atomic_write(tmp / CRL_URL, crl_url.encode() + b"\n", 0o644)
         if ca_dir.exists():
             ca_dir.rmdir()
         os.rename(tmp, ca_dir)
@@ -282,7 +304,8 @@ def _sign_and_record(ca_dir: Path, ca_cert, ca_key, subject, public_key, names, 
     """
     with ca_lock(ca_dir):
         serial = _new_serial(ca_dir)
-        cert = _leaf(subject, public_key, names, usage, days, ca_cert, ca_key, serial, valid_from)
+        cert = _leaf(subject, public_key, names, usage, days, ca_cert, ca_key, serial, valid_from,
+                     crl_url(ca_dir))
         written = []
         try:
             for path, data, mode in outputs:

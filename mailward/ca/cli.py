@@ -97,7 +97,8 @@ def _add_usage(p: argparse.ArgumentParser) -> None:
 
 def cmd_init(args) -> int:
     phrase = _init_passphrase(args)
-    authority.init_ca(Path(args.dir), args.cn, args.subject, args.key_type, phrase, args.days)
+    authority.init_ca(Path(args.dir), args.cn, args.subject, args.key_type, phrase, args.days,
+                      crl_url=args.crl_url or "")
     ca = Path(args.dir)
     print(f"CA certificate: {ca / authority.CA_CERT}  (give this to peers; [tls] ca_file)")
     print(f"CA key:         {ca / authority.CA_KEY}  ({'encrypted' if phrase else 'NOT encrypted'}, mode 0600)")
@@ -232,6 +233,8 @@ def register(subparsers) -> None:
     p.add_argument("--subject", metavar="DN", help='other DN parts, e.g. "/C=US/ST=California/O=Example/OU=Mail/L=Town"')
     p.add_argument("--key-type", choices=("ec", "rsa"), default="ec", help="ec = ECDSA P-256 (default), rsa = RSA 3072")
     p.add_argument("--days", type=int, default=3650, help="validity in days (default 3650)")
+    p.add_argument("--crl-url", metavar="URL", help="CRL distribution point put into every certificate issued, "
+                   "e.g. http://ca.example/mail.crl (publish CA_DIR/crl.pem there)")
     _add_passphrase(p, init=True)
 
     p = cmd("request", cmd_request, "make an unencrypted key (0600) and a certificate request (CSR)")

@@ -34,7 +34,8 @@ def create_data_folder(data: Path) -> list[str]:
     data.mkdir(parents=True, exist_ok=True)
     ca_dir = data / "ca"
     if not (ca_dir / "ca.pem").exists():
-        authority.init_ca(ca_dir, "mailward quickstart CA", subject="/O=mailward quickstart")
+        authority.init_ca(ca_dir, "mailward quickstart CA", subject="/O=mailward quickstart",
+                          crl_url=f"file://{ca_dir.resolve()}/crl.pem")
         made.append(f"private CA             {ca_dir}/ca.pem (key in {ca_dir}/private/, 0600)")
     certs = data / "certs"
     certs.mkdir(mode=0o700, exist_ok=True)
