@@ -44,6 +44,7 @@ from mailward.dns import DNSError, Resolver
 from mailward.smtp.replies import Reply
 from mailward.spool.store import Envelope, Spool
 
+MAX_HOPS = 50                    # Received: headers before a loop is assumed (RFC 5321 §6.3; Postfix's limit)
 ALIASED = "X-MAILWARD-ALIASED"   # private recipient parameter: already expanded, never sent on
 DELAY_NOTED = " (delay DSN sent)"
 
@@ -136,6 +137,17 @@ async def _remote(ctx: Context, qid: str, env: Envelope, destination: str, domai
                                           lambda: ctx.spool.content(qid), env.size)
 
 
+def hop_count(spool: Spool, qid: str) -> int:
+    """How many Received: headers the message has (its header section only)."""
+    head = b""
+    for chunk in spool.content(qid):
+        head += chunk
+        if b"\r\n\r\n" in head or len(head) > 1 << 20:
+            break
+    head = head.split(b"\r\n\r\n", 1)[0]
+    return sum(1 for line in head.split(b"\r\n") if line[:9].lower() == b"received:")
+
+
 def _stat(reply: Reply, state: str, mailer: str) -> str:
     """sendmail's stat=: "Sent" (local), "Sent (remote reply)", "Deferred: ...", or the reason."""
     text = " ".join(" ".join(reply.lines).split())
@@ -154,6 +166,10 @@ async def attempt(ctx: Context, qid: str) -> float | None:
     pending = [Recipient(i, r.address, r.params) for i, r in enumerate(env.recipients) if not r.final]
     start = ctx.clock()
     outcomes: dict[int, tuple[Reply, str, str, bool]] = {}   # index → reply, relay, mailer, dsn_passed
+    hops = hop_count(ctx.spool, qid)
+    if hops > MAX_HOPS:  # RFC 5321 §6.3: a mail loop; bounce rather than pass it on forever
+        reply = Reply(554, "5.4.6", f"Too many hops {hops} ({MAX_HOPS} max): routing loop")
+        return _settle(ctx, qid, env, {r.index: (reply, "", "esmtp", False) for r in pending}, start)
     groups: dict[tuple[str, str], list[Recipient]] = {}
     for r in pending:
         if is_local(ctx, r.address):

@@ -50,6 +50,7 @@ class Outcome:
     relay: str = ""                 # the host that answered ("" when none did)
     dsn_passed: bool = False        # the next hop took NOTIFY/ORCPT (RFC 3461 §5.2.2)
     elsewhere: bool = False         # transient at the connection level: another hop may do
+    interrupted: bool = False       # the connection ended before the transaction did
 
     @property
     def delivered(self) -> bool:
@@ -222,7 +223,7 @@ class Outbound:
         if session is not None:
             try:
                 done = await self._use(session, qid, sender, sender_params, recipients, content, size)
-                if not all(o.elsewhere and o.reply.status == "4.4.2" for o in done.values()):
+                if not done or not all(o.interrupted for o in done.values()):
                     return done
             except HopFailure:
                 pass
@@ -280,13 +281,13 @@ class Outbound:
             if isinstance(ev, C.TransactionDone):
                 for i, r in enumerate(sendable):
                     reply = ev.result.outcome(i)
-                    lost = reply.code == 451 and reply.status == "4.4.2"
-                    out[r.index] = Outcome(reply, hop.relay, dsn_passed=dsn, elsewhere=lost)
+                    lost = ev.result.interrupted and reply.is_transient
+                    out[r.index] = Outcome(reply, hop.relay, dsn_passed=dsn, elsewhere=lost, interrupted=lost)
                 return out
             if isinstance(ev, C.Closed) or ev is C.WAITING:
                 reply = _reply(451, "4.4.2", f"Connection lost with {hop.name}")
                 for r in sendable:
-                    out.setdefault(r.index, Outcome(reply, hop.relay, elsewhere=True))
+                    out.setdefault(r.index, Outcome(reply, hop.relay, elsewhere=True, interrupted=True))
                 return out
 
 

@@ -267,6 +267,7 @@ class ClientConnection:
         if self._result is not None and self._state in (_TX, _CONTENT, _DATA_END, _RSET):
             # the transaction ends with whatever we know; missing replies count as 4xx
             lost = reply if reply is not None else Reply(451, "4.4.2", "Connection lost")
+            self._result.interrupted = True
             if self._result.data is None and self._state == _DATA_END:
                 self._result.data = lost
             elif self._state == _TX:

@@ -83,6 +83,7 @@ class TransactionResult:
     rcpts: list[Reply | None] = field(default_factory=list)
     data: Reply | None = None        # the reply to DATA if refused, else the final reply
     content_sent: bool = False
+    interrupted: bool = False        # the connection closed (or 421) before the transaction ended
 
     def outcome(self, index: int) -> Reply:
         """The reply that decides recipient ``index``: its RCPT refusal, else the end of DATA,

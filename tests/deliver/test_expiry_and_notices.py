@@ -1,0 +1,92 @@
+"""Expiry (give_up_after → bounce 4.4.7), the delay warning DSN, the mail-loop hop limit, and
+a pooled connection that the server closed meanwhile — over real sockets, short timings."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from harness import Harness, Sink, message, run
+
+
+def wait_until(pred, timeout=10.0):
+    async def waiter():
+        deadline = time.monotonic() + timeout
+        while not pred() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    return waiter()
+
+
+def test_expiry_bounces_with_4_4_7(tmp_path, dns_server, mx_port):
+    # nothing listens on the MX of order.test: every attempt is a connection refusal
+    h = Harness(tmp_path, dns_server, mx_port, {"delivery": {"retry_first": 0.2, "give_up_after": 0.8}})
+
+    async def main():
+        h.send("a@localhost", ["u@order.test"], message("expiring"))
+        await h.start()
+        await wait_until(lambda: not h.spool.ids() or h.mailbox("a"))
+        await h.settle()
+        await h.stop()
+    run(main)
+    text = h.log.text()
+    assert "stat=Deferred: 451 4.4.1 Connection refused by mx" in text
+    rcpt = h.dsn("a").get_payload()[1].get_payload()[1]
+    assert rcpt["Action"] == "failed" and rcpt["Status"] == "4.4.7"
+    assert "Message could not be delivered for" in rcpt["Diagnostic-Code"]
+    assert h.spool.ids() == []
+
+
+def test_delay_warning_is_sent_once(tmp_path, dns_server, mx_port):
+    h = Harness(tmp_path, dns_server, mx_port, {"delivery": {"retry_first": 0.2, "delay_warning": 0.1}})
+
+    async def main():
+        qid = h.send("a@localhost", ["u@order.test"], message("slow"))
+        await h.start()
+        await wait_until(lambda: h.spool.load(qid).recipients[0].attempts >= 3)
+        await h.stop()
+        return qid
+    qid = run(main)
+    dsn = h.dsn("a")   # exactly one notice despite several failed attempts
+    assert dsn["Subject"].startswith("Warning: could not send message")
+    rcpt = dsn.get_payload()[1].get_payload()[1]
+    assert rcpt["Action"] == "delayed" and rcpt["Status"].startswith("4.") and rcpt["Will-Retry-Until"]
+    assert h.spool.load(qid).recipients[0].state == "deferred"
+
+
+def test_mail_loop_is_bounced_not_passed_on(tmp_path, dns_server, mx_port):
+    h = Harness(tmp_path, dns_server, mx_port)
+    looped = b"".join(b"Received: from hop%d.test by hop%d.test; Thu, 26 Nov 2026 01:00:00 +0000\r\n" % (i, i)
+                      for i in range(60)) + b"Subject: loop\r\n\r\nbody\r\n"
+    with Sink("127.0.0.11", mx_port) as mx1:
+        async def main():
+            h.send("a@localhost", ["u@order.test"], looped)
+            await h.start()
+            await h.settle()
+            await h.stop()
+        run(main)
+    assert mx1.messages == []
+    assert h.dsn("a").get_payload()[1].get_payload()[1]["Status"] == "5.4.6"
+
+
+def test_a_pooled_connection_closed_by_the_server_is_replaced(tmp_path, dns_server, mx_port, make_mta):
+    """A real mailward MX with a short idle timeout says 421 and closes the connection we kept;
+    the next message notices and goes over a new connection."""
+    mx = make_mta({"server": {"hostname": "mx.tls.test", "listen": [f"127.0.0.61:{mx_port}"], "idle_timeout": 0.4,
+                              "data_timeout": 0.4},
+                   "local": {"domains": ["tls.test"]}}, host="127.0.0.61")
+    h = Harness(tmp_path / "h", dns_server, mx_port, {"delivery": {"connection_idle": 30.0}})
+
+    async def main():
+        h.send("a@localhost", ["u@tls.test"], message("first"))
+        await h.start()
+        await h.settle()
+        assert h.runner.ctx.outbound.connections == 1
+        await asyncio.sleep(1.0)     # the MX times the idle session out: 421, close
+        h.send("a@localhost", ["u@tls.test"], message("second"))
+        h.runner.flush()
+        await h.settle()
+        await h.stop()
+    run(main)
+    mx.wait_mail("u", 2)
+    assert h.spool.ids() == [] and h.runner.ctx.outbound.connections == 2
+    assert "Timeout waiting for input" in mx.log_text() or "timeout" in mx.log_text()
