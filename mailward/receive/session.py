@@ -101,7 +101,16 @@ class SMTPSession(asyncio.Protocol):
             try:
                 plain, out = self.engine.feed(data)
             except TLSClosed:
-                self._close()
+                # close_notify: whatever follows in clear is never read (RFC 8446 §6.1)
+                log.info(None, STARTTLS="server", relay=self.relay,
+                         stat="client closed the TLS session (close_notify)",
+                         during="DATA" if self.core and self.core.in_data else None)
+                try:
+                    self.transport.write(self.engine.close())  # our close_notify in return
+                except Exception:
+                    pass
+                self._closed = True
+                self.transport.close()
                 return
             except TLSFailure as err:
                 self._tls_failed(str(err), getattr(err.__cause__, "output", b""))
