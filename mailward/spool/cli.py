@@ -1,12 +1,14 @@
-"""``mailward queue``: list, show, flush, hold, release, delete — safe while the server runs.
+"""``mailward queue``: list, show, flush, hold, release, delete, route — safe while the server runs.
 
 The commands read the spool folder directly (it is the source of truth); ``flush`` asks a
-running server (its pid is in SPOOL/mailward.pid) to retry now with SIGUSR1.
+running server (its pid is in SPOOL/mailward.pid) to retry now with SIGUSR1. ``list`` and
+``show`` print when the next attempt is due (from the recorded attempts and the
+``[delivery]`` retry settings, without the jitter) and why recipients are deferred;
+``route DOMAIN`` shows where mail for a domain would go (route file, MX, addresses).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import time
@@ -18,7 +20,25 @@ from mailward.spool.store import Spool
 
 def _spool(args) -> Spool:
     cfg = config_mod.load(args.config)
+    args.cfg = cfg
     return Spool(cfg.spool.directory, fsync=cfg.spool.fsync)
+
+
+def _next_attempt(spool: Spool, env, cfg) -> float | None:
+    """When the runner will try again (None: never tried, so: as soon as it sees it)."""
+    from mailward.deliver.scheduler import RetryPolicy
+
+    last = spool.last_attempt(env.queue_id)
+    if last is None:
+        return None
+    attempts = max((r.attempts for r in env.recipients if not r.final), default=1)
+    return RetryPolicy.from_config(cfg.delivery).next_attempt(env.received_at, last, attempts)
+
+
+def _when(t: float | None, now: float) -> str:
+    if t is None or t <= now:
+        return "now"
+    return "in " + _age(t - now)
 
 
 def _age(seconds: float) -> str:
@@ -40,16 +60,19 @@ def _state(spool: Spool, env) -> str:
 def _list(args) -> int:
     spool = _spool(args)
     ids = spool.ids()
-    print(f"{'QUEUE ID':<15} {'SIZE':>9} {'AGE':>7} {'STATE':<8} SENDER -> RECIPIENTS")
+    print(f"{'QUEUE ID':<15} {'SIZE':>9} {'AGE':>7} {'STATE':<8} {'NEXT':>9} SENDER -> RECIPIENTS")
     now = time.time()
     for qid in ids:
         try:
             env = spool.load(qid)
         except (OSError, ValueError):
             continue  # delivered and removed while we looked
-        rcpts = ", ".join(f"<{r.address}>{'' if r.state == 'queued' else ' (' + r.state + ')'}"
+        rcpts = ", ".join(f"<{r.address}>" + ("" if r.state == "queued" else f" ({r.state}"
+                          + (f": {r.detail}" if r.state == "deferred" and r.detail else "") + ")")
                           for r in env.recipients)
-        print(f"{qid:<15} {env.size:>9} {_age(now - env.received_at):>7} {_state(spool, env):<8} "
+        state = _state(spool, env)
+        nxt = "-" if state == "hold" else _when(_next_attempt(spool, env, args.cfg), now)
+        print(f"{qid:<15} {env.size:>9} {_age(now - env.received_at):>7} {state:<8} {nxt:>9} "
               f"<{env.sender}> -> {rcpts}")
     print(f"-- {len(ids)} message{'s' if len(ids) != 1 else ''} in the queue")
     return 0
@@ -73,8 +96,23 @@ def _show(args) -> int:
               f"verify={t.get('verify')}")
     print(f"sender:    <{env.sender}> {' '.join(f'{k}={v}' if v else k for k, v in env.sender_params.items())}")
     for r in env.recipients:
-        params = " ".join(f"{k}={v}" if v else k for k, v in r.params.items())
-        print(f"recipient: <{r.address}> {params} state={r.state} {r.detail}".rstrip())
+        params = " ".join(f"{k}={v}" if v else k for k, v in r.params.items() if not k.startswith("X-"))
+        print(f"recipient: <{r.address}> {params} state={r.state} attempts={r.attempts} {r.detail}".rstrip())
+    now = time.time()
+    if not all(r.final for r in env.recipients):
+        from mailward.deliver.scheduler import RetryPolicy
+
+        expiry = env.received_at + RetryPolicy.from_config(args.cfg.delivery).give_up_after
+        nxt = "held" if spool.held(env.queue_id) else _when(_next_attempt(spool, env, args.cfg), now)
+        print(f"next try:  {nxt}; bounced if still undelivered after "
+              f"{time.strftime('%Y-%m-%d %H:%M:%S %z', time.localtime(expiry))}")
+    for h in spool.history(env.queue_id):
+        try:
+            addr = env.recipients[h["rcpt"]].address
+        except (KeyError, IndexError, TypeError):
+            continue
+        print(f"attempt:   {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(h.get('at', 0)))} <{addr}> "
+              f"{h.get('state')} {h.get('detail', '')}".rstrip())
     if args.content:
         print()
         for chunk in spool.content(args.id):
@@ -121,6 +159,40 @@ def _delete(args) -> int:
     return 0
 
 
+def _route(args) -> int:
+    """Where mail for a domain goes: route file entry, then MX hosts and addresses."""
+    import asyncio
+
+    from mailward.deliver.routes import RouteError, RouteTable, next_hops
+    from mailward.dns import DNSError, Resolver
+
+    cfg = config_mod.load(args.config)
+    d = cfg.delivery
+    domain = args.domain.lower().rstrip(".")
+    if domain in {x.lower() for x in cfg.local.domains}:
+        print(f"{domain}: local (local.domains) -> Maildir under {cfg.local.maildir_root}")
+        return 0
+    try:
+        route = RouteTable(d.route_file or None).route(domain)
+        resolver = Resolver(list(d.resolver), timeout=d.dns_timeout)
+    except (RouteError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    if route is not None and route.kind == "local":
+        print(f"{domain}: local (route {route.key} in {d.route_file})")
+        return 0
+    where = f"route {route.key} -> {'[' + route.host + ']' if route.kind == 'direct' else route.host}" \
+        if route else "DNS (no route)"
+    print(f"{domain}: {where}; resolver: {', '.join(d.resolver) or 'system (resolv.conf)'}")
+    try:
+        hops = asyncio.run(next_hops(route, domain, resolver, d.smtp_port))
+    except DNSError as err:
+        print(f"  {'deferred' if err.temporary else 'bounced'}: {err.code} {err.status} {err}")
+        return 1
+    for hop in hops:
+        print(f"  {hop.preference:>5} {hop.name} [{hop.addr}]:{hop.port}")
+    return 0
+
+
 def register(subparsers) -> None:
     q = subparsers.add_parser("queue", help="look at and manage the mail queue",
                               description="Look at and manage the mail queue (safe while the server runs).")
@@ -135,6 +207,9 @@ def register(subparsers) -> None:
     p = sub.add_parser("flush", help="ask the running server to retry now (one message, or all)")
     p.add_argument("id", nargs="?")
     p.set_defaults(func=_flush)
+    p = sub.add_parser("route", help="where mail for a domain goes (route file, MX hosts, addresses)")
+    p.add_argument("domain")
+    p.set_defaults(func=_route)
     for name, func, text in (("hold", _hold, "keep a message from being delivered"),
                              ("release", _release, "let a held message be delivered again"),
                              ("delete", _delete, "remove a message from the queue (no bounce)")):
