@@ -4,6 +4,7 @@ but AccessMapError ever escapes it."""
 from __future__ import annotations
 
 import pytest
+from tests.fuzzing import examples  # noqa: E402
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -93,13 +94,13 @@ _TOKENS = st.sampled_from([
 ])
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(st.lists(_TOKENS, max_size=40).map("".join))
 def test_property_parser_only_raises_its_own_error_on_token_soup(text):
     _parse_or_error(text)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(max_size=300))
 def test_property_parser_only_raises_its_own_error_on_any_text(text):
     _parse_or_error(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.fuzzing import examples  # noqa: E402
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -49,7 +50,7 @@ facts = st.builds(
 mailboxes = st.builds(lambda u, d: f"{u}@{d}" if d else u, labels, labels)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(facts, mailboxes, mailboxes)
 def test_checks_always_give_well_formed_decisions(conn, sender, rcpt):
     decisions = [

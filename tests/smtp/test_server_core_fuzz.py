@@ -3,6 +3,7 @@ never an exception, never a hang — and splitting a session does not change its
 
 from __future__ import annotations
 
+from tests.fuzzing import examples  # noqa: E402
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -41,7 +42,7 @@ def run(chunks, decide=True):
     return b"".join(out), seen
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.binary(max_size=300), max_size=20))
 def test_random_bytes_never_crash(chunks):
     replies, _ = run(chunks)
@@ -49,13 +50,13 @@ def test_random_bytes_never_crash(chunks):
         assert line[:3].isdigit()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.sampled_from(WORDS), max_size=40))
 def test_command_soup_never_crashes(words):
     run(words)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.sampled_from(WORDS[:8] + WORDS[9:10]), max_size=15), st.lists(st.integers(0, 400), max_size=8))
 def test_splitting_does_not_change_replies(words, cuts):
     data = b"".join(words)

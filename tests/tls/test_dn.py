@@ -35,3 +35,25 @@ def test_seed_example_in_the_8_17_form():
 def test_decode_round_trip():
     for text in ["/C=US/CN=a b", "x+y", "<>()\"", "\u00e9"]:
         assert dn.xtext_decode(dn.xtext_encode(text)) == text
+
+
+from tests.fuzzing import examples  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_names = st.sampled_from(["C", "ST", "L", "O", "OU", "CN", "emailAddress"])
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(st.lists(st.tuples(_names, st.text(min_size=1, max_size=40)), max_size=8))
+def test_encoded_dn_is_one_safe_token(components):
+    """Whatever a certificate holds, the encoded DN is one access-map key: printable ASCII,
+    no space, none of < > ( ) \" and every '+' starts a +XX escape."""
+    encoded = dn.xtext_encode(dn.oneline(components))
+    assert all(0x21 <= ord(ch) <= 0x7E for ch in encoded)
+    assert not any(ch in encoded for ch in '<>()"\\\\')
+    i = encoded.find("+")
+    while i >= 0:
+        assert all(c in "0123456789ABCDEF" for c in encoded[i + 1:i + 3]) and len(encoded) >= i + 3
+        i = encoded.find("+", i + 3)
+    assert dn.xtext_decode(encoded) == dn.oneline(components)
