@@ -2,9 +2,13 @@
 
 * :class:`Mailward` — ``python -m mailward serve`` with ``spool.fsync = true``. The benchmark's
   recipient is in a domain that is not local (``bench.invalid``); loopback clients may relay
-  (an access map is configured, so sendmail's relay rules apply), and the queue runner leaves
-  non-local mail queued while outbound delivery does not exist: nothing competes with receiving
-  for the CPU (no Maildir delivery), as with Postfix's ``discard:``.
+  (an access map is configured, so sendmail's relay rules apply). mailward has no ``discard``
+  delivery, so by default its delivery is *parked*: the route file sends ``bench.invalid`` to
+  a loopback port where the benchmark listens and never accepts, and ``max_deliveries = 1``,
+  so one delivery attempt waits for a greeting for the whole cell and every accepted message
+  stays queued. What is measured is receiving (SMTP, TLS, the fsynced spool) with nothing
+  else competing for the CPU; Postfix's figures include its qmgr and discard agent.
+  ``delivery="sink"`` routes ``bench.invalid`` to a real SMTP sink instead (outbound runs).
 * :class:`Postfix` — Debian's Postfix as its own instance (``postfix -c DIR start``): its own
   config_directory, queue_directory and data_directory in the work folder, smtpd on a high
   loopback port with STARTTLS, the queue written and fsynced by cleanup as Postfix always
@@ -123,14 +127,48 @@ class Server:
         self.cleanup()
 
 
+class Blackhole:
+    """A loopback TCP port that takes connections into its backlog and never answers."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class Mailward(Server):
     name = "mailward"
 
-    def __init__(self, *args, profile: str = "", profile_out: Path | None = None, **kw):
+    def __init__(self, *args, profile: str = "", profile_out: Path | None = None, delivery: str = "parked",
+                 sink_port: int = 0, **kw):
         super().__init__(*args, **kw)
         self.profile = profile            # "", "cprofile" or "py-spy"
         self.profile_out = profile_out
         self.spy: subprocess.Popen | None = None
+        self.delivery = delivery          # "parked" or "sink"
+        self.sink_port = sink_port
+        self.blackhole: Blackhole | None = None
+
+    def delivery_text(self, d: Path) -> str:
+        if self.delivery == "sink":
+            (d / "routes").write_text(f"{RCPT_DOMAIN}\t[127.0.0.1]:{self.sink_port}\n")
+            return f"""[delivery]
+route_file = "{d / 'routes'}"
+"""
+        if self.blackhole is None:
+            self.blackhole = Blackhole()
+        (d / "routes").write_text(f"{RCPT_DOMAIN}\t[127.0.0.1]:{self.blackhole.port}\n")
+        return f"""[delivery]
+# Parked: the next hop never sends its greeting; one attempt waits, everything stays queued.
+route_file = "{d / 'routes'}"
+max_deliveries = 1
+max_per_destination = 1
+connect_timeout = 3600.0
+"""
 
     def config_text(self, d: Path) -> str:
         return f"""# mailward for the benchmark (bench/peers.py)
@@ -159,10 +197,12 @@ access_map = "{d / 'access'}"
 
 [log]
 file = "{d / 'mailward.log'}"
-"""
 
-    def start(self) -> None:
-        d = self._fresh_dir()
+{self.delivery_text(d)}"""
+
+    def start(self, fresh: bool = True) -> None:
+        """Start the server; ``fresh=False`` keeps the spool of the previous start."""
+        d = self._fresh_dir() if fresh else self.dir
         self.port = free_port()
         (d / "access").write_text("# bench: no entries; loopback relays by sendmail's rules\n")
         (d / "mailward.toml").write_text(self.config_text(d))
@@ -190,6 +230,9 @@ file = "{d / 'mailward.log'}"
                 self.spy.kill()
             self.spy = None
         super().stop()
+        if self.blackhole is not None:
+            self.blackhole.close()
+            self.blackhole = None
 
     def spool_files(self) -> int:
         q = self.dir / "spool" / "queue" if self.dir else None

@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import ssl
 import statistics
 import subprocess
@@ -122,6 +123,79 @@ def outbound_available() -> bool:
     return importlib.util.find_spec("mailward.deliver.outbound") is not None
 
 
+def outbound_rate(workdir: Path, cert: Path, key: Path, ca: Path, count: int, size: int = 4096,
+                  kick: float = 0.1, stall_limit: float = 10.0) -> dict:
+    """mailward's delivery rate to an SMTP sink over STARTTLS, queue to empty.
+
+    1. mailward with delivery parked receives ``count`` messages (C=10, M=20, pipelining): that
+       run's msgs/s is the inbound rate it is compared with.
+    2. mailward stops; it starts again on the same spool with ``bench.invalid`` routed to an
+       aiosmtpd sink (discard, STARTTLS offered): the runner finds every message due now and
+       delivers with its defaults (max_deliveries, max_per_destination, connection reuse).
+    3. The rate is messages / (time of the last removal - time of the first removal) from the
+       queue folder, polled every 20 ms.
+
+    ``kick`` (seconds, 0: never): send SIGUSR1 (``mailward queue flush``) that often while the
+    queue drains. The runner of 2026-11-26 takes at most ``max_deliveries`` due messages per
+    pass and drops the rest of the due list from its timetable (deliver/runner.py ``_loop``),
+    so a queue of 1,000 due messages delivers 20 or so and then waits; kicking measures what
+    delivery can do once that is fixed, and the report says how many kicks it took.
+    """
+    sink = peers.Aiosmtpd(workdir, cert, key, ca, mode="discard")
+    mw = peers.Mailward(workdir, cert, key, ca)
+    try:
+        sink.start()
+        mw.start()
+        inbound = asyncio.run(load.run_load(load.Spec(port=mw.port, concurrency=10, per_connection=20,
+                                                      messages=count, size=size, pipelining=True, pid=mw.pid)))
+        mw.stop()
+        queued = mw.spool_files()
+        mw.delivery, mw.sink_port = "sink", sink.port
+        cpu_sink0 = load.tree_cpu_seconds(sink.pid)
+        t0 = time.monotonic()
+        mw.start(fresh=False)
+        first = last = None
+        left = queued
+        kicks, last_kick = 0, time.monotonic()
+        changed, prev = time.monotonic(), queued
+        deadline = time.monotonic() + max(120.0, count / 20)
+        while time.monotonic() < deadline:
+            left = mw.spool_files()
+            now = time.monotonic()
+            if left != prev:
+                changed, prev = now, left
+            if first is None and left < queued:
+                first = now
+            if left == 0:
+                last = now
+                break
+            if not kick and now - changed > stall_limit:
+                break  # stuck: report what was delivered
+            if kick and first is not None and now - last_kick >= kick:
+                os.kill(mw.pid, signal.SIGUSR1)
+                kicks += 1
+                last_kick = now
+            time.sleep(0.02)
+        cpu_mw = load.tree_cpu_seconds(mw.pid)
+        cpu_sink = load.tree_cpu_seconds(sink.pid) - cpu_sink0
+        delivered = queued - left
+        span = (last or time.monotonic()) - (first or t0)
+        rate = (delivered - 1) / span if delivered > 1 and span > 0 else 0.0
+        log_text = (mw.dir / "mailward.log").read_text(errors="replace")
+        deferred = log_text.count("stat=Deferred")
+        res = {"messages": queued, "delivered": delivered, "seconds": span, "msgs_per_s": rate,
+               "inbound_msgs_per_s": inbound.msgs_per_s, "inbound_failures": inbound.failures,
+               "deferred_log_lines": deferred, "mailward_cpu_ms_per_msg": cpu_mw * 1000 / max(1, delivered),
+               "sink_cpu_ms_per_msg": cpu_sink * 1000 / max(1, delivered), "size": size,
+               "time_to_first_delivery": (first - t0) if first else None, "kicks": kicks, "kick_every": kick}
+        return res
+    finally:
+        mw.stop()
+        mw.cleanup()
+        sink.stop()
+        sink.cleanup()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0],
                                  epilog="Results go to bench/results/ (latest.md, latest.json, latest.png).")
@@ -135,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-connection", default=",".join(map(str, PER_CONNECTION)))
     ap.add_argument("--no-pipelining", action="store_true")
     ap.add_argument("--idle", type=int, help="idle TLS sessions to hold (quick 500, full 5000; 0: skip)")
+    ap.add_argument("--outbound", type=int, help="messages for the outbound run (quick 1000, full 5000; 0: skip)")
     ap.add_argument("--accessmap-entries", type=int, help="(quick 100000, full 1000000; 0: skip)")
     ap.add_argument("--profile", choices=("py-spy", "cprofile"), help="profile mailward on the chosen cells")
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -149,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (2 if full else 1)
     idle_count = args.idle if args.idle is not None else (5000 if full else 500)
     map_entries = args.accessmap_entries if args.accessmap_entries is not None else (1_000_000 if full else 100_000)
+    out_count = args.outbound if args.outbound is not None else (5000 if full else 1000)
     names = [p for p in args.peers.split(",") if p]
     if args.profile:
         names = ["mailward"]
@@ -223,9 +299,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"idle TLS sessions: {idle_count}", flush=True)
             for name in [n for n in ("mailward", "aiosmtpd-discard") if n in names]:
                 report["idle"][name] = idle_sessions(name, workdir, cert, key, ca, idle_count)
-        if outbound_available():
-            report["outbound"] = "mailward.deliver.outbound exists but bench/run.py does not drive it yet"
-        else:
+        if outbound_available() and out_count:
+            print(f"outbound: {out_count} messages of 4 KiB to an aiosmtpd sink over STARTTLS", flush=True)
+            try:
+                report["outbound"] = outbound_rate(workdir, cert, key, ca, out_count, kick=0)
+                ob = report["outbound"]
+                print(f"  without help: {ob['delivered']}/{ob['messages']} delivered, {ob['msgs_per_s']:.0f} msgs/s",
+                      flush=True)
+                if ob["delivered"] < ob["messages"]:
+                    report["outbound_stuck"] = ob
+                    report["outbound"] = outbound_rate(workdir, cert, key, ca, out_count, kick=0.1)
+            except Exception as err:
+                report["outbound"] = f"outbound run failed: {err}"
+        elif not outbound_available():
             report["outbound"] = "mailward has no outbound delivery yet (mailward/deliver/outbound.py is absent)"
         print(f"outbound: {report['outbound']}", flush=True)
         if map_entries:
