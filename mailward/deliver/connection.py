@@ -22,7 +22,7 @@ import time
 
 from mailward.deliver.routes import Hop
 from mailward.smtp import client as C
-from mailward.tls.engine import TLSEngine, TLSFailure
+from mailward.tls.engine import TLSClosed, TLSEngine, TLSFailure
 from mailward.tls.facts import NO_TLS, ConnectionFacts, TLSFacts
 
 
@@ -66,8 +66,8 @@ class Session:
             await self.write(self.core.data_to_send())
             try:
                 data = await self._read(timeout or self.timeout)
-            except (OSError, TLSFailure, asyncio.IncompleteReadError):
-                data = b""
+            except (OSError, TLSFailure, TLSClosed, asyncio.IncompleteReadError):
+                data = b""   # the core sees the connection close; its transaction ends as 4xx
             self.core.receive_data(data)
 
     async def handshake(self, ctx, timeout: float) -> None:

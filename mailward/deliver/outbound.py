@@ -200,6 +200,10 @@ class Outbound:
                         results[r.index] = Outcome(failure.reply, hop.relay)
                     return results
                 continue
+            except Exception as err:  # a bug must not lose the message: defer, say why
+                log.event(40, qid, relay=hop.relay, stat=f"delivery error: {err!r}")
+                last = _reply(451, "4.3.0", f"Local error talking to {hop.name}: {type(err).__name__}")
+                continue
             pending_next = []
             for r in pending:
                 outcome = done[r.index]

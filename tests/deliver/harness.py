@@ -22,14 +22,15 @@ class Sink:
     """An aiosmtpd server that records what it gets; replies can be set per recipient."""
 
     def __init__(self, host: str, port: int, *, rcpt_replies: dict | None = None, data_reply: str | None = None,
-                 tls: ssl.SSLContext | None = None):
+                 tls: ssl.SSLContext | None = None, **server_kwargs):
         self.host, self.port = host, port
         self.rcpt_replies = dict(rcpt_replies or {})   # address → reply, or a list of replies in turn
         self.data_reply = data_reply
         self.messages: list[dict] = []
         self.sessions: set[int] = set()
-        self.controller = Controller(self, hostname=host, port=port, decode_data=False, enable_SMTPUTF8=True,
-                                     tls_context=tls, require_starttls=False, server_hostname="sink.test")
+        self.controller = Controller(self, hostname=host, port=port, decode_data=False,
+                                     tls_context=tls, require_starttls=False, server_hostname="sink.test",
+                                     **{"enable_SMTPUTF8": True, **server_kwargs})
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname

@@ -237,3 +237,26 @@ def test_aliases_to_local_users_and_remote_addresses(harness_factory, mx_port, t
     assert len(h.mailbox("alice")) == 1 and len(h.mailbox("carol")) == 1
     assert mx1.messages[0]["to"] == ["bob@order.test"]
     assert "mailer=alias" in h.log.text()
+
+
+def test_size_over_the_next_hops_limit_and_smtputf8_without_support_bounce(harness_factory, mx_port):
+    h = harness_factory()
+    big = message("big", b"x" * 3000 + b"\r\n")
+    with Sink("127.0.0.11", mx_port, data_size_limit=1000, enable_SMTPUTF8=False) as mx1:
+        async def main():
+            h.send("a@localhost", ["u@order.test"], big)
+            h.send("a@localhost", ["v@order.test"], message("utf8"), {"SMTPUTF8": None})
+            await h.start()
+            await h.settle()
+            await h.stop()
+        run(main)
+    assert mx1.messages == []
+    statuses = sorted(email_status(raw) for raw in h.mailbox("a"))
+    assert statuses == ["5.3.4", "5.6.7"]
+
+
+def email_status(raw: bytes) -> str:
+    import email
+    import email.policy
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    return msg.get_payload()[1].get_payload()[1]["Status"]
