@@ -35,7 +35,7 @@ from typing import Callable
 from mailward import log
 from mailward.deliver import maildir
 from mailward.deliver.aliases import AliasTable
-from mailward.deliver.bounce import RecipientReport, build_dsn, wants_notice
+from mailward.deliver.bounce import RecipientReport, build_dsn, header_block, wants_notice, xtext_encode
 from mailward.deliver.enqueue import enqueue
 from mailward.deliver.outbound import Outbound, Outcome, Recipient
 from mailward.deliver.routes import RouteTable, next_hops
@@ -104,7 +104,7 @@ async def _local(ctx: Context, qid: str, env: Envelope, r: Recipient) -> tuple[R
         if targets is not None and targets != [local.lower()]:
             keep = {k: v for k, v in r.params.items() if k.upper() in ("NOTIFY", "ORCPT")}
             if "ORCPT" not in keep:
-                keep["ORCPT"] = f"rfc822;{r.address}"
+                keep["ORCPT"] = f"rfc822;{xtext_encode(r.address)}"   # RFC 3461 §4.2
             rcpts = [(t if "@" in t else f"{t}@{domain}", {**keep, ALIASED: "1"}) for t in targets]
             new = await asyncio.to_thread(enqueue, ctx.spool, env.sender, rcpts, ctx.spool.content(qid),
                                           sender_params=env.sender_params, origin=ctx.hostname)
@@ -137,14 +137,19 @@ async def _remote(ctx: Context, qid: str, env: Envelope, destination: str, domai
                                           lambda: ctx.spool.content(qid), env.size)
 
 
-def hop_count(spool: Spool, qid: str) -> int:
-    """How many Received: headers the message has (its header section only)."""
+def _head(spool: Spool, qid: str) -> bytes:
+    """The message's header section (up to 1 MiB), without reading the body."""
     head = b""
     for chunk in spool.content(qid):
         head += chunk
         if b"\r\n\r\n" in head or len(head) > 1 << 20:
             break
-    head = head.split(b"\r\n\r\n", 1)[0]
+    return head.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+
+
+def hop_count(spool: Spool, qid: str) -> int:
+    """How many Received: headers the message has (its header section only)."""
+    head = _head(spool, qid)
     return sum(1 for line in head.split(b"\r\n") if line[:9].lower() == b"received:")
 
 
@@ -247,7 +252,10 @@ def _send_notices(ctx: Context, qid: str, env: Envelope, reports: dict, now: flo
             log.info(qid, dsn="not sent", reason="null sender", action=action)
             continue
         try:
-            original = b"".join(ctx.spool.content(qid))
+            if env.size <= ctx.bounce_max_content:
+                original = b"".join(ctx.spool.content(qid))
+            else:  # only the header section will be returned: do not read the whole message
+                original = header_block(_head(ctx.spool, qid))
             client = f"{env.client_name} [{env.client_addr}]" if env.client_addr else env.client_name
             dsn = build_dsn(reporting_mta=ctx.hostname, queue_id=qid, sender=env.sender,
                             sender_params=env.sender_params, arrival=env.received_at, client=client,

@@ -62,6 +62,11 @@ def xtext_decode(value: str) -> str:
     return re.sub(r"\+([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), value)
 
 
+def xtext_encode(value: str) -> str:
+    """RFC 3461 §4: '+', '=', and characters outside '!'..'~' as ``+XX``."""
+    return "".join(f"+{b:02X}" if b < 33 or b > 126 or b in (43, 61) else chr(b) for b in value.encode("utf-8"))
+
+
 def header_block(message: bytes) -> bytes:
     """The original's header section, CRLF-terminated."""
     end = message.find(b"\r\n\r\n")
