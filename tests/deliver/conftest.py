@@ -46,6 +46,9 @@ backup.secure  IN A 127.0.0.52
 ; a mailward with TLS and client certificates
 tls          IN MX 10 mx.tls.test.
 mx.tls       IN A   127.0.0.61
+; a Postfix instance (tests/deliver/postfix.py)
+postfix      IN MX 10 mx.postfix.test.
+mx.postfix   IN A   127.0.0.81
 ; a sink that says what the tests tell it to
 sink         IN MX 10 mx.sink.test.
 mx.sink      IN A   127.0.0.71
@@ -133,7 +136,7 @@ def mx_port() -> int:
     """One port free on every 127.0.0.x address the zone uses: MX records carry no port,
     so every MX host of the tests listens on this one (delivery.smtp_port)."""
     hosts = ["127.0.0.11", "127.0.0.12", "127.0.0.21", "127.0.0.22", "127.0.0.31", "127.0.0.32",
-             "127.0.0.41", "127.0.0.51", "127.0.0.52", "127.0.0.61", "127.0.0.71"]
+             "127.0.0.41", "127.0.0.51", "127.0.0.52", "127.0.0.61", "127.0.0.71", "127.0.0.81"]
     for _ in range(100):
         port = free_udp_tcp_port()
         ok = True
