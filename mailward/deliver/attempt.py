@@ -42,7 +42,7 @@ from mailward.deliver.routes import RouteTable, next_hops
 from mailward.deliver.scheduler import Limits, RetryPolicy
 from mailward.dns import DNSError, Resolver
 from mailward.smtp.replies import Reply
-from mailward.spool.store import Envelope, Spool
+from mailward.spool.store import MAGIC, Envelope, Spool
 
 MAX_HOPS = 50                    # Received: headers before a loop is assumed (RFC 5321 §6.3; Postfix's limit)
 ALIASED = "X-MAILWARD-ALIASED"   # private recipient parameter: already expanded, never sent on
@@ -106,8 +106,11 @@ async def _local(ctx: Context, qid: str, env: Envelope, r: Recipient) -> tuple[R
             if "ORCPT" not in keep:
                 keep["ORCPT"] = f"rfc822;{xtext_encode(r.address)}"   # RFC 3461 §4.2
             rcpts = [(t if "@" in t else f"{t}@{domain}", {**keep, ALIASED: "1"}) for t in targets]
-            new = await asyncio.to_thread(enqueue, ctx.spool, env.sender, rcpts, ctx.spool.content(qid),
-                                          sender_params=env.sender_params, origin=ctx.hostname)
+            try:
+                new = await asyncio.to_thread(enqueue, ctx.spool, env.sender, rcpts, ctx.spool.content(qid),
+                                              sender_params=env.sender_params, origin=ctx.hostname)
+            except OSError as err:
+                return Reply(451, "4.3.0", f"Cannot queue the alias expansion: {err.strerror or err}"), "alias"
             ctx.submit(new)
             return Reply(250, "2.0.0", f"Expanded to {len(targets)} address(es) in {new}"), "alias"
     user = maildir.mailbox_name(r.address)
@@ -133,8 +136,10 @@ async def _remote(ctx: Context, qid: str, env: Envelope, destination: str, domai
         params = {k: v for k, v in env.sender_params.items()}
         group = [Recipient(r.index, r.address, {k: v for k, v in r.params.items() if k != ALIASED})
                  for r in group]
+        # env.size is the spool file's; SIZE= wants the message's (RFC 1870 §4)
+        size = max(0, env.size - len(MAGIC) - len(env.to_json()) - 1)
         return await ctx.outbound.deliver(qid, env.sender, params, group, hops,
-                                          lambda: ctx.spool.content(qid), env.size)
+                                          lambda: ctx.spool.content(qid), size)
 
 
 def _head(spool: Spool, qid: str) -> bytes:
@@ -193,15 +198,18 @@ async def attempt(ctx: Context, qid: str) -> float | None:
 
 
 def _settle(ctx: Context, qid: str, env: Envelope, outcomes: dict, start: float) -> float | None:
-    """Record and log every result, send the DSNs, and say when to come back."""
+    """Decide each recipient's state, queue the DSNs, then record and log every result.
+
+    The DSNs are durable before the bounces they report are recorded: a crash in between
+    reports twice at worst; a DSN that cannot be queued leaves its recipients as they were,
+    to be tried (and reported) again."""
     now = ctx.clock()
     expired = ctx.retry.expired(env.received_at, now)
     warned = {h.get("rcpt") for h in ctx.spool.history(qid) if str(h.get("detail", "")).endswith(DELAY_NOTED)}
+    decided = []
     reports: dict[str, list[RecipientReport]] = {}
     for index, (reply, relay, mailer, dsn_passed) in sorted(outcomes.items()):
-        rcpt = env.recipients[index]
-        params = rcpt.params
-        relay_host = relay.split(" ")[0].rstrip(".") if relay else ""
+        params = env.recipients[index].params
         action = None
         if reply.is_positive:
             state = "delivered"
@@ -211,7 +219,7 @@ def _settle(ctx: Context, qid: str, env: Envelope, outcomes: dict, start: float)
                 action = "relayed"   # RFC 3461 §5.2.2: the next hop cannot do it for us
         elif reply.is_permanent:
             state, action = "bounced", "failed"
-        elif expired:
+        elif expired:                # RFC 3463 4.4.7: delivery time expired
             state, action = "bounced", "failed"
             reply = Reply(reply.code, "4.4.7", f"Message could not be delivered for "
                           f"{duration(now - env.received_at)}: {' '.join(reply.lines)}")
@@ -220,8 +228,20 @@ def _settle(ctx: Context, qid: str, env: Envelope, outcomes: dict, start: float)
             if (ctx.delay_warning and now - env.received_at >= ctx.delay_warning and index not in warned
                     and wants_notice(params, "delayed")):
                 action = "delayed"
+        status = reply.status or f"{str(reply.code)[0]}.0.0"
         detail = f"{reply.code} {reply.status} {' '.join(reply.lines)}".replace("  ", " ")
-        if action == "delayed":
+        if action and wants_notice(params, action):
+            relay_host = relay.split(" ")[0].rstrip(".") if relay else ""
+            reports.setdefault(action, []).append(RecipientReport(
+                env.recipients[index].address, action, status, detail, relay_host, str(params.get("ORCPT") or ""),
+                now, env.received_at + ctx.retry.give_up_after if action == "delayed" else 0.0))
+        decided.append((index, reply, relay, mailer, state, action, status, detail))
+    queued, unsent = _send_notices(ctx, qid, env, reports, now)
+    for index, reply, relay, mailer, state, action, status, detail in decided:
+        rcpt = env.recipients[index]
+        if action in unsent and state == "bounced":
+            continue   # its DSN could not be queued: leave it to the next attempt
+        if action == "delayed" and action not in unsent:
             detail += DELAY_NOTED
         try:
             ctx.spool.record(qid, index, state, detail, rcpt.attempts + 1)
@@ -230,15 +250,10 @@ def _settle(ctx: Context, qid: str, env: Envelope, outcomes: dict, start: float)
             continue
         rcpt.state = state
         log.info(qid, to=f"<{rcpt.address}>", delay=duration(now - env.received_at), xdelay=duration(now - start),
-                 mailer=mailer, relay=relay or None, dsn=reply.status or f"{str(reply.code)[0]}.0.0",
-                 stat=_stat(reply, state, mailer))
-        if action and (action != "failed" or wants_notice(params, "failed")):
-            reports.setdefault(action, []).append(RecipientReport(
-                rcpt.address, action, reply.status or f"{str(reply.code)[0]}.0.0",
-                f"{reply.code} {reply.status} {' '.join(reply.lines)}".replace("  ", " "), relay_host,
-                str(params.get("ORCPT") or ""), now,
-                env.received_at + ctx.retry.give_up_after if action == "delayed" else 0.0))
-    _send_notices(ctx, qid, env, reports, now)
+                 mailer=mailer, relay=relay or None, dsn=status, stat=_stat(reply, state, mailer))
+    for new, text in queued:   # sendmail's form: "QID: DSNQID: DSN: User unknown"
+        log.logger.log(20, f"{qid}: {new}: DSN: {text}", extra={"fields": {"dsn": new, "stat": text}, "qid": qid})
+        ctx.submit(new)
     if all(r.final for r in env.recipients):
         ctx.spool.remove(qid)
         return None
@@ -246,7 +261,9 @@ def _settle(ctx: Context, qid: str, env: Envelope, outcomes: dict, start: float)
     return ctx.retry.next_attempt(env.received_at, now, attempts, ctx.rng)
 
 
-def _send_notices(ctx: Context, qid: str, env: Envelope, reports: dict, now: float) -> None:
+def _send_notices(ctx: Context, qid: str, env: Envelope, reports: dict, now: float):
+    """Queue one DSN per kind of action; returns ([(dsn qid, text)], {actions not queued})."""
+    queued, unsent = [], set()
     for action, items in reports.items():
         if not env.sender:  # RFC 5321 §4.5.5: never a notice to the null reverse-path
             log.info(qid, dsn="not sent", reason="null sender", action=action)
@@ -263,8 +280,7 @@ def _send_notices(ctx: Context, qid: str, env: Envelope, reports: dict, now: flo
             new = enqueue(ctx.spool, "", [(env.sender, {})], dsn, origin=ctx.hostname)
         except OSError as err:
             log.event(40, qid, dsn="failed", reason=str(err))
+            unsent.add(action)
             continue
-        text = " ".join(items[0].diagnostic.split()[2:]) or items[0].action
-        # sendmail's form: "QID: DSNQID: DSN: User unknown"
-        log.logger.log(20, f"{qid}: {new}: DSN: {text}", extra={"fields": {"dsn": new, "stat": text}, "qid": qid})
-        ctx.submit(new)
+        queued.append((new, " ".join(items[0].diagnostic.split()[2:]) or items[0].action))
+    return queued, unsent
