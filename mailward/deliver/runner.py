@@ -37,12 +37,13 @@ DELIVERY_GRACE = 5.0
 
 
 class QueueRunner:
-    def __init__(self, ctx: Context, *, max_deliveries: int = 20, clock=time.time):
+    def __init__(self, ctx: Context, *, max_deliveries: int = 20, clock=time.time, grace: float = DELIVERY_GRACE):
         self.ctx = ctx
         self.spool = ctx.spool
         self.schedule = Schedule()
         self.clock = clock
         self.max_deliveries = max_deliveries
+        self.grace = grace
         ctx.submit = self.submit
         self._inflight: dict[str, asyncio.Task] = {}
         self._again: set[str] = set()      # submitted while in flight: try once more after
@@ -74,7 +75,7 @@ class QueueRunner:
         self._stopping = True
         self._poke()
         if self._inflight:
-            await asyncio.wait(list(self._inflight.values()), timeout=DELIVERY_GRACE)
+            await asyncio.wait(list(self._inflight.values()), timeout=self.grace)
         for task in list(self._inflight.values()):
             task.cancel()
         if self._task:

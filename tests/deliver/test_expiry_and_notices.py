@@ -90,3 +90,45 @@ def test_a_pooled_connection_closed_by_the_server_is_replaced(tmp_path, dns_serv
     mx.wait_mail("u", 2)
     assert h.spool.ids() == [] and h.runner.ctx.outbound.connections == 2
     assert "Timeout waiting for input" in mx.log_text() or "timeout" in mx.log_text()
+
+
+class SlowSink(Sink):
+    def __init__(self, *args, delay: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.delay = delay
+
+    async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_shutdown_lets_a_delivery_finish_within_the_grace(tmp_path, dns_server, mx_port):
+    h = Harness(tmp_path, dns_server, mx_port)
+    with SlowSink("127.0.0.11", mx_port, delay=0.5) as mx1:
+        async def main():
+            h.send("a@localhost", ["u@order.test"], message("slow"))
+            runner = await h.start()
+            await wait_until(lambda: runner._inflight)
+            await asyncio.sleep(0.1)
+            await h.stop()           # grace 5 s: the delivery finishes and is recorded
+        run(main)
+    assert len(mx1.messages) == 1 and h.spool.ids() == []
+
+
+def test_shutdown_past_the_grace_keeps_the_message_for_the_restart(tmp_path, dns_server, mx_port):
+    h = Harness(tmp_path, dns_server, mx_port)
+    with SlowSink("127.0.0.11", mx_port, delay=1.0) as mx1:
+        async def main():
+            qid = h.send("a@localhost", ["u@order.test"], message("cut"))
+            runner = await h.start()
+            runner.grace = 0.1
+            await wait_until(lambda: runner._inflight)
+            await asyncio.sleep(0.1)
+            await h.stop()           # the attempt is cancelled: nothing recorded, message kept
+            assert h.spool.ids() == [qid] and h.spool.load(qid).recipients[0].state == "queued"
+            h.runner = None
+            await h.start()          # "restart": the spool is read again
+            await h.settle()
+            await h.stop()
+        run(main)
+    assert h.spool.ids() == [] and len(mx1.messages) >= 1   # at least once, never lost
