@@ -167,8 +167,9 @@ class Outbound:
             elif not isinstance(ev, C.TLSRefused):
                 raise HopFailure(_reply(451, "4.4.2", f"{hop.name}: connection lost after STARTTLS"))
         else:
-            session.tls_disabled = not use_tls or ("STARTTLS" in ready.extensions and self.starttls
-                                                   and not self._try_tls(hop))
+            # offered but not used (Try_TLS NO, delivery.starttls off, the clear retry): sendmail's
+            # verify=CLEAR; not offered at all: verify=NONE
+            session.tls_disabled = not use_tls or "STARTTLS" in ready.extensions
         decision = self._tls_server(session)
         if decision.failed:
             _log_policy(qid, decision)
