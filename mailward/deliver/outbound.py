@@ -240,6 +240,14 @@ class Outbound:
         hop = session.hop
         try:
             done = await self._transact(session, qid, sender, sender_params, recipients, content, size)
+            # RFC 5321 §4.5.3.1.10: recipients refused with 452 as too many for one transaction
+            # go in the next transaction on the same connection, as long as each one progresses
+            while session.core.ready:
+                excess = [r for r in recipients if done[r.index].reply.code == 452]
+                if not excess or len(excess) == len(recipients):
+                    break
+                recipients = excess
+                done.update(await self._transact(session, qid, sender, sender_params, excess, content, size))
         except (C.RemoteProtocolError, C.LocalProtocolError, TLSFailure, OSError, asyncio.TimeoutError) as err:
             await session.close()
             raise HopFailure(_reply(451, "4.4.2", f"{hop.name}: {str(err) or type(err).__name__}")) from None

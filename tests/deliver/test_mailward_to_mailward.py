@@ -67,3 +67,18 @@ def test_kill_9_while_deferred_then_restart_delivers(make_mta, pki, dns_server, 
     assert "stat=Sent (" in sender.wait_log("stat=Sent (", timeout=5)
     assert not any((sender.spool / "queue").iterdir()) or \
         all(p.name == "mailward.pid" for p in (sender.spool / "queue").iterdir())
+
+
+def test_recipients_over_the_next_hops_limit_go_in_further_transactions(make_mta, pki, dns_server, mx_port,
+                                                                         tmp_path):
+    receiver = make_mta({**receiver_settings(pki, mx_port),
+                         "server": {"hostname": "mx.tls.test", "listen": [f"127.0.0.61:{mx_port}"],
+                                    "max_recipients": 2}}, host="127.0.0.61")
+    sender = make_mta(sender_settings(pki, dns_server, mx_port, tmp_path))
+    rcpts = [f"u{i}@tls.test" for i in range(5)]
+    with smtplib.SMTP(sender.host, sender.port, timeout=10) as s:
+        s.sendmail("a@localhost", rcpts, BODY)
+    for i in range(5):
+        receiver.wait_mail(f"u{i}", 1, timeout=15)
+    log = sender.wait_log("to=<u4@tls.test>")
+    assert "Deferred" not in log and log.count("STARTTLS=client") == 1   # one connection, three transactions
