@@ -236,6 +236,9 @@ def _settle(ctx: Context, qid: str, env: Envelope, outcomes: dict, start: float)
                 env.recipients[index].address, action, status, detail, relay_host, str(params.get("ORCPT") or ""),
                 now, env.received_at + ctx.retry.give_up_after if action == "delayed" else 0.0))
         decided.append((index, reply, relay, mailer, state, action, status, detail))
+    if not ctx.spool.exists(qid):  # deleted meanwhile (mailward queue delete): leave no state behind
+        log.info(qid, stat="deleted from the queue during delivery")
+        return None
     queued, unsent = _send_notices(ctx, qid, env, reports, now)
     for index, reply, relay, mailer, state, action, status, detail in decided:
         rcpt = env.recipients[index]
