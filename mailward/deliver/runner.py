@@ -9,7 +9,7 @@ tells whether a local address has a mailbox (RCPT answers ``550 5.1.1`` if not).
   loses nothing and does not reset retry timing.
 * ``submit(qid)`` — a message was just accepted (or generated): try it now.
 * ``flush()`` — ``mailward queue flush`` (SIGUSR1): every queued message now, held ones excepted.
-* ``stop()`` — no new attempts; in-flight attempts get ``delivery_grace`` seconds to finish, the
+* ``stop()`` — no new attempts; in-flight attempts get ``DELIVERY_GRACE`` (5) seconds to finish, the
   rest are cancelled: their recipients keep the state last recorded, so they are tried again
   after a restart (at-least-once, never lost).
 * ``idle()`` — returns when nothing is in flight and nothing is due now.
