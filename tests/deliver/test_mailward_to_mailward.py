@@ -82,3 +82,35 @@ def test_recipients_over_the_next_hops_limit_go_in_further_transactions(make_mta
         receiver.wait_mail(f"u{i}", 1, timeout=15)
     log = sender.wait_log("to=<u4@tls.test>")
     assert "Deferred" not in log and log.count("STARTTLS=client") == 1   # one connection, three transactions
+
+
+def test_kill_9_during_a_delivery_then_restart_delivers_at_least_once(make_mta, pki, dns_server, mx_port,
+                                                                       tmp_path):
+    import asyncio
+    import time
+
+    from harness import Sink
+
+    class Stalling(Sink):
+        """Holds the first DATA long enough for the sender to be killed in the middle of it."""
+        async def handle_DATA(self, server, session, envelope):
+            self.stalled = getattr(self, "stalled", 0) + 1
+            if self.stalled == 1:
+                await asyncio.sleep(3)
+            return await super().handle_DATA(server, session, envelope)
+
+    sender = make_mta(sender_settings(pki, dns_server, mx_port, tmp_path, command_timeout=10.0))
+    with Stalling("127.0.0.71", mx_port) as sink:
+        submit(sender, rcpt="u@sink.test")
+        deadline = time.time() + 10
+        while not getattr(sink, "stalled", 0) and time.time() < deadline:
+            time.sleep(0.05)
+        assert getattr(sink, "stalled", 0) == 1
+        sender.kill9()                        # in the middle of the DATA exchange
+        sender.start()
+        sender.wait_log("stat=Sent (", timeout=15)
+        deadline = time.time() + 5
+        while not sink.messages and time.time() < deadline:
+            time.sleep(0.05)
+    assert len(sink.messages) >= 1
+    assert sink.messages[-1]["content"].endswith(BODY.split(b"\r\n\r\n", 1)[1])
