@@ -38,7 +38,7 @@ from mailward.deliver.aliases import AliasTable
 from mailward.deliver.bounce import RecipientReport, build_dsn, header_block, wants_notice, xtext_encode
 from mailward.deliver.enqueue import enqueue
 from mailward.deliver.outbound import Outbound, Outcome, Recipient
-from mailward.deliver.routes import RouteTable, next_hops
+from mailward.deliver.routes import RouteTable, drop_self, next_hops
 from mailward.deliver.scheduler import Limits, RetryPolicy
 from mailward.dns import DNSError, Resolver
 from mailward.smtp.replies import Reply
@@ -66,6 +66,7 @@ class Context:
     fsync: bool = True
     bounce_max_content: int = 1 << 20
     delay_warning: float = 0.0
+    own_addrs: frozenset[tuple[str, int]] = frozenset()   # (address, port) we listen on: MX loop check
     submit: Callable[[str], None] = lambda qid: None
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
@@ -133,6 +134,12 @@ async def _remote(ctx: Context, qid: str, env: Envelope, destination: str, domai
         except DNSError as err:
             reply = Reply(err.code, err.status, err.text)
             return {r.index: Outcome(reply) for r in group}
+        usable = drop_self(hops, frozenset({ctx.hostname.lower()}), ctx.own_addrs)
+        if not usable:   # sendmail: "MX list for X points back to Y"
+            reply = Reply(554, "5.3.5", f"Local configuration error: MX list for {domain} points back to "
+                                        f"{ctx.hostname}")
+            return {r.index: Outcome(reply) for r in group}
+        hops = usable
         params = {k: v for k, v in env.sender_params.items()}
         group = [Recipient(r.index, r.address, {k: v for k, v in r.params.items() if k != ALIASED})
                  for r in group]

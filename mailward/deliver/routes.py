@@ -166,3 +166,16 @@ async def next_hops(route: Route | None, domain: str, resolver: Resolver, defaul
         return [Hop(route.host, a, port) for a in addrs]
     hosts: list[MailHost] = await resolver.mail_hosts(route.host or domain)
     return [Hop(h.name, a, port, h.preference) for h in hosts for a in h.addresses]
+
+
+def drop_self(hops: list[Hop], own_names: frozenset[str], own_addrs: frozenset[tuple[str, int]]) -> list[Hop]:
+    """RFC 5321 §5.1: when this server is one of the MX hosts, only hosts of a lower preference
+    (more preferred) may be used; the others would hand the mail back to us. ``own_addrs`` are
+    (address, port) pairs we listen on. Returns the usable hops ([] means the mail would loop)."""
+    mine = [h.preference for h in hops
+            if h.name.lower().rstrip(".") in own_names or (h.addr, h.port) in own_addrs]
+    if not mine:
+        return hops
+    limit = min(mine)
+    return [h for h in hops if h.preference < limit]
+

@@ -166,6 +166,14 @@ def _client_tls_context(config):
         raise ConfigError(str(err)) from None
 
 
+def _listen_addresses(config) -> frozenset[tuple[str, int]]:
+    out = set()
+    for item in config.server.listen:
+        host, _, port = item.rpartition(":")
+        out.add((host.strip("[]"), int(port)))
+    return frozenset(out)
+
+
 def build_runner(config, spool: Spool) -> QueueRunner:
     """The queue runner the server uses (the seam between receiving and delivery)."""
     from mailward.config import ConfigError
@@ -193,7 +201,7 @@ def build_runner(config, spool: Spool) -> QueueRunner:
                   aliases=aliases, limits=Limits(d.max_deliveries, d.max_per_destination),
                   retry=RetryPolicy.from_config(d), users=frozenset(u.lower() for u in config.local.users),
                   smtp_port=d.smtp_port, fsync=config.spool.fsync, bounce_max_content=d.bounce_max_content,
-                  delay_warning=d.delay_warning, rng=random.Random())
+                  delay_warning=d.delay_warning, own_addrs=_listen_addresses(config), rng=random.Random())
     return QueueRunner(ctx, max_deliveries=d.max_deliveries)
 
 

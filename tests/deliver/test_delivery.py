@@ -260,3 +260,15 @@ def email_status(raw: bytes) -> str:
     import email.policy
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     return msg.get_payload()[1].get_payload()[1]["Status"]
+
+
+def test_mx_pointing_back_to_this_server_bounces_5_3_5(harness_factory):
+    h = harness_factory({"server": {"hostname": "mx1.order.test"}})
+
+    async def main():
+        h.send("a@localhost", ["u@order.test"], message())
+        await h.start()
+        await h.settle()
+        await h.stop()
+    run(main)
+    assert h.dsn("a").get_payload()[1].get_payload()[1]["Status"] == "5.3.5"

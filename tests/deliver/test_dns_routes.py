@@ -98,3 +98,11 @@ def test_next_hops_direct_route_and_mx(dns_server):
     assert [(h.addr, h.port) for h in hops] == [("127.0.0.11", 2525), ("127.0.0.12", 2525)]
     hops = run(routes.next_hops(routes.Route("mx", "order.test"), "other.example", resolver, 25))
     assert hops[0].name == "mx1.order.test"
+
+
+def test_drop_self_keeps_only_more_preferred_mx_hosts():
+    hops = [routes.Hop("mx1.example", "192.0.2.1", 25, 10), routes.Hop("me.example", "192.0.2.2", 25, 20),
+            routes.Hop("mx3.example", "192.0.2.3", 25, 30)]
+    assert routes.drop_self(hops, frozenset({"other.example"}), frozenset()) == hops
+    assert routes.drop_self(hops, frozenset({"me.example"}), frozenset()) == hops[:1]
+    assert routes.drop_self(hops, frozenset(), frozenset({("192.0.2.1", 25)})) == []   # we are the best MX
