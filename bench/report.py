@@ -234,3 +234,39 @@ def chart(report: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+START, END = "<!-- bench-results:start -->", "<!-- bench-results:end -->"
+
+
+def readme_block(report: dict, stem: str) -> str:
+    """The results as the README shows them: machine, chart, ratio table, targets."""
+    m = report["machine"]
+    lines = [
+        f"Measured {m['date']} (`python -m bench.run{' --full' if report['mode'] == 'full' else ''}`): "
+        f"{m['nproc']} cores ({m['cpu']}), {m['memory_gb']} GB, Linux {m['kernel']}, Python {m['python']}, "
+        f"Postfix {m['postfix']}, {m['mailward_openssl']} (mailward) / {m['client_openssl']} (client); "
+        f"{report['duration']:.0f} s per cell, best of {report['rounds']}, the machine shared with other work "
+        f"(load average {m['loadavg_start']:.1f}–{m.get('loadavg_end', 0):.1f}). "
+        f"OpenSSL pair: " + ", ".join(f"{r:.0f}" for r in report.get("openssl", [])) + " full handshakes/s. "
+        f"Everything, with latency, RSS and CPU per message for every server: [{stem}.md]({stem}.md).",
+        "",
+        f"![messages per second, mailward beside Postfix and aiosmtpd]({stem}.png)",
+        "",
+        summary_table(report),
+        "",
+    ]
+    for text, met, detail in targets(report):
+        mark = {True: "met", False: "**not met**", None: "not measured"}[met]
+        lines.append(f"- {text}: {mark} — {detail}")
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, report: dict, stem: str) -> bool:
+    text = readme.read_text()
+    if START not in text or END not in text:
+        return False
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{START}\n{readme_block(report, stem)}\n{END}{tail}")
+    return True

@@ -200,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0],
                                  epilog="Results go to bench/results/ (latest.md, latest.json, latest.png).")
     ap.add_argument("--full", action="store_true", help="long cells, 2 rounds, 5,000 idle sessions, 1M-entry map")
-    ap.add_argument("--duration", type=float, help="seconds of load per cell (quick 2, full 8)")
-    ap.add_argument("--warmup", type=float, help="seconds of load before each measurement (quick 0.5, full 1.5)")
+    ap.add_argument("--duration", type=float, help="seconds of load per cell (quick 2, full 6)")
+    ap.add_argument("--warmup", type=float, help="seconds of load before each measurement (quick 0.5, full 1)")
     ap.add_argument("--rounds", type=int, help="times each server runs each cell; the best is kept (quick 1, full 2)")
     ap.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated subset of {','.join(PEERS)}")
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
@@ -216,11 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tag", default="latest", help="results file name stem")
     ap.add_argument("--workdir", type=Path, help="where servers keep spools (default: a new folder in /var/tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--readme", action="store_true",
+                    help="also write the results into README.md between <!-- bench-results:start/end -->")
     args = ap.parse_args(argv)
 
     full = args.full
-    duration = args.duration or (8.0 if full else 2.0)
-    warmup = args.warmup if args.warmup is not None else (1.5 if full else 0.5)
+    duration = args.duration or (6.0 if full else 2.0)
+    warmup = args.warmup if args.warmup is not None else (1.0 if full else 0.5)
     rounds = args.rounds or (2 if full else 1)
     idle_count = args.idle if args.idle is not None else (5000 if full else 500)
     map_entries = args.accessmap_entries if args.accessmap_entries is not None else (1_000_000 if full else 100_000)
@@ -331,6 +333,12 @@ def main(argv: list[str] | None = None) -> int:
         rep.chart(report, args.out / f"{args.tag}.png")
     except ImportError:
         print("bench: matplotlib is missing (pip install -e '.[bench]'): no chart", file=sys.stderr)
+    if args.readme:
+        readme = Path(__file__).resolve().parent.parent / "README.md"
+        if rep.update_readme(readme, report, f"bench/results/{args.tag}"):
+            print(f"bench: updated the results in {readme}")
+        else:
+            print(f"bench: {readme} has no <!-- bench-results:start --> marker; not changed", file=sys.stderr)
     print("\n" + rep.summary_table(report))
     print(f"\nbench: wrote {args.out / (args.tag + '.md')}, .json, .png")
     return 0
