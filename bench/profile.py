@@ -79,13 +79,29 @@ def summarise_raw(path: Path, top: int = 25) -> str:
     return out.getvalue()
 
 
-def summarise_cprofile(path: Path, top: int = 30) -> str:
+def summarise_cprofile(path: Path, top: int = 40) -> str:
+    """Own and cumulative time per message (messages = calls of the DATA handler), for
+    mailward's functions and what they call most, and the top functions by own time."""
     import pstats
 
+    stats = pstats.Stats(str(path)).stats
+    rows = []
+    for (filename, line, func), (_, calls, own, cum, _) in stats.items():
+        short = re.sub(r".*/(site-packages|python3\.\d+)/", "", filename).replace(str(Path.cwd()) + "/", "")
+        rows.append((cum, own, calls, f"{short}:{line}({func})"))
+    messages = max((r[2] for r in rows if r[3].endswith("(_on_data_requested)")), default=0) or 1
+    busy = sum(r[1] for r in rows) - sum(r[1] for r in rows if "select.epoll" in r[3] and "poll" in r[3])
     out = io.StringIO()
-    stats = pstats.Stats(str(path), stream=out)
-    stats.strip_dirs().sort_stats("tottime").print_stats(top)
-    stats.sort_stats("cumulative").print_stats(top)
+    out.write(f"{path.name}: {messages} messages; main thread busy {busy:.2f} s "
+              f"({1e6 * busy / messages:.0f} us per message, profiler overhead included)\n\n")
+    out.write(f"top {top} by cumulative time (mailward, pyOpenSSL, logging), us per message:\n")
+    picked = [r for r in sorted(rows, reverse=True)
+              if re.search(r"mailward/|OpenSSL/|logging/", r[3]) and r[2] >= messages // 10]
+    for cum, own, calls, name in picked[:top]:
+        out.write(f"  {1e6 * cum / messages:8.1f} cum {1e6 * own / messages:8.1f} own {calls:8d} calls  {name}\n")
+    out.write("\ntop 25 by own time, us per message:\n")
+    for cum, own, calls, name in sorted(rows, key=lambda r: -r[1])[:25]:
+        out.write(f"  {1e6 * own / messages:8.1f} own {calls:8d} calls  {name}\n")
     return out.getvalue()
 
 
