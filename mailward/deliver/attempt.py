@@ -119,7 +119,8 @@ async def _local(ctx: Context, qid: str, env: Envelope, r: Recipient) -> tuple[R
         return Reply(550, "5.1.1", f"<{r.address}>... User unknown"), "local"
     try:
         path = await asyncio.to_thread(maildir.deliver, ctx.maildir_root / user, ctx.spool.content(qid),
-                                       sender=env.sender, recipient=r.address, fsync=ctx.fsync)
+                                       sender=env.sender, recipient=r.address, fsync=ctx.fsync,
+                                       key=f"{int(env.received_at)}.Q{qid}R{r.index}")
     except OSError as err:
         return Reply(451, "4.3.0", f"Local delivery failed: {err.strerror or err}"), "local"
     return Reply(250, "2.0.0", f"Delivered to {path.name}"), "local"

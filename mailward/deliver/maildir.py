@@ -45,14 +45,25 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def deliver(maildir: Path, chunks: Iterable[bytes], *, sender: str, recipient: str, fsync: bool = True) -> Path:
-    """Write one message into ``maildir``; returns the path in ``new/``."""
+def deliver(maildir: Path, chunks: Iterable[bytes], *, sender: str, recipient: str, fsync: bool = True,
+            key: str | None = None) -> Path:
+    """Write one message into ``maildir``; returns the path in ``new/``.
+
+    ``key`` (queue id and recipient index) makes the name stable for that delivery: if a crash
+    came after the file reached ``new/`` but before the spool recorded it, the retry finds the
+    file and does not deliver it twice (unless the reader already moved it to ``cur/``).
+    """
     ensure_maildir(maildir)
     now = time.time()
-    unique = f"{int(now)}.M{int((now % 1) * 1e6)}P{os.getpid()}_{next(_counter)}.{_HOST}"
-    tmp = maildir / "tmp" / unique
+    if key:
+        unique = f"{key}.{_HOST}"
+        if (maildir / "new" / unique).exists():
+            return maildir / "new" / unique
+    else:
+        unique = f"{int(now)}.M{int((now % 1) * 1e6)}P{os.getpid()}_{next(_counter)}.{_HOST}"
+    tmp = maildir / "tmp" / f"{unique}.{os.getpid()}_{next(_counter)}"
     final = maildir / "new" / unique
-    with open(tmp, "xb") as f:
+    with open(tmp, "xb") as f:  # tmp name unique per attempt; the rename makes it visible at once
         f.write(f"Return-Path: <{sender}>\nDelivered-To: {recipient}\n".encode("utf-8"))
         carry = b""
         for chunk in chunks:

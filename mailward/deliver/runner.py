@@ -103,6 +103,8 @@ class QueueRunner:
             env = self.spool.load(qid)
         except (OSError, ValueError):
             return now
+        if all(r.final for r in env.recipients):
+            return now  # done but not yet removed when the server stopped: remove it now
         attempts = max((r.attempts for r in env.recipients if not r.final), default=1)
         return self.ctx.retry.next_attempt(env.received_at, min(last, now), attempts, self.ctx.rng)
 

@@ -43,6 +43,7 @@ def run(messages: int, kills: int, workdir: Path, clients: int = 4, per_connecti
     todo = list(reversed(tokens))
     lock = threading.Lock()
     acked: set[str] = set()
+    attempts: Counter[str] = Counter()   # how often a client started sending each token
     stop = threading.Event()
 
     def client():
@@ -56,6 +57,8 @@ def run(messages: int, kills: int, workdir: Path, clients: int = 4, per_connecti
                     s.starttls(context=ctx)
                     while batch:
                         token = batch[-1]
+                        with lock:
+                            attempts[token] += 1
                         s.sendmail("crash@client.test", ["crash@localhost"],
                                    f"X-Token: {token}\r\nSubject: {token}\r\n\r\nbody {token}\r\n")
                         with lock:
@@ -72,7 +75,7 @@ def run(messages: int, kills: int, workdir: Path, clients: int = 4, per_connecti
     for t in threads:
         t.start()
     done_kills = 0
-    while done_kills < kills and any(t.is_alive() for t in threads):
+    while done_kills < kills:  # once the clients are done, the kills hit delivery
         with lock:
             remaining = len(todo)
         # spread the kills over the run
@@ -84,9 +87,10 @@ def run(messages: int, kills: int, workdir: Path, clients: int = 4, per_connecti
         t.join(600)
     elapsed = time.time() - started
     # everything accepted must now be delivered: wait for the spool to drain
-    deadline = time.time() + 120
+    deadline = time.time() + 20
     while time.time() < deadline and any(p for p in (mta.spool / "queue").iterdir() if p.name != "mailward.pid"):
         time.sleep(0.2)
+    leftover = sorted(p.name for p in (mta.spool / "queue").iterdir() if p.name != "mailward.pid")
     mta.stop()
     seen: Counter[str] = Counter()
     for path in mta.maildir_files("crash"):
@@ -95,10 +99,13 @@ def run(messages: int, kills: int, workdir: Path, clients: int = 4, per_connecti
             seen[m.group(1).decode()] += 1
     lost = sorted(t for t in acked if seen[t] == 0)
     duplicates = sum(n - 1 for n in seen.values() if n > 1)
+    # a duplicate the client did not cause by sending again would be the server's fault
+    server_duplicates = sum(n - 1 for t, n in seen.items() if n > 1 and attempts[t] == 1)
     return {"messages": messages, "acked": len(acked), "kills": done_kills, "lost": lost,
-            "duplicates": duplicates, "duplicate_ratio": duplicates / max(1, len(acked)),
+            "duplicates": duplicates, "server_duplicates": server_duplicates, "duplicate_ratio": duplicates / max(1, len(acked)),
             "seconds": round(elapsed, 1),
-            "leftover_incoming": len(list((mta.spool / "incoming").iterdir()))}
+            "leftover_incoming": len(list((mta.spool / "incoming").iterdir())), "leftover_queue": leftover,
+            "log": mta.log}
 
 
 def main() -> None:

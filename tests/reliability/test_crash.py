@@ -9,4 +9,4 @@ def test_kill_9_during_load_loses_nothing(tmp_path):
     assert result["kills"] == 6
     assert result["lost"] == []
     assert result["leftover_incoming"] == 0
-    assert result["duplicate_ratio"] < 0.05
+    assert result["duplicate_ratio"] < 0.01
