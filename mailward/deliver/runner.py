@@ -26,7 +26,7 @@ import time
 
 from mailward import log
 from mailward.deliver.aliases import AliasTable
-from mailward.deliver.attempt import Context, attempt
+from mailward.deliver.attempt import Context, attempt, is_local
 from mailward.deliver.outbound import Outbound, Pool
 from mailward.deliver.routes import RouteTable
 from mailward.deliver.scheduler import Limits, RetryPolicy, Schedule
@@ -65,6 +65,10 @@ class QueueRunner:
         else:
             self.schedule.add(queue_id, self.clock())
         self._poke()
+
+    def is_local(self, address: str) -> bool:
+        """Delivered on this machine: a local domain, or a domain the route file sends to `local`."""
+        return is_local(self.ctx, address)
 
     def flush(self) -> None:
         """Retry every queued message now (``mailward queue flush``)."""

@@ -32,15 +32,18 @@ ACCEPT = Verdict()
 
 class Gate:
     def __init__(self, *, local_domains, local_user_exists=lambda address: True,
-                 request_client_cert: bool = True, policy=None):
+                 request_client_cert: bool = True, policy=None, is_local=None):
         self.local_domains = {d.lower().rstrip(".") for d in local_domains}
         self.local_user_exists = local_user_exists
+        self._is_local = is_local  # the delivery side's answer (local domains and `local` routes)
         self.request_client_cert = request_client_cert
         self.policy = policy  # mailward.policy engine, or None
 
     def is_local(self, address: str) -> bool:
         if address == "postmaster":
             return True
+        if self._is_local is not None:
+            return self._is_local(address)
         return address.rpartition("@")[2].lower().rstrip(".") in self.local_domains
 
     def features(self, conn: ConnectionFacts) -> Features:

@@ -82,10 +82,11 @@ class SMTPServer:
         self.limits = limits_from_config(config.server)
         self.tls_context = build_tls_context(config)
         self.policy = build_policy(config)
-        self.gate = Gate(local_domains=config.local.domains, local_user_exists=local_user_check(config),
-                         request_client_cert=config.tls.request_client_cert, policy=self.policy)
         self.spool = Spool(config.spool.directory, fsync=config.spool.fsync)
         self.runner = build_runner(config, self.spool)
+        self.gate = Gate(local_domains=config.local.domains, local_user_exists=local_user_check(config),
+                         request_client_cert=config.tls.request_client_cert, policy=self.policy,
+                         is_local=self.runner.is_local)
         self.sessions: set[SMTPSession] = set()
         self.per_client: Counter[str] = Counter()
         self.servers: list[asyncio.base_events.Server] = []

@@ -319,6 +319,7 @@ class SMTPSession(asyncio.Protocol):
                 self.server.accepted(incoming.envelope, self)
             return
         self.transport.resume_reading()
+        self._arm(self.settings.idle_timeout)  # back to waiting for a command
         err = future.exception()
         env = incoming.envelope
         if err is not None:

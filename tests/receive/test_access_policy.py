@@ -214,3 +214,13 @@ def test_connect_entries_refuse_at_the_greeting(make_mta, pki, tmp_path, entry, 
         assert s.recv(1000).startswith(b"503 5.5.1")
         s.sendall(b"QUIT\r\n")
         assert s.recv(1000).startswith(b"221")
+
+
+def test_domains_routed_local_are_accepted_without_relaying(make_mta, pki, tmp_path):
+    routes = tmp_path / "routes"
+    routes.write_text("virtual.example local\n")
+    mta = make_mta({"delivery": {"route_file": str(routes)}})
+    c = Client(mta, source="127.0.0.2")
+    c.mail()
+    assert c.rcpt("someone@virtual.example").startswith("250 2.1.5")
+    assert c.rcpt("someone@remote.example") == "550 5.7.1 <someone@remote.example>... Relaying denied"
