@@ -251,7 +251,9 @@ class Outbound:
         except (C.RemoteProtocolError, C.LocalProtocolError, TLSFailure, OSError, asyncio.TimeoutError) as err:
             await session.close()
             raise HopFailure(_reply(451, "4.4.2", f"{hop.name}: {str(err) or type(err).__name__}")) from None
-        if session.core.closed:
+        if session.core.closed or getattr(session, "tls_refused", False):
+            # A connection that failed a TLS requirement (say STARTTLS was stripped) is not
+            # kept: the retry must get a fresh chance to negotiate TLS.
             await session.close()
         else:
             await self.pool.give_back(session)
@@ -273,6 +275,7 @@ class Outbound:
         for r in recipients:
             decision = self._tls_rcpt(session, r.address)
             if decision.failed:
+                session.tls_refused = True
                 _log_policy(qid, decision)
                 out[r.index] = Outcome(_reply(decision.code, decision.status, decision.reply_text), hop.relay,
                                        elsewhere=decision.action == "tempfail")
