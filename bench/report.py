@@ -128,6 +128,20 @@ def summary_table(report: dict) -> str:
     return "\n".join(rows)
 
 
+def cpu_table(report: dict) -> str:
+    """Server CPU (user + system of the whole process tree) per message: less disturbed by a
+    busy machine than msgs/s."""
+    peers = report["peers"]
+    rows = ["| cell | " + " | ".join(LABELS[p] for p in peers) + " |", "|---|" + "---:|" * len(peers)]
+    for name, cell in report["cells"].items():
+        vals = []
+        for p in peers:
+            runs = [r for r in cell["runs"].get(p, []) if "error" not in r and r["msgs"]]
+            vals.append(f"{min(r['server_cpu_ms_per_msg'] for r in runs):.2f}" if runs else "–")
+        rows.append(f"| {name} | " + " | ".join(vals) + " |")
+    return "\n".join(rows)
+
+
 def detail_table(report: dict) -> str:
     rows = ["| cell | server | msgs/s | p50 ms | p99 ms | handshakes/s | peak RSS MB | peak PSS MB | "
             "server CPU ms/msg | failures |",
@@ -180,7 +194,8 @@ def markdown(report: dict, chart: str = "latest.png") -> str:
     for text, met, detail in targets(report):
         mark = {True: "met", False: "**not met**", None: "not measured"}[met]
         lines.append(f"- {text}: {mark} — {detail}")
-    lines += ["", "## Every server, every cell", "", detail_table(report), ""]
+    lines += ["", "## Server CPU per message (ms, user + system, whole process tree; lowest round)", "",
+              cpu_table(report), "", "## Every server, every cell", "", detail_table(report), ""]
     if report.get("idle"):
         lines += ["## Idle TLS sessions (RSS at rest)", ""]
         for name, r in report["idle"].items():
@@ -254,6 +269,10 @@ def readme_block(report: dict, stem: str) -> str:
         f"![messages per second, mailward beside Postfix and aiosmtpd]({stem}.png)",
         "",
         summary_table(report),
+        "",
+        "Server CPU per message (ms, user + system of the server's whole process tree, lowest round):",
+        "",
+        cpu_table(report),
         "",
     ]
     for text, met, detail in targets(report):
