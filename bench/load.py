@@ -103,6 +103,20 @@ def tree_cpu_seconds(pid: int) -> float:
     return total / CLK_TCK
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores, from /proc/stat), for telling how
+    much else was running during a measurement."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return 0.0
+    values = [int(x) for x in fields]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)   # idle + iowait
+    busy = sum(values[:8]) - idle                                # user..steal, guests are in user
+    return busy / CLK_TCK
+
+
 class RSSSampler:
     """Peak RSS (sum over the tree) every ``interval``; peak PSS every fifth sample."""
 
@@ -224,6 +238,7 @@ class Result:
     server_cpu_s: float = 0.0
     server_cpu_ms_per_msg: float = 0.0
     client_cpu_s: float = 0.0
+    other_cores: float = 0.0      # cores busy with anything but this server and this client
     pipelining_used: bool = False
     errors: list[str] = field(default_factory=list)
 
@@ -231,7 +246,8 @@ class Result:
         return (f"{self.msgs} msgs in {self.elapsed:.2f}s: {self.msgs_per_s:.1f} msgs/s, "
                 f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, {self.handshakes_per_s:.1f} handshakes/s, "
                 f"{self.failures} failures, server peak RSS {self.peak_rss_mb:.1f} MB (PSS {self.peak_pss_mb:.1f}), "
-                f"server CPU {self.server_cpu_ms_per_msg:.2f} ms/msg, client CPU {self.client_cpu_s:.1f}s")
+                f"server CPU {self.server_cpu_ms_per_msg:.2f} ms/msg, client CPU {self.client_cpu_s:.1f}s, "
+                f"other work {self.other_cores:.2f} cores")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -351,6 +367,7 @@ class Load:
         s = self.spec
         sampler = RSSSampler(s.pid)
         cpu0 = tree_cpu_seconds(s.pid) if s.pid else 0.0
+        busy0 = machine_busy_seconds()
         r0 = os.times()
         sampler.start()
         start = time.monotonic()
@@ -360,8 +377,10 @@ class Load:
         end = time.monotonic()
         await sampler.stop()
         cpu1 = tree_cpu_seconds(s.pid) if s.pid else 0.0
+        busy1 = machine_busy_seconds()
         r1 = os.times()
         elapsed = max(end - start, 1e-9)
+        client_cpu = (r1.user - r0.user) + (r1.system - r0.system)
         res = Result(spec=asdict(s), msgs=self.done, failures=self.failures, elapsed=elapsed,
                      msgs_per_s=self.done / elapsed, p50_ms=percentile(self.latencies, 50) * 1000,
                      p99_ms=percentile(self.latencies, 99) * 1000, handshakes=self.handshakes,
@@ -369,7 +388,8 @@ class Load:
                      peak_pss_mb=sampler.peak_pss_kb / 1024,
                      server_cpu_s=cpu1 - cpu0,
                      server_cpu_ms_per_msg=(cpu1 - cpu0) * 1000 / self.done if self.done else 0.0,
-                     client_cpu_s=(r1.user - r0.user) + (r1.system - r0.system),
+                     client_cpu_s=client_cpu,
+                     other_cores=max(0.0, (busy1 - busy0) - (cpu1 - cpu0) - client_cpu) / elapsed,
                      pipelining_used=self.pipelining_used, errors=self.errors)
         return res
 

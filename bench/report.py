@@ -144,18 +144,18 @@ def cpu_table(report: dict) -> str:
 
 def detail_table(report: dict) -> str:
     rows = ["| cell | server | msgs/s | p50 ms | p99 ms | handshakes/s | peak RSS MB | peak PSS MB | "
-            "server CPU ms/msg | failures |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "server CPU ms/msg | other work (cores) | failures |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, cell in report["cells"].items():
         for p in report["peers"]:
             r = best(cell, p)
             if not r:
                 errs = [x.get("error") for x in cell["runs"].get(p, []) if "error" in x]
-                rows.append(f"| {name} | {LABELS[p]} | error: {errs[0][:80] if errs else 'no run'} |||||||")
+                rows.append(f"| {name} | {LABELS[p]} | error: {errs[0][:80] if errs else 'no run'} ||||||||")
                 continue
             rows.append(f"| {name} | {LABELS[p]} | {r['msgs_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
                         f"{r['handshakes_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {r['peak_pss_mb']:.0f} | "
-                        f"{r['server_cpu_ms_per_msg']:.2f} | {r['failures']} |")
+                        f"{r['server_cpu_ms_per_msg']:.2f} | {r.get('other_cores', 0):.2f} | {r['failures']} |")
     return "\n".join(rows)
 
 
