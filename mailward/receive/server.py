@@ -75,6 +75,29 @@ def build_policy(config: Config):
     return policy
 
 
+class Publisher:
+    """Collects the messages whose data became durable in this turn of the event loop and
+    publishes them together (one folder fsync), then lets each session send its 250."""
+
+    def __init__(self, spool: Spool):
+        self.spool = spool
+        self._items: list = []
+
+    def add(self, session, incoming, err: Exception | None) -> None:
+        if err is not None:
+            session.committed(incoming, err)
+            return
+        if not self._items:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._items.append((session, incoming))
+
+    def _flush(self) -> None:
+        items, self._items = self._items, []
+        results = self.spool.publish([incoming for _, incoming in items])
+        for (session, incoming), err in zip(items, results):
+            session.committed(incoming, err)
+
+
 class SMTPServer:
     def __init__(self, config: Config):
         self.config = config
@@ -83,6 +106,7 @@ class SMTPServer:
         self.tls_context = build_tls_context(config)
         self.policy = build_policy(config)
         self.spool = Spool(config.spool.directory, fsync=config.spool.fsync)
+        self.publisher = Publisher(self.spool)
         self.runner = build_runner(config, self.spool)
         self.gate = Gate(local_domains=config.local.domains, local_user_exists=local_user_check(config),
                          request_client_cert=config.tls.request_client_cert, policy=self.policy,

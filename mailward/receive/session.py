@@ -306,21 +306,21 @@ class SMTPSession(asyncio.Protocol):
             return
         self._busy = True
         self.transport.pause_reading()
-        future = asyncio.wrap_future(self.server.spool.commit_async(incoming))
-        future.add_done_callback(lambda f: self._committed(incoming, f))
+        future = asyncio.wrap_future(self.server.spool.sync_async(incoming))
+        future.add_done_callback(lambda f: self.server.publisher.add(self, incoming, f.exception()))
 
-    def _committed(self, incoming, future) -> None:
+    def committed(self, incoming, err: Exception | None) -> None:
+        """The spool's answer for our message: None once it is durable in queue/."""
         self._busy = False
         incoming.envelope.size = incoming.content_size
         if self._closed:
             # The client is gone before our 250: it will retry, so the copy we hold is a
             # possible duplicate, never a loss. Keep it: it is durable and complete.
-            if future.exception() is None:
+            if err is None:
                 self.server.accepted(incoming.envelope, self)
             return
         self.transport.resume_reading()
         self._arm(self.settings.idle_timeout)  # back to waiting for a command
-        err = future.exception()
         env = incoming.envelope
         if err is not None:
             self._storage_problem(err)
