@@ -97,8 +97,8 @@ class ReceivePolicy:
     def tls_client(self, conn: ConnectionFacts, stage: str) -> PolicyVerdict:
         return verdict(check_tls_client(self.holder.current, conn, stage, self.tls_perm_err))
 
-    def mail(self, conn: ConnectionFacts, sender: str) -> PolicyVerdict:
-        return verdict(check_mail(self.holder.current, conn, sender, self.tls_perm_err))
+    def mail(self, conn: ConnectionFacts, sender: str, tls_checked: bool = False) -> PolicyVerdict:
+        return verdict(check_mail(self.holder.current, conn, sender, self.tls_perm_err, tls_checked))
 
     def rcpt(self, conn: ConnectionFacts, rcpt: str, local: bool = False) -> PolicyVerdict:
         domains = self.local_domains

@@ -83,14 +83,18 @@ def check_connect(amap: AccessMap, conn: ConnectionFacts) -> Decision:
     return Decision("continue", "check_relay", args=args, relay=relay, entry=entry, lookups=tuple(trace.tried))
 
 
-def check_mail(amap: AccessMap, conn: ConnectionFacts, sender: str, tls_perm_err: bool = False) -> Decision:
-    """check_mail for ``MAIL FROM:<sender>``. Runs tls_client (stage MAIL) itself: do not
-    call :func:`check_tls_client` with "MAIL" as well. Accepting decisions carry
-    ``250 2.1.0 <sender>... Sender ok``."""
+CONTINUE_TLS = Decision("continue", "tls_client")
+
+
+def check_mail(amap: AccessMap, conn: ConnectionFacts, sender: str, tls_perm_err: bool = False,
+               tls_checked: bool = False) -> Decision:
+    """check_mail for ``MAIL FROM:<sender>``. Runs tls_client (stage MAIL) itself unless the
+    caller did (``tls_checked``: a session whose TLS facts did not change since it asked).
+    Accepting decisions carry ``250 2.1.0 <sender>... Sender ok``."""
     address = _bracket(sender)
     relay = relay_name(conn.peer_name, sendmail_addr(conn.peer_addr))
     args = (address,)
-    tls = check_tls_client(amap, conn, "MAIL", tls_perm_err)
+    tls = CONTINUE_TLS if tls_checked else check_tls_client(amap, conn, "MAIL", tls_perm_err)
     if tls.failed:
         # reference d1_encr112_plain: logged as check_mail, no address in the 454 reply
         return Decision(tls.action, "check_mail", tls.code, tls.status, tls.text, address=address,

@@ -62,8 +62,9 @@ class Gate:
         return ACCEPT
 
     def mail(self, conn: ConnectionFacts, sender: str) -> Verdict:
+        """From: entries; the caller has run tls_client for this MAIL already."""
         if self.policy is not None:
-            return self.policy.mail(conn, sender)
+            return self.policy.mail(conn, sender, tls_checked=True)
         return ACCEPT
 
     def rcpt(self, conn: ConnectionFacts, rcpt: str) -> Verdict:

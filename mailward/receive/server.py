@@ -14,6 +14,7 @@ import asyncio
 import os
 import signal
 import socket
+import time
 from collections import Counter
 
 from mailward import log
@@ -115,6 +116,7 @@ class SMTPServer:
         self.per_client: Counter[str] = Counter()
         self.servers: list[asyncio.base_events.Server] = []
         self._name_cache: dict[str, str] = {}
+        self._free_checked, self._free, self._block = -1.0, 0, 4096
         self._stopping = asyncio.Event()
 
     # ---- admission ---------------------------------------------------------------------
@@ -157,12 +159,19 @@ class SMTPServer:
     def spool_has_room(self, declared_size: int = 0) -> bool:
         """Room for a message of ``declared_size`` (MAIL's SIZE=) plus ``spool.min_free_space``;
         with neither, at least a few blocks must be free (a full disk gets 452 at MAIL)."""
-        try:
-            st = os.statvfs(self.spool.directory)
-        except OSError:
-            return False
-        need = max(self.config.spool.min_free_space + declared_size, 4 * st.f_frsize)
-        return st.f_bavail * st.f_frsize >= need
+        now = time.monotonic()
+        if now - self._free_checked > 0.25:  # statvfs at most 4 times a second, not per MAIL
+            try:
+                st = os.statvfs(self.spool.directory)
+                self._free, self._block = st.f_bavail * st.f_frsize, st.f_frsize
+            except OSError:
+                self._free, self._block = 0, 4096
+            self._free_checked = now
+        need = max(self.config.spool.min_free_space + declared_size, 4 * self._block)
+        return self._free >= need
+
+    def forget_free_space(self) -> None:
+        self._free_checked = -1.0
 
     def accepted(self, envelope, session: SMTPSession) -> None:
         tls = session.tls

@@ -47,6 +47,7 @@ class SMTPSession(asyncio.Protocol):
         self._early = b""
         self._closed = False
         self._busy = False  # an async decision (spool commit) is pending
+        self._tls_mail_verdict = None  # tls_client at MAIL, cached until the TLS state changes
 
     # ---- asyncio.Protocol --------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -230,7 +231,10 @@ class SMTPSession(asyncio.Protocol):
 
     def _on_mail(self, event: ev.MailFrom) -> None:
         facts, sender = self.facts(), f"<{event.path.address}>"
-        verdict = self.server.gate.tls_client(facts, "MAIL")
+        # tls_client depends only on the connection's facts: once per TLS state, not per MAIL
+        if self._tls_mail_verdict is None:
+            self._tls_mail_verdict = self.server.gate.tls_client(facts, "MAIL")
+        verdict = self._tls_mail_verdict
         if verdict.reply is not None:
             self.core.block(verdict.reply)  # RCPT gets the same answer, as in sendmail
         else:
@@ -279,6 +283,7 @@ class SMTPSession(asyncio.Protocol):
         core.respond(None)
 
     def _storage_problem(self, err: OSError) -> None:
+        self.server.forget_free_space()  # the next MAIL looks at the disk again
         log.event(40, None, relay=self.relay, stat=f"spool write failed: {err.strerror}",
                   directory=str(self.server.spool.directory))
 
@@ -357,6 +362,7 @@ class SMTPSession(asyncio.Protocol):
 
     def _tls_established(self) -> None:
         self.tls = self.engine.facts
+        self._tls_mail_verdict = None
         t = self.tls
         log.info(None, STARTTLS="server", relay=self.relay, version=t.tls_version, verify=t.verify,
                  cipher=t.cipher, bits=f"{t.cipher_bits}/{t.alg_bits}")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import threading
 import time
 from concurrent.futures import Future
@@ -41,13 +40,20 @@ _ID_ALPHABET = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I or O: ids are read a
 
 
 def new_queue_id() -> str:
-    """14 characters, time-ordered, unique across restarts: 9 of microseconds, 5 random."""
+    """14 characters, time-ordered, unique across restarts: 9 of microseconds, 5 random
+    (one getrandom call: 34**5, about 45 million, per microsecond)."""
+    base = len(_ID_ALPHABET)
     n = int(time.time() * 1_000_000)
-    digits = []
+    stamp = []
     for _ in range(9):
-        n, r = divmod(n, len(_ID_ALPHABET))
-        digits.append(_ID_ALPHABET[r])
-    return "".join(reversed(digits)) + "".join(secrets.choice(_ID_ALPHABET) for _ in range(5))
+        n, r = divmod(n, base)
+        stamp.append(_ID_ALPHABET[r])
+    rnd = int.from_bytes(os.urandom(5), "big")
+    tail = []
+    for _ in range(5):
+        rnd, r = divmod(rnd, base)
+        tail.append(_ID_ALPHABET[r])
+    return "".join(reversed(stamp)) + "".join(tail)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import smtplib
 import subprocess
+import time
 
 import pytest
 
@@ -51,6 +52,7 @@ def test_disk_full_gives_452_and_recovers(make_mta, small_fs):
         assert (code, reply) == (452, b"4.3.1 Insufficient system storage")
     assert list((small_fs / "incoming").iterdir()) == []
     filler.unlink()  # space returns: mailward recovers by itself
+    time.sleep(0.3)  # it looks at the free space at most every 0.25 s
     code, reply = deliver(mta, 2_000)
     assert code == 250
     assert mta.wait_mail("full")
