@@ -14,6 +14,10 @@ Also measured in the same run: the machine's limit (`openssl s_time -new` agains
 `openssl s_server`, same certificate), 5,000 concurrent idle TLS sessions on mailward (RSS at
 rest), outbound delivery when mailward has it, and the access map (bench/accessmap.py).
 
+Spools: every server's queue lives on a fresh ext4 file system of its own (a sparse image,
+loop-mounted; ``--fs loop``, the default when run as root) so that other work on the machine's
+disk does not decide the result; ``--fs dir`` uses the work folder's file system as it is.
+
 Results: bench/results/latest.md (tables, targets, machine), latest.json, latest.png (chart).
 Run ``bash bench/setup.sh`` first (Postfix, openssl, the ``bench`` extra); ``make bench`` does.
 
@@ -107,6 +111,28 @@ def idle_sessions(name: str, workdir, cert, key, ca, count: int) -> dict:
         res = asyncio.run(load.run_idle(load.Spec(port=server.port, pid=server.pid, timeout=120), count))
     print(f"  {name}: {res.line()}", flush=True)
     return asdict(res)
+
+
+def mount_loop_fs(workdir: Path, size_gb: int = 8) -> Path:
+    """A fresh ext4 file system in a sparse image, loop-mounted at workdir/fs (root only)."""
+    image, mnt = workdir / "spool-fs.img", workdir / "fs"
+    mnt.mkdir(exist_ok=True)
+    subprocess.run(["truncate", "-s", f"{size_gb}G", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
+    mnt.chmod(0o755)
+    return mnt
+
+
+def loop_fs_possible() -> bool:
+    return os.geteuid() == 0 and bool(shutil.which("mkfs.ext4")) and bool(shutil.which("losetup")) \
+        and os.path.exists("/dev/loop-control")
+
+
+def unmount_loop_fs(workdir: Path) -> None:
+    mnt = workdir / "fs"
+    if os.path.ismount(mnt):
+        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def accessmap_bench(entries: int, lookups: int) -> str:
@@ -216,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tag", default="latest", help="results file name stem")
     ap.add_argument("--workdir", type=Path, help="where servers keep spools (default: a new folder in /var/tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--fs", choices=("auto", "dir", "loop"), default="auto",
+                    help="loop: every spool on a fresh ext4 of its own (a sparse image, loop-mounted; root "
+                         "only); dir: in the work folder's file system; auto (default): loop when possible")
     ap.add_argument("--readme", action="store_true",
                     help="also write the results into README.md between <!-- bench-results:start/end -->")
     args = ap.parse_args(argv)
@@ -240,13 +269,20 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mailward-bench-", dir="/var/tmp"))
     workdir.mkdir(parents=True, exist_ok=True)
-    fs = subprocess.run(["stat", "-f", "-c", "%T", str(workdir)], capture_output=True, text=True).stdout.strip()
+    workdir.chmod(0o755)  # Postfix's own user walks to its queue folder
+    base = workdir
+    if args.fs == "auto":
+        args.fs = "loop" if loop_fs_possible() else "dir"
+    if args.fs == "loop":
+        workdir = mount_loop_fs(base)
+    fs = subprocess.run(["findmnt", "-no", "FSTYPE", "-T", str(workdir)], capture_output=True,
+                        text=True).stdout.strip() or "?"
     if fs == "tmpfs":
         print(f"bench: warning: {workdir} is on tmpfs, where fsync costs nothing; use --workdir on a disk",
               file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     info = machine()
-    info["filesystem"] = fs
+    info["filesystem"] = fs + (" (its own, loop-mounted)" if args.fs == "loop" else "")
     print(f"bench: {info['date']}, {info['nproc']} cores ({info['cpu']}), kernel {info['kernel']}, "
           f"workdir {workdir} ({fs}); {'full' if full else 'quick'}: {duration}s per cell, "
           f"{rounds} round(s)", flush=True)
@@ -321,8 +357,10 @@ def main(argv: list[str] | None = None) -> int:
             report["accessmap"] = accessmap_bench(map_entries, 200_000 if full else 50_000)
             print(report["accessmap"], flush=True)
     finally:
+        if args.fs == "loop":
+            unmount_loop_fs(base)
         if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(base, ignore_errors=True)
 
     report["machine"]["loadavg_end"] = os.getloadavg()[0]
     from bench import report as rep
