@@ -144,8 +144,9 @@ class Mailward(Server):
     name = "mailward"
 
     def __init__(self, *args, profile: str = "", profile_out: Path | None = None, delivery: str = "parked",
-                 sink_port: int = 0, **kw):
+                 sink_port: int = 0, src: Path | None = None, **kw):
         super().__init__(*args, **kw)
+        self.src = src                    # a folder holding the mailward package to run (None: this checkout)
         self.profile = profile            # "", "cprofile" or "py-spy"
         self.profile_out = profile_out
         self.spy: subprocess.Popen | None = None
@@ -210,7 +211,10 @@ file = "{d / 'mailward.log'}"
         if self.profile == "cprofile" and self.profile_out:
             cmd = [PYTHON, "-m", "cProfile", "-o", str(self.profile_out), "-m", "mailward", "serve",
                    "-c", str(d / "mailward.toml")]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
+        env = dict(os.environ)
+        if self.src:
+            env["PYTHONPATH"] = str(self.src)
+        self.proc = subprocess.Popen(cmd, cwd=self.src or ROOT, stdout=subprocess.DEVNULL, env=env,
                                      stderr=open(d / "stderr.log", "wb"))
         wait_for_smtp(self.port, self.proc, log=d / "stderr.log")
         if self.profile == "py-spy" and self.profile_out:

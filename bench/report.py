@@ -164,6 +164,8 @@ def markdown(report: dict, chart: str = "latest.png") -> str:
     lines = [
         f"# mailward benchmark: {m['date']}",
         "",
+        f"mailward: {m.get('mailward', 'the working tree')}.",
+        "",
         f"Machine: {m['nproc']} cores ({m['cpu']}), {m['memory_gb']} GB, Linux {m['kernel']}, "
         f"spools on {m.get('filesystem', '?')}; Python {m['python']}; Postfix {m['postfix']}; "
         f"mailward's TLS: pyOpenSSL over {m['mailward_openssl']}; client: stdlib ssl over {m['client_openssl']}; "
@@ -258,7 +260,8 @@ def readme_block(report: dict, stem: str) -> str:
     """The results as the README shows them: machine, chart, ratio table, targets."""
     m = report["machine"]
     lines = [
-        f"Measured {m['date']} (`python -m bench.run{' --full' if report['mode'] == 'full' else ''}`): "
+        f"Measured {m['date']} (`python -m bench.run{' --full' if report['mode'] == 'full' else ''}`), "
+        f"mailward {m.get('mailward', 'working tree')}: "
         f"{m['nproc']} cores ({m['cpu']}), {m['memory_gb']} GB, Linux {m['kernel']}, Python {m['python']}, "
         f"Postfix {m['postfix']}, {m['mailward_openssl']} (mailward) / {m['client_openssl']} (client); "
         f"{report['duration']:.0f} s per cell, best of {report['rounds']}, the machine shared with other work "

@@ -85,10 +85,31 @@ def machine() -> dict:
     }
 
 
+MAILWARD_SRC: Path | None = None   # the exported commit that is measured (see --mailward)
+
+
+def export_mailward(rev: str, dest: Path) -> tuple[Path | None, str]:
+    """(folder to run mailward from, description). ``worktree``: this checkout as it is."""
+    root = Path(__file__).resolve().parent.parent
+    git = ["git", "-C", str(root)]
+    if rev == "worktree":
+        head = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(git + ["status", "--porcelain", "--", "mailward"], capture_output=True,
+                               text=True).stdout.strip()
+        return None, f"the working tree at {head}" + (" with uncommitted changes in mailward/" if dirty else "")
+    commit = subprocess.run(git + ["rev-parse", "--short", rev], capture_output=True, text=True, check=True).stdout.strip()
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(git + ["archive", commit, "mailward"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    subject = subprocess.run(git + ["log", "-1", "--format=%cd %s", "--date=format:%Y-%m-%d %H:%M", commit],
+                             capture_output=True, text=True).stdout.strip()
+    return dest, f"commit {commit} ({subject[:80]})"
+
+
 def make_server(name: str, workdir: Path, cert: Path, key: Path, ca: Path, profile: str = "",
                 profile_out: Path | None = None) -> peers.Server:
     if name == "mailward":
-        return peers.Mailward(workdir, cert, key, ca, profile=profile, profile_out=profile_out)
+        return peers.Mailward(workdir, cert, key, ca, profile=profile, profile_out=profile_out, src=MAILWARD_SRC)
     if name == "postfix":
         return peers.Postfix(workdir, cert, key, ca)
     if name.startswith("aiosmtpd-"):
@@ -168,7 +189,7 @@ def outbound_rate(workdir: Path, cert: Path, key: Path, ca: Path, count: int, si
     delivery can do once that is fixed, and the report says how many kicks it took.
     """
     sink = peers.Aiosmtpd(workdir, cert, key, ca, mode="discard")
-    mw = peers.Mailward(workdir, cert, key, ca)
+    mw = peers.Mailward(workdir, cert, key, ca, src=MAILWARD_SRC)
     try:
         sink.start()
         mw.start()
@@ -242,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tag", default="latest", help="results file name stem")
     ap.add_argument("--workdir", type=Path, help="where servers keep spools (default: a new folder in /var/tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--mailward", default="HEAD", metavar="REV",
+                    help="the commit of mailward to measure (exported with git archive; default HEAD), or "
+                         "'worktree' for this checkout with its uncommitted changes")
     ap.add_argument("--fs", choices=("auto", "dir", "loop"), default="auto",
                     help="loop: every spool on a fresh ext4 of its own (a sparse image, loop-mounted; root "
                          "only); dir: in the work folder's file system; auto (default): loop when possible")
@@ -281,11 +305,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: warning: {workdir} is on tmpfs, where fsync costs nothing; use --workdir on a disk",
               file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
+    global MAILWARD_SRC
+    MAILWARD_SRC, measured = export_mailward(args.mailward, base / "src")
     info = machine()
+    info["mailward"] = measured
     info["filesystem"] = fs + (" (its own, loop-mounted)" if args.fs == "loop" else "")
     print(f"bench: {info['date']}, {info['nproc']} cores ({info['cpu']}), kernel {info['kernel']}, "
           f"workdir {workdir} ({fs}); {'full' if full else 'quick'}: {duration}s per cell, "
-          f"{rounds} round(s)", flush=True)
+          f"{rounds} round(s); mailward: {measured}", flush=True)
     ca, cert, key = peers.make_certs(workdir)
 
     report: dict = {"machine": info, "mode": "full" if full else "quick", "duration": duration, "warmup": warmup,
