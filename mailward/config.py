@@ -69,6 +69,9 @@ SCHEMA: dict[str, list[Key]] = {
             minimum=1024),
         Key("max_recipients", "int", 100, "Recipients per message (RFC 5321 §4.5.3.1.8 asks for at least 100).",
             minimum=1),
+        Key("workers", "int", 1, "Receiving processes. Above 1, a master process binds the sockets, runs the "
+            "queue, and starts this many workers that share the listening sockets (one per core uses "
+            "every core). Connection limits then hold per worker.", minimum=1),
         Key("max_connections", "int", 1000, "Concurrent connections in all; more get 421 4.3.2.", minimum=1),
         Key("max_connections_per_client", "int", 20, "Concurrent connections from one client address.",
             minimum=1),

@@ -66,6 +66,18 @@ class QueueRunner:
             self.schedule.add(queue_id, self.clock())
         self._poke()
 
+    def adopt(self) -> int:
+        """Schedule messages in the spool the runner does not know yet (queued by another
+        process whose notice was lost); returns how many."""
+        now, found = self.clock(), 0
+        for qid in self.spool.ids():
+            if qid not in self.schedule and qid not in self._inflight:
+                self.schedule.add(qid, self._due_from_history(qid, now))
+                found += 1
+        if found:
+            self._poke()
+        return found
+
     def is_local(self, address: str) -> bool:
         """Delivered on this machine: a local domain, or a domain the route file sends to `local`."""
         return is_local(self.ctx, address)

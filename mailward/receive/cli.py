@@ -30,6 +30,14 @@ def _quickstart(args: argparse.Namespace) -> int:
     return serve(cfg)
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from mailward.receive.master import run_worker
+
+    cfg = config_mod.load(args.config)
+    log.setup(cfg.log.level, cfg.log.file, cfg.log.json)
+    return run_worker(cfg, [int(fd) for fd in args.fds.split(",") if fd], args.notify_fd)
+
+
 def _print_config(args: argparse.Namespace) -> int:
     print(config_mod.default_config_text())
     return 0
@@ -46,6 +54,13 @@ def register(subparsers) -> None:
                                           "missing, then run the MTA on 127.0.0.1:2525.")
     p.add_argument("data", help="data folder, e.g. ./data")
     p.set_defaults(func=_quickstart)
+
+    p = subparsers.add_parser("worker", help="a receiving process started by serve (server.workers > 1)",
+                              description="A receiving worker started by `mailward serve` (server.workers > 1).")
+    p.add_argument("-c", "--config", required=True)
+    p.add_argument("--fds", required=True, help="listening socket descriptors, comma-separated")
+    p.add_argument("--notify-fd", type=int, required=True, help="pipe to the master's queue runner")
+    p.set_defaults(func=_worker)
 
     p = subparsers.add_parser("config", help="print the default config with every key documented",
                               description="Print the commented default configuration.")

@@ -100,8 +100,17 @@ class Publisher:
 
 
 class SMTPServer:
-    def __init__(self, config: Config):
+    """Receiving, and (unless ``run_delivery`` is False, in a worker process) delivering.
+
+    ``listen_socks``: sockets bound by a master process; ``notify_fd``: where a worker tells
+    the master's queue runner about each accepted message (one queue id per line)."""
+
+    def __init__(self, config: Config, *, listen_socks=None, notify_fd: int | None = None,
+                 run_delivery: bool = True):
         self.config = config
+        self.listen_socks = listen_socks
+        self.notify_fd = notify_fd
+        self.run_delivery = run_delivery
         self.hostname = config.server.hostname
         self.limits = limits_from_config(config.server)
         self.tls_context = build_tls_context(config)
@@ -178,7 +187,13 @@ class SMTPServer:
         log.info(envelope.queue_id, **{"from": f"<{envelope.sender}>"}, size=envelope.size or None,
                  nrcpts=len(envelope.recipients), proto="ESMTPS" if tls.active else "ESMTP",
                  relay=session.relay)
-        self.runner.submit(envelope.queue_id)
+        if self.notify_fd is None:
+            self.runner.submit(envelope.queue_id)
+            return
+        try:  # one line, well under PIPE_BUF: written whole or not at all
+            os.write(self.notify_fd, f"{envelope.queue_id}\n".encode())
+        except OSError:
+            pass  # the master adopts unknown queue files on its own within a minute
 
     # ---- lifecycle -----------------------------------------------------------------------
     def reload(self) -> None:
@@ -193,13 +208,16 @@ class SMTPServer:
         log.info(None, reload="ok", tls="reloaded")
 
     async def start(self) -> None:
-        removed = self.spool.recover()
-        if removed:
-            log.info(None, spool="recovered", discarded_partial=removed)
-        self.runner.start()
-        (self.spool.directory / "mailward.pid").write_text(f"{os.getpid()}\n")
+        if self.run_delivery:
+            removed = self.spool.recover()
+            if removed:
+                log.info(None, spool="recovered", discarded_partial=removed)
+            self.runner.start()
+            (self.spool.directory / "mailward.pid").write_text(f"{os.getpid()}\n")
         loop = asyncio.get_running_loop()
-        for item in self.config.server.listen:
+        for sock in self.listen_socks or ():
+            self.servers.append(await loop.create_server(lambda: SMTPSession(self), sock=sock, backlog=1024))
+        for item in () if self.listen_socks else self.config.server.listen:
             host, _, port = item.rpartition(":")
             host = host.strip("[]")
             try:
@@ -223,7 +241,8 @@ class SMTPServer:
             await asyncio.sleep(0.05)
         for session in list(self.sessions):
             session.shutdown()
-        await self.runner.stop()
+        if self.run_delivery:
+            await self.runner.stop()
         log.info(None, daemon="stopped")
 
     async def run_forever(self) -> None:
@@ -232,13 +251,17 @@ class SMTPServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        loop.add_signal_handler(signal.SIGUSR1, self.runner.flush)
+        if self.run_delivery:
+            loop.add_signal_handler(signal.SIGUSR1, self.runner.flush)
         await self._stopping.wait()
         await self.stop()
 
 
 def serve(config: Config) -> int:
     check_tls_files(config)
+    if config.server.workers > 1:
+        from mailward.receive.master import serve_with_workers
+        return serve_with_workers(config)
     server = SMTPServer(config)
     asyncio.run(server.run_forever())
     return 0

@@ -216,6 +216,19 @@ class Spool:
             removed += 1
         return removed
 
+    def sweep_incoming(self, older_than: float) -> int:
+        """Remove partial messages nobody has written to for ``older_than`` seconds (left by
+        a worker process that died); a live session writes far more often than that."""
+        removed, limit = 0, time.time() - older_than
+        for path in self.incoming.iterdir():
+            try:
+                if path.stat().st_mtime < limit:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
+
     def begin(self, envelope: Envelope) -> Incoming:
         return Incoming(self, envelope)
 

@@ -1,0 +1,148 @@
+"""Several receiving processes: the master binds, delivers, and keeps its workers running.
+
+With ``server.workers = N`` (N > 1) the master process binds every listening socket, recovers
+the spool, runs the queue runner, and starts N workers (``mailward worker``, fresh Python
+processes, not forks of a process with threads) that inherit the sockets and accept from them
+in turn; each worker receives, writes to the shared spool with the same durability contract,
+and tells the master about each accepted message through a pipe (one queue id per line). A
+worker that dies is started again; messages it had accepted are in the spool, and a lost
+notice is made good by the master's periodic adoption of unknown queue files. SIGHUP goes to
+every worker (certificate and access-map reload); SIGUSR1 flushes the master's queue; SIGTERM
+stops the workers (each gives its sessions ``shutdown_grace``), then delivery.
+
+Why processes: one Python event loop uses one core (the benchmark's profile: the receiving
+thread is CPU bound), while Postfix spreads the same work over smtpd/cleanup processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+from mailward import log
+from mailward.config import Config, ConfigError
+from mailward.deliver.runner import build_runner
+from mailward.spool.store import Spool
+
+ADOPT_EVERY = 30.0      # seconds between looks for queue files nobody announced
+SWEEP_EVERY = 60.0      # seconds between removals of abandoned partial messages
+
+
+def bind(config: Config) -> list[socket.socket]:
+    socks = []
+    for item in config.server.listen:
+        host, _, port = item.rpartition(":")
+        host = host.strip("[]")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            sock = socket.create_server((host, int(port)), family=family, backlog=1024, reuse_port=False)
+        except OSError as err:
+            raise ConfigError(f"{config.path}: server.listen: cannot listen on {item}: {err.strerror}") from None
+        sock.set_inheritable(True)
+        socks.append(sock)
+    return socks
+
+
+class Master:
+    def __init__(self, config: Config):
+        self.config = config
+        self.socks = bind(config)
+        self.spool = Spool(config.spool.directory, fsync=config.spool.fsync)
+        self.runner = build_runner(config, self.spool)
+        self.notify_r, self.notify_w = os.pipe()
+        os.set_inheritable(self.notify_w, True)
+        os.set_blocking(self.notify_r, False)
+        self.workers: list[subprocess.Popen | None] = [None] * config.server.workers
+        self._stopping = asyncio.Event()
+        self._pending = b""
+
+    def _spawn(self, index: int) -> None:
+        fds = [s.fileno() for s in self.socks]
+        cmd = [sys.executable, "-m", "mailward", "worker", "-c", str(self.config.path),
+               "--fds", ",".join(map(str, fds)), "--notify-fd", str(self.notify_w)]
+        self.workers[index] = subprocess.Popen(cmd, pass_fds=fds + [self.notify_w])
+
+    def _read_notices(self) -> None:
+        try:
+            data = os.read(self.notify_r, 65536)
+        except BlockingIOError:
+            return
+        lines = (self._pending + data).split(b"\n")
+        self._pending = lines.pop()
+        for line in lines:
+            if line:
+                self.runner.submit(line.decode("ascii", "replace"))
+
+    def _signal_workers(self, sig: int) -> None:
+        for proc in self.workers:
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(sig)
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_adopt = last_sweep = loop.time()
+        while not self._stopping.is_set():
+            for i, proc in enumerate(self.workers):
+                if proc is not None and proc.poll() is not None:
+                    log.event(40, None, worker=proc.pid, stat=f"exited with status {proc.returncode}; restarted")
+                    self._spawn(i)
+            now = loop.time()
+            if now - last_adopt >= ADOPT_EVERY:
+                last_adopt = now
+                self.runner.adopt()
+            if now - last_sweep >= SWEEP_EVERY:
+                last_sweep = now
+                older = self.config.server.data_timeout + self.config.server.idle_timeout + 60
+                removed = self.spool.sweep_incoming(older)
+                if removed:
+                    log.info(None, spool="swept", abandoned_partial=removed)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), 0.5)
+            except asyncio.TimeoutError:
+                pass
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        removed = self.spool.recover()
+        if removed:
+            log.info(None, spool="recovered", discarded_partial=removed)
+        self.runner.start()
+        (self.spool.directory / "mailward.pid").write_text(f"{os.getpid()}\n")
+        loop.add_reader(self.notify_r, self._read_notices)
+        for i in range(len(self.workers)):
+            self._spawn(i)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._signal_workers(signal.SIGHUP))
+        loop.add_signal_handler(signal.SIGUSR1, self.runner.flush)
+        log.info(None, daemon="started", listen=",".join(self.config.server.listen),
+                 workers=len(self.workers), pid=os.getpid())
+        await self._watch()
+        self._signal_workers(signal.SIGTERM)
+        deadline = loop.time() + self.config.server.shutdown_grace + 10
+        while any(p is not None and p.poll() is None for p in self.workers) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        self._signal_workers(signal.SIGKILL)
+        self._read_notices()
+        await self.runner.stop()
+        log.info(None, daemon="stopped", pid=os.getpid())
+
+
+def serve_with_workers(config: Config) -> int:
+    asyncio.run(Master(config).run())
+    return 0
+
+
+def run_worker(config: Config, fds: list[int], notify_fd: int) -> int:
+    from mailward.receive.server import SMTPServer
+
+    socks = [socket.socket(fileno=fd) for fd in fds]
+    for sock in socks:
+        sock.setblocking(False)
+    server = SMTPServer(config, listen_socks=socks, notify_fd=notify_fd, run_delivery=False)
+    asyncio.run(server.run_forever())
+    return 0
