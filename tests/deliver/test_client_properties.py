@@ -4,6 +4,7 @@ anything but RemoteProtocolError."""
 
 from __future__ import annotations
 
+from tests.fuzzing import examples  # noqa: E402
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,7 +30,7 @@ def ready_connection() -> C.ClientConnection:
     return conn
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(MESSAGE, st.lists(st.integers(min_value=1, max_value=50), max_size=10))
 def test_stuffing_round_trips_through_the_server_reader(message, cuts):
     conn = ready_connection()
@@ -52,7 +53,7 @@ REPLIES = st.sampled_from([b"220 mx ESMTP\r\n", b"250-mx\r\n", b"250 PIPELINING\
 SERVER = st.lists(st.one_of(REPLIES, st.binary(max_size=20)), max_size=25).map(b"".join)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.lists(SERVER, max_size=6))
 def test_garbage_from_the_server_only_raises_remote_protocol_error(chunks):
     conn = C.ClientConnection("c.test")
