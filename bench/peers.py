@@ -144,8 +144,9 @@ class Mailward(Server):
     name = "mailward"
 
     def __init__(self, *args, profile: str = "", profile_out: Path | None = None, delivery: str = "parked",
-                 sink_port: int = 0, src: Path | None = None, **kw):
+                 sink_port: int = 0, src: Path | None = None, workers: int = 0, **kw):
         super().__init__(*args, **kw)
+        self.workers = workers            # server.workers (0: leave the key out)
         self.src = src                    # a folder holding the mailward package to run (None: this checkout)
         self.profile = profile            # "", "cprofile" or "py-spy"
         self.profile_out = profile_out
@@ -178,6 +179,7 @@ hostname = "bench-mailward.invalid"
 listen = ["127.0.0.1:{self.port}"]
 max_connections = 20000
 max_connections_per_client = 20000
+{f"workers = {self.workers}" if self.workers else ""}
 
 [tls]
 cert_file = "{self.cert}"

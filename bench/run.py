@@ -86,6 +86,15 @@ def machine() -> dict:
 
 
 MAILWARD_SRC: Path | None = None   # the exported commit that is measured (see --mailward)
+MAILWARD_WORKERS = 0               # server.workers for mailward (0: the key is left out)
+
+
+def supports_workers(src: Path | None) -> bool:
+    config = (src or Path(__file__).resolve().parent.parent) / "mailward" / "config.py"
+    try:
+        return '"workers"' in config.read_text()
+    except OSError:
+        return False
 
 
 def export_mailward(rev: str, dest: Path) -> tuple[Path | None, str]:
@@ -109,7 +118,8 @@ def export_mailward(rev: str, dest: Path) -> tuple[Path | None, str]:
 def make_server(name: str, workdir: Path, cert: Path, key: Path, ca: Path, profile: str = "",
                 profile_out: Path | None = None) -> peers.Server:
     if name == "mailward":
-        return peers.Mailward(workdir, cert, key, ca, profile=profile, profile_out=profile_out, src=MAILWARD_SRC)
+        return peers.Mailward(workdir, cert, key, ca, profile=profile, profile_out=profile_out, src=MAILWARD_SRC,
+                              workers=MAILWARD_WORKERS)
     if name == "postfix":
         return peers.Postfix(workdir, cert, key, ca)
     if name.startswith("aiosmtpd-"):
@@ -189,7 +199,7 @@ def outbound_rate(workdir: Path, cert: Path, key: Path, ca: Path, count: int, si
     delivery can do once that is fixed, and the report says how many kicks it took.
     """
     sink = peers.Aiosmtpd(workdir, cert, key, ca, mode="discard")
-    mw = peers.Mailward(workdir, cert, key, ca, src=MAILWARD_SRC)
+    mw = peers.Mailward(workdir, cert, key, ca, src=MAILWARD_SRC, workers=MAILWARD_WORKERS)
     try:
         sink.start()
         mw.start()
@@ -266,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mailward", default="HEAD", metavar="REV",
                     help="the commit of mailward to measure (exported with git archive; default HEAD), or "
                          "'worktree' for this checkout with its uncommitted changes")
+    ap.add_argument("--workers", type=int,
+                    help="mailward's server.workers (default: one per core when the measured commit has the "
+                         "setting, as its documentation recommends; 1: a single process)")
     ap.add_argument("--fs", choices=("auto", "dir", "loop"), default="auto",
                     help="loop: every spool on a fresh ext4 of its own (a sparse image, loop-mounted; root "
                          "only); dir: in the work folder's file system; auto (default): loop when possible")
@@ -305,8 +318,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: warning: {workdir} is on tmpfs, where fsync costs nothing; use --workdir on a disk",
               file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
-    global MAILWARD_SRC
+    global MAILWARD_SRC, MAILWARD_WORKERS
     MAILWARD_SRC, measured = export_mailward(args.mailward, base / "src")
+    if supports_workers(MAILWARD_SRC):
+        MAILWARD_WORKERS = args.workers or (1 if args.profile == "cprofile" else os.cpu_count() or 1)
+        measured += f", server.workers = {MAILWARD_WORKERS}"
+    elif args.workers and args.workers > 1:
+        print("bench: this mailward has no server.workers setting; measuring one process", file=sys.stderr)
     info = machine()
     info["mailward"] = measured
     info["filesystem"] = fs + (" (its own, loop-mounted)" if args.fs == "loop" else "")
