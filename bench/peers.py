@@ -222,7 +222,7 @@ file = "{d / 'mailward.log'}"
         if self.profile == "py-spy" and self.profile_out:
             spy = Path(PYTHON).with_name("py-spy")
             self.spy = subprocess.Popen([str(spy), "record", "--pid", str(self.proc.pid), "--rate", "250",
-                                         "--format", "raw", "--threads", "--nonblocking",
+                                         "--format", "raw", "--threads", "--nonblocking", "--subprocesses",
                                          "-o", str(self.profile_out)],
                                         stdout=subprocess.DEVNULL, stderr=open(d / "py-spy.log", "wb"))
             time.sleep(1.0)
