@@ -378,6 +378,17 @@ def main(argv: list[str] | None = None) -> int:
         report["openssl"].append(rate)
         print(f"openssl s_time -new (again): {rate:.0f} full handshakes/s", flush=True)
 
+        if MAILWARD_WORKERS > 1 and 102400 in sizes and 100 in concs:
+            # The memory target is about one process; measure it as well, beside the workers' tree.
+            print("memory of one receiving process (server.workers = 1), 100 KiB, C=100:", flush=True)
+            report["single_process"] = {}
+            for m in per_conns:
+                server = peers.Mailward(workdir, cert, key, ca, src=MAILWARD_SRC, workers=1)
+                with server:
+                    res = run_cell(server, 102400, 100, m, duration, warmup, not args.no_pipelining)
+                report["single_process"][cell_name(102400, 100, m)] = asdict(res)
+                print(f"  {cell_name(102400, 100, m):<22} mailward, 1 process {res.line()}", flush=True)
+
         if idle_count:
             print(f"idle TLS sessions: {idle_count}", flush=True)
             for name in [n for n in ("mailward", "aiosmtpd-discard") if n in names]:
