@@ -127,9 +127,11 @@ class QueueRunner:
     async def _loop(self) -> None:
         while not self._stopping:
             now = self.clock()
-            for qid in self.schedule.due(now):
+            due = self.schedule.due(now)
+            for i, qid in enumerate(due):
                 if len(self._inflight) >= self.max_deliveries:
-                    self.schedule.add(qid, now)   # wait for a free slot
+                    for waiting in due[i:]:       # all of them wait for a free slot, not just one
+                        self.schedule.add(waiting, now)
                     break
                 self._start(qid)
             nxt = self.schedule.next_time()
