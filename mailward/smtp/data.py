@@ -69,14 +69,18 @@ class DataReader:
     def _take(self, block: bytes) -> bytes:
         """Check and unstuff complete lines (block ends with CRLF); '' once the message failed."""
         starts_line = self._at_line_start
-        crlf = block.count(b"\r\n")
+        limit = self.max_line - 2
+        # One split serves both checks: its length counts the CRLFs (then a bare CR or LF shows
+        # as a surplus in the one-byte counts, which are fast), its pieces are the lines.
+        lines = block.split(b"\r\n")
+        crlf = len(lines) - 1
         if block.count(b"\r") != crlf or block.count(b"\n") != crlf:
             if self.normalise:
                 block = _BARE.sub(b"\r\n", block)
+                lines = block.split(b"\r\n")
             else:
                 self.bare_line_ending = True
-        limit = self.max_line - 2
-        if len(block) > limit and any(len(line) > limit for line in block.split(b"\r\n")):
+        if len(block) > limit and max(map(len, lines)) > limit:
             self.line_too_long = True
         if starts_line and block.startswith(b"."):
             block = block[1:]
