@@ -48,6 +48,7 @@ class SMTPSession(asyncio.Protocol):
         self._closed = False
         self._busy = False  # an async decision (spool commit) is pending
         self._tls_mail_verdict = None  # tls_client at MAIL, cached until the TLS state changes
+        self._tls_out = b""            # TLS records not yet written
 
     # ---- asyncio.Protocol --------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -96,6 +97,14 @@ class SMTPSession(asyncio.Protocol):
         self._pump()
 
     def data_received(self, data: bytes) -> None:
+        try:
+            self._received(data)
+        finally:
+            if self._tls_out and not self._closed:  # handshake records with nothing to follow
+                out, self._tls_out = self._tls_out, b""
+                self.transport.write(out)
+
+    def _received(self, data: bytes) -> None:
         if self._closed:
             return
         if self.engine is not None:
@@ -116,8 +125,8 @@ class SMTPSession(asyncio.Protocol):
             except TLSFailure as err:
                 self._tls_failed(str(err), getattr(err.__cause__, "output", b""))
                 return
-            if out:
-                self.transport.write(out)
+            if out:  # held back to leave in one write with our reply (e.g. tickets + EHLO reply)
+                self._tls_out += out
             if self.engine.facts is not None and not self.tls.active:
                 self._tls_established()
             data = plain
@@ -174,6 +183,8 @@ class SMTPSession(asyncio.Protocol):
             except TLSFailure:
                 self._close()
                 return
+        if self._tls_out:
+            data, self._tls_out = self._tls_out + data, b""
         self.transport.write(data)
 
     def _flush(self) -> None:
@@ -185,7 +196,7 @@ class SMTPSession(asyncio.Protocol):
         self._closed = True
         if self.engine is not None and self.engine.handshake_done:
             try:
-                self.transport.write(self.engine.close())
+                self.transport.write(self._tls_out + self.engine.close())
             except Exception:
                 pass
         self.transport.close()
@@ -396,7 +407,14 @@ class SMTPSession(asyncio.Protocol):
         self.transport.close()
 
     def _on_close(self, event: ev.CloseConnection) -> None:
-        self._flush()
+        data = self.core.data_to_send()
+        if data and self.engine is not None and self.engine.handshake_done:
+            try:  # the 221 and our close_notify leave in one write
+                self._tls_out += self.engine.encrypt(data)
+            except TLSFailure:
+                pass
+        elif data:
+            self._write(data)
         self._close()
 
     def _on_protocol_error(self, event: ev.ProtocolError) -> None:
