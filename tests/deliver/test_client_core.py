@@ -206,3 +206,21 @@ def test_wrong_call_is_a_local_error():
     conn = C.ClientConnection("c")
     with pytest.raises(C.LocalProtocolError):
         conn.send_transaction(tx(("x@y", {})))
+
+
+def test_replies_injected_before_the_tls_handshake_are_never_used():
+    """The client-side STARTTLS injection (CVE-2011-1575 class): a server (or a man in the
+    middle) sends replies in clear right behind 220; after the handshake the client must not
+    take them as answers to its commands inside TLS."""
+    conn = C.ClientConnection("client.test")
+    greet(conn)
+    conn.start_tls()
+    assert conn.data_to_send() == b"STARTTLS\r\n"
+    conn.receive_data(b"220 2.0.0 Ready to start TLS\r\n250-evil.test\r\n250 AUTH PLAIN\r\n250 2.1.0 ok\r\n")
+    assert isinstance(events(conn)[-1], C.TLSReady)
+    conn.tls_started()
+    assert conn.data_to_send() == b"EHLO client.test\r\n"
+    assert events(conn) == []  # nothing injected answered our EHLO
+    conn.receive_data(EHLO_PLAIN)
+    ready = events(conn)[-1]
+    assert isinstance(ready, C.Ready) and "AUTH" not in ready.extensions and conn.tls_active
