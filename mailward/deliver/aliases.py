@@ -20,10 +20,10 @@ why) when the new one is broken. Expansion itself never raises; it stops at dept
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from mailward import log
+from mailward.fsutil import ReloadingFile
 
 MAX_DEPTH = 20
 
@@ -99,34 +99,12 @@ def expand(table: dict[str, tuple[str, ...]], local: str) -> list[str] | None:
     return out
 
 
-class AliasTable:
+class AliasTable(ReloadingFile[dict]):
     """The aliases file in use, re-read when it changes (one stat per call)."""
 
     def __init__(self, path: Path | str | None):
-        self.path = Path(path) if path else None
-        self.table: dict[str, tuple[str, ...]] = {}
-        self._stamp = None
-        if self.path is not None:
-            self.table = load_aliases(self.path)
-            self._stamp = self._stat()
-
-    def _stat(self):
-        try:
-            st = os.stat(self.path)
-            return (st.st_mtime_ns, st.st_size, st.st_ino)
-        except OSError:
-            return None
-
-    def current(self) -> dict[str, tuple[str, ...]]:
-        if self.path is not None:
-            stamp = self._stat()
-            if stamp != self._stamp:
-                self._stamp = stamp
-                try:
-                    self.table = load_aliases(self.path)
-                except AliasError as err:
-                    log.event(40, None, aliases="reload failed", reason=str(err), kept="previous aliases")
-        return self.table
+        super().__init__(path, load_aliases, {}, AliasError, lambda err: log.event(
+            40, None, aliases="reload failed", reason=str(err), kept="previous aliases"))
 
     def has(self, local: str) -> bool:
         return _key(self.current(), local) is not None

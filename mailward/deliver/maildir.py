@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from mailward.fsutil import fsync_dir
+
 _counter = itertools.count()
 _HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
@@ -35,14 +37,6 @@ def mailbox_name(address: str) -> str:
 def ensure_maildir(path: Path) -> None:
     for sub in ("tmp", "new", "cur"):
         (path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def deliver(maildir: Path, chunks: Iterable[bytes], *, sender: str, recipient: str, fsync: bool = True,
@@ -79,5 +73,5 @@ def deliver(maildir: Path, chunks: Iterable[bytes], *, sender: str, recipient: s
             os.fsync(f.fileno())
     os.rename(tmp, final)
     if fsync:
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     return final

@@ -23,11 +23,11 @@ bounce). :class:`RouteTable` re-reads the file when it changes and keeps the pre
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from mailward import log
+from mailward.fsutil import ReloadingFile
 from mailward.dns import MailHost, Resolver
 
 
@@ -124,34 +124,15 @@ def lookup(table: dict[str, Route], domain: str) -> Route | None:
     return table.get(".")
 
 
-class RouteTable:
+class RouteTable(ReloadingFile[dict]):
     """The route file in use, re-read when it changes (one stat per call)."""
 
     def __init__(self, path: Path | str | None):
-        self.path = Path(path) if path else None
-        self.table: dict[str, Route] = {}
-        self._stamp = None
-        if self.path is not None:
-            self.table = load_routes(self.path)
-            self._stamp = self._stat()
-
-    def _stat(self):
-        try:
-            st = os.stat(self.path)
-            return (st.st_mtime_ns, st.st_size, st.st_ino)
-        except OSError:
-            return None
+        super().__init__(path, load_routes, {}, RouteError, lambda err: log.event(
+            40, None, routes="reload failed", reason=str(err), kept="previous routes"))
 
     def route(self, domain: str) -> Route | None:
-        if self.path is not None:
-            stamp = self._stat()
-            if stamp != self._stamp:
-                self._stamp = stamp
-                try:
-                    self.table = load_routes(self.path)
-                except RouteError as err:
-                    log.event(40, None, routes="reload failed", reason=str(err), kept="previous routes")
-        return lookup(self.table, domain)
+        return lookup(self.current(), domain)
 
 
 async def next_hops(route: Route | None, domain: str, resolver: Resolver, default_port: int) -> list[Hop]:

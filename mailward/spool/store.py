@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from mailward.fsutil import fsync_dir
+
 MAGIC = b"MAILWARD-SPOOL 1\n"
 _ID_ALPHABET = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I or O: ids are read aloud
 
@@ -97,14 +99,6 @@ class Envelope:
         return cls(d["queue_id"], d["sender"], d["sender_params"],
                    [Recipient(r["address"], r["params"]) for r in d["recipients"]], d["received_at"],
                    d.get("client_name", ""), d.get("client_addr", ""), d.get("helo", ""), d.get("tls", {}))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Incoming:
@@ -254,7 +248,7 @@ class Spool:
                 results.append(err)
         if moved and self.fsync:
             try:
-                _fsync_dir(self.queue)
+                fsync_dir(self.queue)
             except OSError as err:
                 results = [r if r is not None else err for r in results]
         return results
@@ -312,7 +306,7 @@ class Spool:
         for suffix in ("", ".status", ".hold"):
             (self.queue / f"{queue_id}{suffix}").unlink(missing_ok=True)
         if self.fsync:
-            _fsync_dir(self.queue)
+            fsync_dir(self.queue)
 
     def held(self, queue_id: str) -> bool:
         return (self.queue / f"{queue_id}.hold").exists()
