@@ -57,6 +57,9 @@ class Master:
         os.set_inheritable(self.notify_w, True)
         os.set_blocking(self.notify_r, False)
         self.workers: list[subprocess.Popen | None] = [None] * config.server.workers
+        self._started = [0.0] * config.server.workers    # when each worker was started
+        self._backoff = [0.0] * config.server.workers    # delay before a quick failure restarts
+        self._respawn_at = [0.0] * config.server.workers
         self._stopping = asyncio.Event()
         self._pending = b""
 
@@ -65,6 +68,7 @@ class Master:
         cmd = [sys.executable, "-m", "mailward", "worker", "-c", str(self.config.path),
                "--fds", ",".join(map(str, fds)), "--notify-fd", str(self.notify_w)]
         self.workers[index] = subprocess.Popen(cmd, pass_fds=fds + [self.notify_w])
+        self._started[index] = asyncio.get_running_loop().time()
 
     def _read_notices(self) -> None:
         try:
@@ -87,8 +91,17 @@ class Master:
         last_adopt = last_sweep = loop.time()
         while not self._stopping.is_set():
             for i, proc in enumerate(self.workers):
+                now = loop.time()
                 if proc is not None and proc.poll() is not None:
-                    log.event(40, None, worker=proc.pid, stat=f"exited with status {proc.returncode}; restarted")
+                    # a worker that dies right after its start (a broken certificate, say) is
+                    # started again after growing pauses (1, 2, 4 ... 30 s), not in a tight loop
+                    quick = now - self._started[i] < 5
+                    self._backoff[i] = min(30.0, max(1.0, self._backoff[i] * 2)) if quick else 0.0
+                    self._respawn_at[i] = now + self._backoff[i]
+                    log.event(40, None, worker=proc.pid, stat=f"exited with status {proc.returncode}; restarted"
+                              + (f" in {self._backoff[i]:g} s" if self._backoff[i] else ""))
+                    self.workers[i] = None
+                if self.workers[i] is None and now >= self._respawn_at[i]:
                     self._spawn(i)
             now = loop.time()
             if now - last_adopt >= ADOPT_EVERY:

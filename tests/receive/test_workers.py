@@ -39,7 +39,7 @@ def test_workers_receive_and_master_delivers(make_mta, pki):
 
     victim = next(iter(worker_pids(mta)))
     os.kill(victim, signal.SIGKILL)
-    mta.wait_log(f"worker={victim}, stat=exited with status -9; restarted")
+    mta.wait_log(f"worker={victim}, stat=exited with status -9; restarted")  # (after 1 s if it was young)
     deadline = time.time() + 10
     while len(worker_pids(mta)) < 2 and time.time() < deadline:
         time.sleep(0.1)
