@@ -3,7 +3,6 @@ started as subprocesses on 127.0.0.1 with their own config, spool, Maildir and l
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket

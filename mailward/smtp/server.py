@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from mailward.smtp import events as ev
 from mailward.smtp import replies as R
 from mailward.smtp.data import DataReader
-from mailward.smtp.parse import Path, SyntaxProblem, check_xtext, parse_path, valid_domain
+from mailward.smtp.parse import Path, SyntaxProblem, check_xtext, parse_path
 from mailward.smtp.replies import Reply
 
 
