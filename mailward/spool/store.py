@@ -203,11 +203,17 @@ class Spool:
 
     # ---- receiving --------------------------------------------------------------------------
     def recover(self) -> int:
-        """Delete partly received messages left by a crash; returns how many."""
+        """Delete partly received messages left by a crash; returns how many.
+
+        Also drops status and hold files whose message is gone (a crash inside remove())."""
         removed = 0
         for path in self.incoming.iterdir():
             path.unlink(missing_ok=True)
             removed += 1
+        for path in self.queue.iterdir():
+            base, dot, suffix = path.name.partition(".")
+            if dot and suffix in ("status", "hold") and not (self.queue / base).exists():
+                path.unlink(missing_ok=True)
         return removed
 
     def sweep_incoming(self, older_than: float) -> int:

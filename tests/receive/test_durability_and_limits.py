@@ -195,3 +195,13 @@ def test_json_logs(make_mta):
     records = [json.loads(line) for line in mta.log_text().splitlines()]
     sent = next(r for r in records if r.get("stat") == "Sent")
     assert sent["mailer"] == "local" and sent["dsn"] == "2.0.0" and len(sent["qid"]) == 14
+
+
+def test_recover_drops_status_files_of_removed_messages(tmp_path):
+    from mailward.spool.store import Spool
+    spool = Spool(tmp_path)
+    (spool.queue / "GONE.status").write_text('{"rcpt": 0, "state": "delivered"}\n')
+    (spool.queue / "HERE").write_bytes(b"MAILWARD-SPOOL 1\n")
+    (spool.queue / "HERE.status").write_text("")
+    spool.recover()
+    assert sorted(p.name for p in spool.queue.iterdir()) == ["HERE", "HERE.status"]
