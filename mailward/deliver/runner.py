@@ -127,12 +127,9 @@ class QueueRunner:
     async def _loop(self) -> None:
         while not self._stopping:
             now = self.clock()
-            due = self.schedule.due(now)
-            for i, qid in enumerate(due):
-                if len(self._inflight) >= self.max_deliveries:
-                    for waiting in due[i:]:       # all of them wait for a free slot, not just one
-                        self.schedule.add(waiting, now)
-                    break
+            # only as many as there are free slots leave the timetable; the rest wait there
+            # (re-adding them all at every wake-up made each accepted message cost O(queue))
+            for qid in self.schedule.due(now, max(0, self.max_deliveries - len(self._inflight))):
                 self._start(qid)
             nxt = self.schedule.next_time()
             wait = 30.0 if nxt is None else max(0.0, min(30.0, nxt - self.clock()))

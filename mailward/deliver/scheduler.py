@@ -86,16 +86,18 @@ class Schedule:
         self._clean()
         return self._heap[0][0] if self._heap else None
 
-    def due(self, now: float) -> list[str]:
-        """Ids whose time has come, earliest first; they leave the timetable."""
+    def due(self, now: float, limit: int | None = None) -> list[str]:
+        """Ids whose time has come, earliest first, at most ``limit``; they leave the
+        timetable (the others stay, so a busy runner takes only what it can start)."""
         out = []
-        while True:
+        while limit is None or len(out) < limit:
             self._clean()
             if not self._heap or self._heap[0][0] > now:
                 return out
             _, qid = heapq.heappop(self._heap)
             del self._when[qid]
             out.append(qid)
+        return out
 
     def everything_now(self, now: float) -> None:
         """``mailward queue flush``: every id is due now."""
