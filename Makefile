@@ -29,7 +29,7 @@ test: $(VENV)/.test
 
 ## bench: the benchmark beside Postfix and aiosmtpd (see README, Performance)
 bench: $(VENV)/.test
-	bash scripts/install-test-deps
+	bash bench/setup.sh
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
