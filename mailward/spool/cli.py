@@ -135,28 +135,20 @@ def _flush(args) -> int:
     return 0
 
 
-def _hold(args) -> int:
-    spool = _spool(args)
-    _need(spool, args.id)
-    spool.hold(args.id)
-    print(f"{args.id}: held")
-    return 0
+def _one_message(action: str, done: str):
+    """hold / release / delete: the same checks around one spool call."""
+    def command(args) -> int:
+        spool = _spool(args)
+        _need(spool, args.id)
+        getattr(spool, action)(args.id)
+        print(f"{args.id}: {done}")
+        return 0
+    return command
 
 
-def _release(args) -> int:
-    spool = _spool(args)
-    _need(spool, args.id)
-    spool.release(args.id)
-    print(f"{args.id}: released")
-    return 0
-
-
-def _delete(args) -> int:
-    spool = _spool(args)
-    _need(spool, args.id)
-    spool.remove(args.id)
-    print(f"{args.id}: deleted")
-    return 0
+_hold = _one_message("hold", "held")
+_release = _one_message("release", "released")
+_delete = _one_message("remove", "deleted")
 
 
 def _route(args) -> int:
