@@ -48,6 +48,7 @@ class MailHost:
     name: str                       # the MX target (or the domain itself for an implicit MX)
     preference: int
     addresses: tuple[str, ...]
+    implicit: bool = False          # no MX record: the domain's own address (RFC 5321 §5.1)
 
 
 def parse_server(item: str) -> tuple[str, int]:
@@ -134,7 +135,7 @@ class Resolver:
             if not addrs:
                 raise DNSError(f"Host or domain name not found: {domain} has no MX and no address",
                                temporary=False, status="5.1.2", code=550)
-            return [MailHost(domain, 0, addrs)]
+            return [MailHost(domain, 0, addrs, implicit=True)]
         records = [(r.preference, r.exchange.to_text(omit_final_dot=True)) for r in rrset]
         real = [(p, name) for p, name in records if name not in ("", ".")]
         if not real:  # RFC 7505 §3: a null MX; §4.2 gives the reply code

@@ -169,8 +169,8 @@ def hop_count(spool: Spool, qid: str) -> int:
 def _stat(reply: Reply, state: str, mailer: str) -> str:
     """sendmail's stat=: "Sent" (local), "Sent (remote reply)", "Deferred: ...", or the reason."""
     text = " ".join(" ".join(reply.lines).split())
-    if state == "delivered":
-        return "Sent" if mailer == "local" else f"Sent ({text})"
+    if state == "delivered":   # sendmail quotes the peer's whole reply, enhanced code included
+        return "Sent" if mailer in ("local", "discard") else f"Sent ({' '.join(filter(None, (reply.status, text)))})"
     if state == "deferred":
         return f"Deferred: {reply.code} {reply.status} {text}".replace("  ", " ")
     return text
@@ -196,7 +196,12 @@ async def attempt(ctx: Context, qid: str) -> float | None:
         else:
             domain = domain_of(r.address)
             route = ctx.routes.route(domain)
-            groups.setdefault((route.key if route else domain, domain), []).append(r)
+            if route is not None and route.kind == "error" and route.reply is not None:
+                outcomes[r.index] = (route.reply, "", "error", False)   # sendmail's error mailer
+            elif route is not None and route.kind == "discard":
+                outcomes[r.index] = (Reply(250, "2.0.0", "discarded"), "", "discard", False)
+            else:
+                groups.setdefault((route.key if route else domain, domain), []).append(r)
     results = await asyncio.gather(*(_remote(ctx, qid, env, dest, domain, group)
                                      for (dest, domain), group in groups.items()))
     for result in results:
@@ -231,6 +236,8 @@ def _settle(ctx: Context, qid: str, env: Envelope, outcomes: dict, start: float,
     for index, (reply, relay, mailer, dsn_passed) in sorted(outcomes.items()):
         params = env.recipients[index].params
         action = None
+        note = ""
+        status = reply.status or f"{str(reply.code)[0]}.0.0"
         if reply.is_positive:
             state = "delivered"
             if mailer == "local" and wants_notice(params, "delivered"):
@@ -240,27 +247,26 @@ def _settle(ctx: Context, qid: str, env: Envelope, outcomes: dict, start: float,
         elif reply.is_permanent:
             state, action = "bounced", "failed"
         elif expired:                # RFC 3463 4.4.7: delivery time expired
-            state, action = "bounced", "failed"
-            reply = Reply(reply.code, "4.4.7", f"Message could not be delivered for "
-                          f"{duration(now - env.received_at)}: {' '.join(reply.lines)}")
+            # the remote reply stays as it was (Diagnostic-Code); the expiry is said beside it
+            state, action, status = "bounced", "failed", "4.4.7"
+            note = f"Message could not be delivered for {duration(now - env.received_at)}"
         else:
             state = "deferred"
             if (ctx.delay_warning and now - env.received_at >= ctx.delay_warning and index not in warned
                     and wants_notice(params, "delayed")):
                 action = "delayed"
-        status = reply.status or f"{str(reply.code)[0]}.0.0"
         detail = f"{reply.code} {reply.status} {' '.join(reply.lines)}".replace("  ", " ")
         if action and wants_notice(params, action):
             relay_host = relay.split(" ")[0].rstrip(".") if relay else ""
             reports.setdefault(action, []).append(RecipientReport(
                 env.recipients[index].address, action, status, detail, relay_host, str(params.get("ORCPT") or ""),
-                now, env.received_at + ctx.retry.give_up_after if action == "delayed" else 0.0))
-        decided.append((index, reply, relay, mailer, state, action, status, detail))
+                now, env.received_at + ctx.retry.give_up_after if action == "delayed" else 0.0, note))
+        decided.append((index, reply, relay, mailer, state, action, status, detail, note))
     if not ctx.spool.exists(qid):  # deleted meanwhile (mailward queue delete): leave no state behind
         log.info(qid, stat="deleted from the queue during delivery")
         return None
     queued, unsent = _send_notices(ctx, qid, env, reports, now)
-    for index, reply, relay, mailer, state, action, status, detail in decided:
+    for index, reply, relay, mailer, state, action, status, detail, note in decided:
         rcpt = env.recipients[index]
         if action in unsent and state == "bounced":
             continue   # its DSN could not be queued: leave it to the next attempt
@@ -273,7 +279,8 @@ def _settle(ctx: Context, qid: str, env: Envelope, outcomes: dict, start: float,
             continue
         rcpt.state = state
         log.info(qid, to=f"<{rcpt.address}>", delay=duration(now - env.received_at), xdelay=duration(now - start),
-                 mailer=mailer, relay=relay or None, dsn=status, stat=_stat(reply, state, mailer))
+                 mailer=mailer, relay=relay or None, dsn=status,
+                 stat=f"{note}: {detail}" if note else _stat(reply, state, mailer))
     for new, text in queued:   # sendmail's form: "QID: DSNQID: DSN: User unknown"
         log.logger.log(20, f"{qid}: {new}: DSN: {text}", extra={"fields": {"dsn": new, "stat": text}, "qid": qid})
         new_ids.append(new)   # submitted by the caller, in the event loop

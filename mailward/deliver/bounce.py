@@ -44,6 +44,7 @@ class RecipientReport:
     orcpt: str = ""              # the ORCPT parameter as received ("rfc822;u+40x")
     last_attempt: float = 0.0
     retry_until: float = 0.0
+    note: str = ""               # said in the human-readable part: "Message could not be delivered for ..."
 
 
 def wants_notice(rcpt_params: dict, action: str) -> bool:
@@ -121,6 +122,8 @@ def build_dsn(*, reporting_mta: str, queue_id: str, sender: str, sender_params: 
         text.append("   ----- The following addresses were delivered -----")
     for r in reports:
         text.append(f"<{r.address}>")
+        if r.note:
+            text.append(f"    {r.note}")
         if r.diagnostic:
             text.append(f"    ({'reason' if action != 'delivered' else 'result'}: {_one_line(r.diagnostic)})")
     text.append("")
@@ -139,7 +142,7 @@ def build_dsn(*, reporting_mta: str, queue_id: str, sender: str, sender_params: 
         if r.remote_mta:
             status.append(f"Remote-MTA: dns; {r.remote_mta}")
         if r.diagnostic:
-            status.append(f"Diagnostic-Code: smtp; {_one_line(r.diagnostic)}")
+            status.append(f"Diagnostic-Code: SMTP; {_one_line(r.diagnostic)}")
         status.append(f"Last-Attempt-Date: {_date(r.last_attempt or now)}")
         if r.action == "delayed" and r.retry_until:
             status.append(f"Will-Retry-Until: {_date(r.retry_until)}")

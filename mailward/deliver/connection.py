@@ -35,7 +35,9 @@ class Session:
         self.reader, self.writer, self.core = reader, writer, core
         self.engine: TLSEngine | None = None
         self.tls: TLSFacts = NO_TLS
-        self.tls_disabled = False
+        self.tls_disabled = False       # STARTTLS offered but not used here: sendmail's verify=CLEAR
+        self.try_tls_refused = False    # Try_TLS said NO for this server
+        self.tls_refused = False        # a TLS check refused this server or a recipient: do not reuse
         self.timeout = timeout
         self.idle_since = time.monotonic()
 
@@ -71,7 +73,7 @@ class Session:
             self.core.receive_data(data)
 
     async def handshake(self, ctx, timeout: float) -> None:
-        engine = TLSEngine(ctx, server_side=False, server_hostname=self.hop.name)
+        engine = TLSEngine(ctx, server_side=False, server_hostname=self.hop.sni)
         self.writer.write(engine.start())
         await self.writer.drain()
         while not engine.handshake_done:
@@ -98,6 +100,7 @@ class Session:
         try:
             if not self.core.closed and self.core.ready:
                 self.core.quit()
+            if self.core.quitting:   # QUIT queued (here or by the core): send it, read 221
                 await asyncio.wait_for(self.event(), 2)
         except Exception:
             pass
@@ -110,14 +113,15 @@ class Session:
 
 
 class Pool:
-    """Idle sessions by (address, port), for reuse by the next message."""
+    """Idle sessions by (server name, address, port), for reuse by the next message: the
+    server name is part of the key because the TLS policy was checked for that name."""
 
     def __init__(self, idle: float, max_messages: int):
         self.idle, self.max_messages = idle, max_messages
         self._idle: dict[tuple[str, int], list[Session]] = {}
 
     def take(self, hop: Hop) -> Session | None:
-        sessions = self._idle.get((hop.addr, hop.port), [])
+        sessions = self._idle.get((hop.name, hop.addr, hop.port), [])
         now = time.monotonic()
         while sessions:
             s = sessions.pop()
@@ -129,7 +133,7 @@ class Pool:
     async def give_back(self, session: Session) -> None:
         if (session.core.ready and session.core.transactions < self.max_messages and self.idle > 0):
             session.idle_since = time.monotonic()
-            self._idle.setdefault((session.hop.addr, session.hop.port), []).append(session)
+            self._idle.setdefault((session.hop.name, session.hop.addr, session.hop.port), []).append(session)
         else:
             await session.close()
 

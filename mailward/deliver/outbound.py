@@ -1,30 +1,46 @@
 """The delivery client: the SMTP client core (:mod:`mailward.smtp.client`) over asyncio and TLS.
 
 :class:`Outbound.deliver` takes the recipients of one message that share a destination and the
-hops to try (:func:`mailward.deliver.routes.next_hops`, MX order) and returns one
-:class:`Outcome` per recipient. For each hop, in order:
+hops to try (:func:`mailward.deliver.routes.next_hops`: the route's hosts, MX order) and
+returns one :class:`Outcome` per recipient. Each hop's ``name`` is sendmail's ${server_name}
+(``[192.0.2.3]`` for a bracketed route, brackets kept) and every policy check gets exactly
+that name. The checks run when sendmail 8.17 runs them ("sendmail cf/README, STARTTLS",
+and sendmail 8.17 observed as a sending MTA):
 
 1. Connect (``connect_timeout``), read the greeting, EHLO (HELO fallback in the core).
-2. STARTTLS when offered, ``delivery.starttls`` is on and ``Try_TLS`` does not say NO for the
-   host (seed 004, try_tls), presenting the client certificate (confCLIENT_CERT/KEY). The
-   server certificate is verified against ``tls.ca_file``/``ca_path`` and the result only
-   recorded (verify=OK/FAIL/NO), never fatal by itself. Logged as sendmail does:
-   ``STARTTLS=client, relay=mx.example, version=TLSv1.3, verify=OK, cipher=..., bits=256/256``.
-   A failed handshake is verify=SOFTWARE: tls_server then always fails for that connection;
-   with ``tls_fallback_to_clear`` the host is tried once more without STARTTLS, and that
-   clear connection must pass TLS_Srv and TLS_Rcpt like any other (verify=CLEAR).
-3. tls_server (``TLS_Srv:`` on server name, then address): failing → the host is not used;
-   TEMP → next hop / defer, PERM → the recipients bounce.
-4. tls_rcpt before each RCPT (``TLS_Rcpt:``): a failing recipient is not sent here; TEMP →
-   it may still go through a later hop (the seed's multiple-MX example: mail for
-   ``TLS_Rcpt:secure.domain ENCR:112`` never goes in clear to a backup MX), PERM → bounce.
-5. The transaction (pipelined when offered); per-recipient replies become outcomes.
+2. After the EHLO reply, ``Try_TLS``: NO → STARTTLS is not tried, and a notice
+   ``ruleset=try_tls, arg1=[addr], relay=[addr], reject=550 5.7.1 rcpt... do not try TLS
+   with ...`` is logged; the connection then counts as one without STARTTLS (verify=NONE).
+3. STARTTLS when offered and ``delivery.starttls`` is on, presenting the client certificate
+   (confCLIENT_CERT/KEY) when the server asks for one. The server certificate is verified
+   against ``tls.ca_file``/``ca_path`` and the result recorded (verify=OK/FAIL), never fatal
+   by itself. Logged as sendmail does: ``STARTTLS: TLS cert verify: depth=0 ...`` when it
+   failed, ``STARTTLS=client, relay=[addr], version=..., verify=..., cipher=..., bits=...``
+   and ``STARTTLS=client, cert-subject=..., cert-issuer=..., verifymsg=...``. A failed
+   handshake is verify=SOFTWARE: tls_server then always fails for that connection; with
+   ``tls_fallback_to_clear`` the host is tried once more without STARTTLS, and that clear
+   connection must pass TLS_Srv and TLS_Rcpt like any other (verify=CLEAR).
+4. tls_server (``TLS_Srv:``) right after the handshake, or at once when STARTTLS was not
+   used: a refusal is logged (``ruleset=tls_server, arg1=FAIL, relay=[addr], reject=454
+   4.7.0 authentication failed``) and QUIT is sent at once (inside TLS, no second EHLO);
+   TEMP → the next host, then defer; PERM → the recipients bounce, no other host is tried.
+5. MAIL; then tls_rcpt (``TLS_Rcpt:``) for each recipient before its RCPT: a refused
+   recipient is not sent here (temporary → another host may take it: the seed's multiple-MX
+   example, where mail for ``TLS_Rcpt:secure.domain ENCR:112`` never goes in clear to a
+   backup MX; PERM → bounce). When every recipient was refused, RSET follows MAIL.
+6. The transaction (pipelined when offered); per-recipient replies become outcomes.
 
 Connection problems (refused, timeout, greeting or EHLO refused, 421, lost connection, a
 reply that is not SMTP) move on to the next hop; when no hop is left the recipients are
 deferred with the last reason. 4xx/5xx replies to RCPT or DATA are final for this attempt.
-Open connections are kept (:class:`Pool`) for the next message to the same address
-(``max_messages_per_connection``, ``connection_idle``).
+Open connections are kept (:class:`Pool`) for the next message to the same server name and
+address (``max_messages_per_connection``, ``connection_idle``); tls_server is checked again
+whenever one is reused, against the map in use at that moment.
+
+SECURITY: no MAIL command and no message content reach a host that tls_server refused; no
+RCPT and no content reach it for a recipient that tls_rcpt refused. The end-to-end sweep in
+``tests/deliver/test_tls_policy_sweep.py`` checks this for every route form, key form and
+receiver kind.
 
 Failure behaviour: no exception escapes :meth:`Outbound.deliver` for anything a peer does.
 """
@@ -96,10 +112,7 @@ class Outbound:
         self.pool = pool or Pool(5.0, 100)
         self.connections = 0   # opened so far (tests look at reuse)
 
-    # ---- policy (mailward.policy.deliver, seed 004) --------------------------------------------
-    def _try_tls(self, hop: Hop) -> bool:
-        return self.policy.try_tls(hop.name, hop.addr)
-
+    # ---- policy (mailward.policy.deliver; "sendmail cf/README, STARTTLS") ----------------------
     def _tls_server(self, session: Session):
         return self.policy.tls_server(session.facts(), tls_disabled=session.tls_disabled)
 
@@ -107,7 +120,7 @@ class Outbound:
         return self.policy.tls_rcpt(session.facts(), address, tls_disabled=session.tls_disabled)
 
     # ---- one connection ------------------------------------------------------------------------------
-    async def open(self, hop: Hop, qid: str | None, *, use_tls: bool = True) -> Session:
+    async def open(self, hop: Hop, qid: str | None, *, use_tls: bool = True, first_rcpt: str = "") -> Session:
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(hop.addr, hop.port),
                                                     self.connect_timeout)
@@ -120,7 +133,7 @@ class Outbound:
         self.connections += 1
         session = Session(hop, reader, writer, C.ClientConnection(self.helo_name), self.command_timeout)
         try:
-            await self._greet(session, qid, use_tls)
+            await self._greet(session, qid, use_tls, first_rcpt)
         except HopFailure:
             await session.close()
             raise
@@ -141,10 +154,19 @@ class Outbound:
             reply = getattr(ev, "reply", None) or _reply(451, "4.4.2", "Connection lost")
             raise HopFailure(_reply(451, "4.4.2", f"{session.hop.name} said: {reply}"))
 
-    async def _greet(self, session: Session, qid: str | None, use_tls: bool) -> None:
+    async def _greet(self, session: Session, qid: str | None, use_tls: bool, first_rcpt: str) -> None:
         hop = session.hop
         ready = await self._ready(session, self.connect_timeout)
-        if "STARTTLS" in ready.extensions and use_tls and self.starttls and self._try_tls(hop):
+        offered = "STARTTLS" in ready.extensions
+        wanted = use_tls and self.starttls
+        if offered and wanted:
+            # Try_TLS after the EHLO reply (sendmail: ruleset try_tls)
+            decision = self.policy.try_tls_decision(hop.name, hop.addr, first_rcpt)
+            if decision.failed:
+                _log_policy(None, decision)
+                wanted = False
+                session.try_tls_refused = True
+        if offered and wanted:
             session.core.start_tls()
             ev = await session.event()
             if isinstance(ev, C.TLSReady):
@@ -152,38 +174,52 @@ class Outbound:
                     await session.handshake(self.tls_context, self.command_timeout)
                 except (TLSFailure, asyncio.TimeoutError, OSError) as err:
                     reason = str(err) or type(err).__name__
-                    log.info(qid, **{"STARTTLS": "client"}, relay=hop.name, error=f"handshake failed: {reason}",
+                    log.info(None, **{"STARTTLS": "client"}, relay=hop.name, error=f"handshake failed: {reason}",
                              verify="SOFTWARE")
                     session.tls = TLSFacts(verify="SOFTWARE")
                     decision = self._tls_server(session)  # verify=SOFTWARE always fails (seed 004)
-                    _log_policy(qid, decision)
+                    _log_policy(None, decision)
                     raise HopFailure(_reply(decision.code or 403, decision.status or "4.7.0",
                                             f"{hop.name}: TLS handshake failed: {reason}"), tls_failed=True)
                 t = session.tls
-                log.info(qid, **{"STARTTLS": "client"}, relay=hop.name, version=t.tls_version, verify=t.verify,
+                if t.verify_failure:
+                    log.logger.info(f"STARTTLS: TLS cert verify: {t.verify_failure}",
+                                    extra={"fields": {"STARTTLS": "client", "cert_verify": t.verify_failure},
+                                           "qid": None})
+                log.info(None, **{"STARTTLS": "client"}, relay=hop.name, version=t.tls_version, verify=t.verify,
                          cipher=t.cipher, bits=f"{t.cipher_bits}/{t.alg_bits}")
+                log.info(None, **{"STARTTLS": "client", "cert-subject": t.cert_subject,
+                                  "cert-issuer": t.cert_issuer, "verifymsg": t.verifymsg})
+                decision = self._tls_server(session)
+                if decision.failed:   # QUIT inside TLS at once, no second EHLO
+                    _log_policy(None, decision)
+                    session.core.tls_refused_by_policy()
+                    session.tls_refused = True
+                    raise HopFailure(_reply(decision.code, decision.status, decision.reply_text))
                 session.core.tls_started()
                 await self._ready(session)
-            elif not isinstance(ev, C.TLSRefused):
+                return
+            if not isinstance(ev, C.TLSRefused):
                 raise HopFailure(_reply(451, "4.4.2", f"{hop.name}: connection lost after STARTTLS"))
-        else:
-            # offered but not used (Try_TLS NO, delivery.starttls off, the clear retry): sendmail's
-            # verify=CLEAR; not offered at all: verify=NONE
-            session.tls_disabled = not use_tls or "STARTTLS" in ready.extensions
+        elif offered and not session.try_tls_refused:
+            # offered but not used (delivery.starttls off, the clear retry): sendmail's verify=CLEAR.
+            # Not offered, or Try_TLS said NO: verify=NONE, as sendmail 8.17 reports it.
+            session.tls_disabled = True
         decision = self._tls_server(session)
         if decision.failed:
-            _log_policy(qid, decision)
+            _log_policy(None, decision)
+            session.tls_refused = True
             raise HopFailure(_reply(decision.code, decision.status, decision.reply_text))
 
-    async def _session(self, hop: Hop, qid: str | None) -> Session:
+    async def _session(self, hop: Hop, qid: str | None, first_rcpt: str) -> Session:
         """A new connection to ``hop``, in clear after a failed handshake when allowed."""
         try:
-            return await self.open(hop, qid)
+            return await self.open(hop, qid, first_rcpt=first_rcpt)
         except HopFailure as failure:
             if not (failure.tls_failed and self.fallback_to_clear):
                 raise
             log.info(qid, relay=hop.name, stat="retrying without STARTTLS (tls_fallback_to_clear)")
-            return await self.open(hop, qid, use_tls=False)
+            return await self.open(hop, qid, use_tls=False, first_rcpt=first_rcpt)
 
     # ---- one message to one destination ------------------------------------------------------------------
     async def deliver(self, qid: str, sender: str, sender_params: dict, recipients: list[Recipient],
@@ -191,12 +227,13 @@ class Outbound:
         results: dict[int, Outcome] = {}
         pending = list(recipients)
         last = _reply(451, "4.4.0", "No host to deliver to")
+        last_relay = ""
         for hop in hops:
             try:
                 done = await self._on_hop(hop, qid, sender, sender_params, pending, content, size)
             except HopFailure as failure:
-                last = failure.reply
-                if failure.reply.is_permanent:  # TLS_Srv PERM+: bounce (seed 004)
+                last, last_relay = failure.reply, hop.relay
+                if failure.reply.is_permanent:  # TLS_Srv PERM+: bounce, no other host
                     for r in pending:
                         results[r.index] = Outcome(failure.reply, hop.relay)
                     return results
@@ -210,14 +247,14 @@ class Outbound:
                 outcome = done[r.index]
                 if outcome.elsewhere:
                     pending_next.append(r)
-                    last = outcome.reply
+                    last, last_relay = outcome.reply, outcome.relay or hop.relay
                 else:
                     results[r.index] = outcome
             pending = pending_next
             if not pending:
                 break
         for r in pending:
-            results[r.index] = Outcome(last, "")
+            results[r.index] = Outcome(last, last_relay)
         return results
 
     async def _on_hop(self, hop: Hop, qid: str, sender: str, sender_params: dict, recipients: list[Recipient],
@@ -225,6 +262,9 @@ class Outbound:
         """One transaction with ``hop``: over an idle connection kept from an earlier message if
         there is one (and again over a new one if that had gone stale), else a new connection."""
         session = self.pool.take(hop)
+        if session is not None and self._tls_server(session).failed:
+            await session.close()   # the map changed since: this connection no longer qualifies
+            session = None
         if session is not None:
             try:
                 done = await self._use(session, qid, sender, sender_params, recipients, content, size)
@@ -232,7 +272,7 @@ class Outbound:
                     return done
             except HopFailure:
                 pass
-        session = await self._session(hop, qid)
+        session = await self._session(hop, qid, recipients[0].address if recipients else "")
         return await self._use(session, qid, sender, sender_params, recipients, content, size)
 
     async def _use(self, session: Session, qid: str, sender: str, sender_params: dict,
@@ -271,18 +311,19 @@ class Outbound:
         if any(k.upper() == "SMTPUTF8" for k in sender_params) and "SMTPUTF8" not in ext:  # RFC 6531 §3.2
             reply = _reply(553, "5.6.7", f"{hop.name} does not support SMTPUTF8")
             return {r.index: Outcome(reply, hop.relay) for r in recipients}
+        # tls_rcpt for each recipient (sendmail checks it after MAIL is accepted, before
+        # RCPT; the check is pure, so deciding here is the same and lets MAIL and RCPT
+        # go out pipelined). A refused recipient is never named to this host.
         sendable = []
         for r in recipients:
             decision = self._tls_rcpt(session, r.address)
             if decision.failed:
                 session.tls_refused = True
-                _log_policy(qid, decision)
+                _log_policy(None, decision)
                 out[r.index] = Outcome(_reply(decision.code, decision.status, decision.reply_text), hop.relay,
                                        elsewhere=decision.action == "tempfail")
             else:
                 sendable.append(r)
-        if not sendable:
-            return out
         tx = C.Transaction(sender, tuple((r.address, r.params) for r in sendable), sender_params, size)
         core.send_transaction(tx)
         dsn = "DSN" in ext

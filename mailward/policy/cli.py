@@ -50,6 +50,9 @@ def register(subparsers) -> None:
     test.add_argument("--client-addr", default="", help="${client_addr}, e.g. 127.0.0.1 or ::1")
     test.add_argument("--server-name", default="", help="${server_name} (role client)")
     test.add_argument("--server-addr", default="", help="${server_addr} (role client)")
+    test.add_argument("--route", default="", metavar="RHS",
+                      help="role client: a route file right-hand side (esmtp:[192.0.2.3], esmtp:mx.example); "
+                           "${server_name} is taken from its first host exactly as delivery does")
     test.add_argument("--verify", default="NONE", type=str.upper, choices=VERIFY_VALUES,
                       help="${verify}: OK, NO, NOT, FAIL, NONE (no STARTTLS), TEMP, PROTOCOL, SOFTWARE")
     test.add_argument("--cipher-bits", type=int, default=None, help="${cipher_bits} (default 256 with TLS, else 0)")
@@ -150,16 +153,34 @@ def _run_server(args, amap: AccessMap, out) -> None:
 
 
 def _run_client(args, amap: AccessMap, out) -> None:
-    try_decision = try_tls_decision(amap, args.server_name, args.server_addr)
+    try_decision = try_tls_decision(amap, args.server_name, args.server_addr, args.rcpt[0] if args.rcpt else "")
     _print_decision("try_tls", try_decision, out)
-    disabled = try_decision.action == "reject"
-    if disabled:
-        print("  => STARTTLS is not used toward this server (Try_TLS NO); verify=CLEAR", file=out)
+    if try_decision.action == "reject":
+        # sendmail 8.17: the connection then counts as one without STARTTLS (verify=NONE)
+        print("  => STARTTLS is not used toward this server (Try_TLS NO); verify=NONE", file=out)
         args.verify, args.tls_version, args.cipher_bits = "NONE", "", 0
     conn = _facts(args, args.server_name, args.server_addr)
-    _print_decision("tls_server", check_tls_server(amap, conn, args.tls_perm_err, disabled), out)
+    _print_decision("tls_server", check_tls_server(amap, conn, args.tls_perm_err), out)
     for rcpt in args.rcpt:
-        _print_decision(f"tls_rcpt {rcpt}", check_tls_rcpt(amap, conn, rcpt, args.tls_perm_err, disabled), out)
+        _print_decision(f"tls_rcpt {rcpt}", check_tls_rcpt(amap, conn, rcpt, args.tls_perm_err), out)
+
+
+def _route_server(route_text: str, server_addr: str) -> tuple[str, str]:
+    """${server_name} and ${server_addr} for the first host of a route, as delivery forms
+    them (:func:`mailward.deliver.routes.next_hops`): ``esmtp:[192.0.2.3]`` → ``[192.0.2.3]``."""
+    from mailward.deliver.routes import RouteError, parse_target
+    try:
+        route = parse_target(route_text, "--route")
+    except RouteError as err:
+        raise ValueError(str(err)) from None
+    if not route.targets:
+        raise ValueError(f"--route {route_text!r} is not an SMTP route")
+    first = route.targets[0]
+    if first.bracketed:
+        literal = first.host[5:] if first.host[:5].lower() == "ipv6:" else first.host
+        from mailward.dns import is_address_literal
+        return f"[{first.host}]", server_addr or (literal if is_address_literal(literal) else "")
+    return first.host, server_addr
 
 
 def cmd_test(args) -> int:
@@ -176,6 +197,12 @@ def cmd_test(args) -> int:
             return 2
         _run_server(args, amap, out)
     else:
+        if args.route:
+            try:
+                args.server_name, args.server_addr = _route_server(args.route, args.server_addr)
+            except ValueError as err:
+                print(f"mailward: {err}", file=sys.stderr)
+                return 2
         if not (args.server_name or args.server_addr):
             print("mailward: policy test --role client needs --server-name and/or --server-addr", file=sys.stderr)
             return 2

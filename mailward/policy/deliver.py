@@ -17,22 +17,32 @@ How a delivery uses it (seed 004, "Allowing Connections"):
    (tempfail) or bounced (reject) with ``decision.reply``; the others go on.
 
 No map configured: every check passes except a failed handshake (verify=SOFTWARE).
+
+The map in use is the map on disk: every check first lets the holder look at the file
+(one ``stat`` at most every ``RELOAD_INTERVAL`` seconds) and reload it when it changed, so
+the process that delivers — the master when ``server.workers > 1`` — never decides with an
+old map, SIGHUP or not, and whether or not a client has connected since.
 """
 
 from __future__ import annotations
+
+import time
 
 from mailward.config import Config, ConfigError
 from mailward.policy.accessmap import EMPTY, AccessMapError
 from mailward.policy.decision import Decision
 from mailward.policy.holder import AccessMapHolder
-from mailward.policy.tls_checks import check_tls_rcpt, check_tls_server, try_tls
+from mailward.policy.tls_checks import check_tls_rcpt, check_tls_server, try_tls_decision
 from mailward.tls.facts import ConnectionFacts
+
+RELOAD_INTERVAL = 1.0   # seconds between two looks at the access map file
 
 
 class DeliveryPolicy:
     def __init__(self, holder: AccessMapHolder | None = None, tls_perm_err: bool = False) -> None:
         self.holder = holder
         self.tls_perm_err = tls_perm_err
+        self._looked = 0.0
 
     @classmethod
     def from_config(cls, config: Config) -> "DeliveryPolicy":
@@ -46,10 +56,19 @@ class DeliveryPolicy:
 
     @property
     def amap(self):
-        return self.holder.current if self.holder is not None else EMPTY
+        if self.holder is None:
+            return EMPTY
+        now = time.monotonic()
+        if now - self._looked >= RELOAD_INTERVAL:
+            self._looked = now
+            self.holder.maybe_reload()
+        return self.holder.current
+
+    def try_tls_decision(self, server_name: str, server_addr: str, rcpt: str = "") -> Decision:
+        return try_tls_decision(self.amap, server_name, server_addr, rcpt)
 
     def try_tls(self, server_name: str, server_addr: str) -> bool:
-        return try_tls(self.amap, server_name, server_addr)
+        return not self.try_tls_decision(server_name, server_addr).failed
 
     def tls_server(self, conn: ConnectionFacts, tls_disabled: bool = False) -> Decision:
         return check_tls_server(self.amap, conn, self.tls_perm_err, tls_disabled)

@@ -123,11 +123,31 @@ def lookup_bare_tag(amap: AccessMap, trace: Trace, tag: str) -> Entry | None:
     return trace.get(amap, f"{tag}:")
 
 
+def host_keys(name: str, addr: str) -> list[str]:
+    """The keys (without tag) that tls_client, tls_server, try_tls and srv_features look up
+    for a peer, first hit wins — one sequence for the receiving and the sending side:
+
+    1. the name and its parents (LookUpDomain): ``mx.good.test``, ``good.test``, ``test``;
+       a bracketed name is shortened inside its brackets: ``[127.0.0.3]``, ``[127.0.0]`` ...
+    2. the address in brackets, shortened the same way (LookUpAddress of sendmail 8.17),
+       unless step 1 already looked those keys up (a ``[addr]`` route or client name);
+    3. the bare address and its prefixes: ``127.0.0.3``, ``127.0.0``, ``127.0``, ``127``;
+    4. ``""``: the bare ``Tag:``.
+
+    ``addr`` is in sendmail's form (``127.0.0.1``, ``IPv6:::1``). Observed with sendmail 8.17
+    delivering through ``esmtp:[127.0.0.3]`` and ``esmtp:mx.good.test`` routes."""
+    keys: list[str] = domain_keys(name) if name else []
+    if addr:
+        keys += domain_keys(f"[{addr}]") + addr_keys(addr)
+    seen: set[str] = set()
+    ordered = [k for k in keys if not (k.lower() in seen or seen.add(k.lower()))]
+    return ordered + [""]
+
+
 def lookup_host(amap: AccessMap, trace: Trace, tag: str, name: str, addr: str) -> Entry | None:
-    """Name (and parents), then address (and prefixes), then the bare tag: the order of
-    tls_client, tls_server, try_tls and srv_features (TLS tags: tagged keys only)."""
-    return (lookup_domain(amap, trace, tag, name) or lookup_addr(amap, trace, tag, addr)
-            or lookup_bare_tag(amap, trace, tag))
+    """:func:`host_keys` in order (TLS tags: tagged keys only): the lookups of tls_client,
+    tls_server, try_tls and srv_features."""
+    return _probe(amap, trace, tag, host_keys(name, addr), untagged=False)
 
 
 def split_address(address: str) -> tuple[str, str]:

@@ -100,8 +100,9 @@ def _extension(name: str, arg: str | None, tls: TLSFacts, tls_name: str, amap: A
 
 
 def _decide(ruleset: str, args: tuple[str, ...], conn: ConnectionFacts, result, entry: Entry | None,
-            trace: Trace, address: str = "") -> Decision:
-    relay = relay_name(conn.peer_name, sendmail_addr(conn.peer_addr))
+            trace: Trace, address: str = "", relay: str | None = None) -> Decision:
+    if relay is None:
+        relay = relay_name(conn.peer_name, sendmail_addr(conn.peer_addr))
     if result is None:
         return Decision("continue", ruleset, args=args, relay=relay, entry=entry,
                         lookups=tuple(trace.tried), address=address)
@@ -145,7 +146,8 @@ def check_tls_server(amap: AccessMap, conn: ConnectionFacts, tls_perm_err: bool 
     entry = lookup_host(amap, trace, "TLS_Srv", conn.peer_name, addr)
     verify = "CLEAR" if tls_disabled and not conn.tls.active else conn.tls.verify
     result = tls_connection(verify, entry, conn.tls, conn.peer_name, amap, tls_perm_err)
-    return _decide("tls_server", (verify,), conn, result, entry, trace)
+    # sendmail logs the sending side's refusals with relay=${server_name} alone
+    return _decide("tls_server", (verify,), conn, result, entry, trace, relay=conn.peer_name)
 
 
 def check_tls_rcpt(amap: AccessMap, conn: ConnectionFacts, rcpt: str, tls_perm_err: bool = False,
@@ -156,10 +158,10 @@ def check_tls_rcpt(amap: AccessMap, conn: ConnectionFacts, rcpt: str, tls_perm_e
     trace = Trace()
     entry = search_address(amap, trace, "TLS_Rcpt", rcpt, untagged=False, bare_tag=True)
     if entry is None:
-        return _decide("tls_rcpt", (rcpt,), conn, None, None, trace)
+        return _decide("tls_rcpt", (rcpt,), conn, None, None, trace, relay=conn.peer_name)
     verify = "CLEAR" if tls_disabled and not conn.tls.active else conn.tls.verify
     result = tls_connection(verify, entry, conn.tls, conn.peer_name, amap, tls_perm_err)
-    return _decide("tls_rcpt", (rcpt,), conn, result, entry, trace)
+    return _decide("tls_rcpt", (rcpt,), conn, result, entry, trace, relay=conn.peer_name)
 
 
 def try_tls(amap: AccessMap, server_name: str, server_addr: str) -> bool:
@@ -168,16 +170,19 @@ def try_tls(amap: AccessMap, server_name: str, server_addr: str) -> bool:
     return try_tls_decision(amap, server_name, server_addr).action != "reject"
 
 
-def try_tls_decision(amap: AccessMap, server_name: str, server_addr: str) -> Decision:
-    """try_tls with its trace; "reject" means do not use STARTTLS (no reply is sent)."""
+def try_tls_decision(amap: AccessMap, server_name: str, server_addr: str, rcpt: str = "") -> Decision:
+    """try_tls with its trace; "reject" means do not use STARTTLS (no reply is sent; the
+    log line names ``rcpt``, the first recipient, as sendmail 8.17's does:
+    ``ruleset=try_tls, arg1=[addr], relay=[addr], reject=550 5.7.1 u@x... do not try TLS with ...``)."""
     trace = Trace()
     addr = sendmail_addr(server_addr)
     entry = lookup_host(amap, trace, "Try_TLS", server_name, addr)
-    relay = relay_name(server_name, addr)
     if entry is not None and entry.value.upper() == "NO":
         return Decision("reject", "try_tls", 550, "5.7.1", f"do not try TLS with {server_name} [{addr}]",
-                        relay=relay, entry=entry, lookups=tuple(trace.tried))
-    return Decision("continue", "try_tls", relay=relay, entry=entry, lookups=tuple(trace.tried))
+                        address=rcpt, args=(server_name,), relay=server_name, entry=entry,
+                        lookups=tuple(trace.tried))
+    return Decision("continue", "try_tls", args=(server_name,), relay=server_name, entry=entry,
+                    lookups=tuple(trace.tried))
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,11 @@ class ClientConnection:
         return self._state == _CLOSED
 
     @property
+    def quitting(self) -> bool:
+        """True when QUIT was queued or sent and its reply is awaited."""
+        return self._state == _QUIT
+
+    @property
     def ready(self) -> bool:
         """True when a transaction (or STARTTLS, or QUIT) may be started."""
         return self._state == _READY
@@ -203,14 +208,30 @@ class ClientConnection:
         self._command(f"EHLO {self.local_name}", "EHLO")
         self._state = _EHLO
 
+    def tls_refused_by_policy(self) -> None:
+        """The handshake succeeded but the TLS policy refuses this server: say QUIT inside
+        TLS at once, without a second EHLO (sendmail 8.17 after a tls_server refusal)."""
+        self._require(_TLS, "tls_refused_by_policy")
+        self.tls_active = True
+        self.extensions = {}
+        self._reader = ReplyReader()
+        self._replies.clear()
+        self._command("QUIT", "QUIT")
+        self._state = _QUIT
+
     def send_transaction(self, tx: Transaction) -> None:
+        """MAIL, RCPT for each recipient, DATA (pipelined when offered). A transaction
+        without recipients is MAIL then RSET: what sendmail sends when tls_rcpt refused
+        every recipient after MAIL was accepted."""
         self._require(_READY, "send_transaction")
-        if not tx.recipients:
-            raise LocalProtocolError("a transaction needs at least one recipient")
         self._tx = tx
         self._result = TransactionResult(rcpts=[None] * len(tx.recipients))
         ext = self.extensions
         commands = [(f"MAIL FROM:<{tx.sender}>{xtext_params(mail_params(tx, ext))}", "MAIL", -1)]
+        if not tx.recipients:
+            self._command(*commands[0][:2])
+            self._state = _TX
+            return
         for i, (address, params) in enumerate(tx.recipients):
             commands.append((f"RCPT TO:<{address}>{xtext_params(rcpt_params(params, ext))}", "RCPT", i))
         commands.append(("DATA", "DATA", -1))
@@ -337,7 +358,9 @@ class ClientConnection:
     def _on_mail(self, reply: Reply, index: int) -> None:
         assert self._result is not None
         self._result.mail = reply
-        if reply.is_positive:
+        if self._tx is not None and not self._tx.recipients:
+            self._end_transaction()   # MAIL only: RSET if it was accepted
+        elif reply.is_positive:
             self._send_next_unsent()
         elif self._unsent:  # not pipelined: nothing more to say for this message
             self._unsent.clear()

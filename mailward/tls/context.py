@@ -77,6 +77,12 @@ def _verify_callback(conn: SSL.Connection, cert, errnum: int, depth: int, ok: in
         state = conn.get_app_data()
         if isinstance(state, dict) and "verify_error" not in state:
             state["verify_error"] = errnum
+            # for sendmail's "TLS cert verify: depth=0 /C=../CN=.., state=0, reason=..." line
+            state["verify_error_depth"] = depth
+            try:
+                state["verify_error_dn"] = dn.oneline(_components(cert.get_subject()))
+            except Exception:  # pragma: no cover - a certificate pyOpenSSL cannot read
+                state["verify_error_dn"] = ""
     return True
 
 
@@ -198,7 +204,7 @@ def facts_after_handshake(conn: SSL.Connection) -> TLSFacts:
     state = conn.get_app_data() or {}
     bits = conn.get_cipher_bits() or 0
     cert = conn.get_peer_certificate()
-    subject = issuer = cn_subject = cn_issuer = fingerprint = ""
+    subject = issuer = cn_subject = cn_issuer = fingerprint = failure = ""
     if cert is None:
         verify = "NO" if state.get("request_cert", True) else "NOT"
         verifymsg = "ok"
@@ -212,10 +218,14 @@ def facts_after_handshake(conn: SSL.Connection) -> TLSFacts:
         errnum = state.get("verify_error")
         verify = "OK" if errnum is None else "FAIL"
         verifymsg = "ok" if errnum is None else verify_error_text(errnum)
+        if errnum is not None:
+            failure = (f"depth={state.get('verify_error_depth', 0)} {state.get('verify_error_dn', '')}, "
+                       f"state=0, reason={verifymsg}")
     return TLSFacts(
         verify=verify, tls_version=conn.get_protocol_version_name(), cipher=conn.get_cipher_name() or "",
         cipher_bits=bits, alg_bits=_alg_bits(conn, bits), cert_subject=subject, cert_issuer=issuer,
-        cn_subject=cn_subject, cn_issuer=cn_issuer, verifymsg=verifymsg, cert_fingerprint=fingerprint)
+        cn_subject=cn_subject, cn_issuer=cn_issuer, verifymsg=verifymsg, cert_fingerprint=fingerprint,
+        verify_failure=failure)
 
 
 def _components(name: crypto.X509Name) -> list[tuple[str, str]]:

@@ -39,6 +39,9 @@ class TLSFacts:
     verifymsg: str = ""
     # SHA-256 of the peer certificate (hex, colon-free), '' without one.
     cert_fingerprint: str = ""
+    # The first verification error as sendmail logs it after "TLS cert verify: " (the DN
+    # is not +XX encoded there): "depth=0 /C=XX/CN=mx.example, state=0, reason=...".
+    verify_failure: str = ""
 
     def __post_init__(self) -> None:
         if self.verify not in VERIFY_VALUES:

@@ -47,7 +47,7 @@ def test_failure_dsn_structure_and_fields():
     assert rcpt1["Final-Recipient"] == "rfc822; bad@x.test" and rcpt1["Action"] == "failed"
     assert rcpt1["Status"] == "5.1.1" and rcpt1["Remote-MTA"] == "dns; mx.x.test"
     assert rcpt1["Original-Recipient"] == "rfc822; Bad+one@x.test"
-    assert rcpt1["Diagnostic-Code"] == "smtp; 550 5.1.1 <bad@x.test>... User unknown"
+    assert rcpt1["Diagnostic-Code"] == "SMTP; 550 5.1.1 <bad@x.test>... User unknown"
     assert rcpt2["Status"] == "5.1.10"
     # RET absent on a failure: the whole original, byte for byte
     assert original.get_content_type() == "message/rfc822"

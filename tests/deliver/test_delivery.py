@@ -179,7 +179,7 @@ def test_5xx_bounces_with_the_remote_status_and_others_still_delivered(harness_f
     assert status[0]["Original-Envelope-Id"] == "E1"
     assert [p["Final-Recipient"] for p in status[1:]] == ["rfc822; bad@order.test"]
     assert status[1]["Status"] == "5.1.1" and status[1]["Remote-MTA"] == "dns; mx1.order.test"
-    assert status[1]["Diagnostic-Code"] == "smtp; 550 5.1.1 <bad@order.test>... User unknown"
+    assert status[1]["Diagnostic-Code"] == "SMTP; 550 5.1.1 <bad@order.test>... User unknown"
     assert dsn.get_payload()[2].get_content_type() == "text/rfc822-headers"   # RET=HDRS
 
 

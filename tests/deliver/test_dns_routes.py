@@ -72,11 +72,15 @@ def test_route_file_format_and_lookup_order(tmp_path):
     f.write_text("# test routes\nexample.com  [smart.example.net]:2525\n.example.com relay.example.net\n"
                  "lists.example.org  local\nold.example esmtp:[192.0.2.1]\n.  [default.example]\n")
     table = routes.load_routes(f)
-    assert routes.lookup(table, "example.com") == routes.Route("direct", "smart.example.net", 2525, "example.com")
+    found = routes.lookup(table, "example.com")
+    assert (found.kind, found.host, found.port, found.key) == ("direct", "smart.example.net", 2525, "example.com")
+    assert found.targets == (routes.Target("smart.example.net", 2525, True),)
     assert routes.lookup(table, "a.b.example.com").host == "relay.example.net"
     assert routes.lookup(table, "a.b.example.com").kind == "mx"
     assert routes.lookup(table, "LISTS.example.org.").kind == "local"
-    assert routes.lookup(table, "old.example") == routes.Route("direct", "192.0.2.1", None, "old.example")
+    old = routes.lookup(table, "old.example")
+    assert (old.kind, old.host, old.port, old.key, old.text) == ("direct", "192.0.2.1", None, "old.example",
+                                                                 "esmtp:[192.0.2.1]")
     assert routes.lookup(table, "elsewhere.net").host == "default.example"
 
 
@@ -93,7 +97,9 @@ def test_route_file_errors_name_file_and_line(tmp_path, line, fragment):
 def test_next_hops_direct_route_and_mx(dns_server):
     resolver = Resolver([dns_server], timeout=3)
     hops = run(routes.next_hops(routes.Route("direct", "127.0.0.9", 2526), "x.example", resolver, 25))
-    assert hops == [routes.Hop("127.0.0.9", "127.0.0.9", 2526)]
+    # a bracketed route keeps its brackets as ${server_name} (sendmail 8.17)
+    assert hops == [routes.Hop("[127.0.0.9]", "127.0.0.9", 2526)]
+    assert hops[0].relay == "[127.0.0.9] [127.0.0.9]" and hops[0].sni == ""
     hops = run(routes.next_hops(None, "order.test", resolver, 2525))
     assert [(h.addr, h.port) for h in hops] == [("127.0.0.11", 2525), ("127.0.0.12", 2525)]
     hops = run(routes.next_hops(routes.Route("mx", "order.test"), "other.example", resolver, 25))

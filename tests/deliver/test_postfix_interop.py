@@ -44,7 +44,7 @@ def test_mailward_delivers_to_postfix_over_starttls(postfix, tmp_path, dns_serve
     run(main)
     text = h.log.text()
     assert "STARTTLS=client, relay=mx.postfix.test, version=TLSv1.3, verify=OK" in text
-    assert "relay=mx.postfix.test. [127.0.0.81], dsn=2.0.0, stat=Sent (Ok: queued as" in text
+    assert "relay=mx.postfix.test. [127.0.0.81], dsn=2.0.0, stat=Sent (2.0.0 Ok: queued as" in text
     log = postfix.wait_log(r"status=sent \(delivered to maildir\)")
     assert "Trusted TLS connection established from" in log   # our client certificate verified
     (stored,) = postfix.mailbox()

@@ -57,7 +57,8 @@ def test_policy_test_tls_client_failure_shows_reply_and_log(tmp_path, capsys):
     lines = out.splitlines()
     start = lines.index("== tls_client (STARTTLS)")
     assert lines[start + 1].split() == ["lookup", "TLS_Clt:localhost", "not", "found"]
-    assert lines[start + 2].split()[:2] == ["lookup", "TLS_Clt:127.0.0.1"]
+    assert [line.split()[1] for line in lines[start + 2:start + 7]] == [
+        "TLS_Clt:[127.0.0.1]", "TLS_Clt:[127.0.0]", "TLS_Clt:[127.0]", "TLS_Clt:[127]", "TLS_Clt:127.0.0.1"]
     assert f"matched: tls_clt:127.0.0.1 ENCR:512 ({path}:4)" in out
     assert "decision: tempfail: 454 4.7.0 encryption too weak 256 less than 512" in out
     assert ("log: ruleset=tls_client, arg1=NO, arg2=STARTTLS, relay=localhost [127.0.0.1], "

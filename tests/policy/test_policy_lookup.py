@@ -43,8 +43,9 @@ def test_full_and_user_keys_with_detail():
 
 def test_tls_clt_order_name_parents_addr_prefixes_bare_tag():
     decision = check_tls_client(AccessMap.from_text(""), ConnectionFacts("a.b.example", "192.0.2.1"), "STARTTLS")
-    assert keys(decision) == ["TLS_Clt:a.b.example", "TLS_Clt:b.example", "TLS_Clt:example", "TLS_Clt:192.0.2.1",
-                              "TLS_Clt:192.0.2", "TLS_Clt:192.0", "TLS_Clt:192", "TLS_Clt:"]
+    assert keys(decision) == ["TLS_Clt:a.b.example", "TLS_Clt:b.example", "TLS_Clt:example",
+                              "TLS_Clt:[192.0.2.1]", "TLS_Clt:[192.0.2]", "TLS_Clt:[192.0]", "TLS_Clt:[192]",
+                              "TLS_Clt:192.0.2.1", "TLS_Clt:192.0.2", "TLS_Clt:192.0", "TLS_Clt:192", "TLS_Clt:"]
 
 
 def test_tls_tags_ignore_untagged_keys():
