@@ -111,6 +111,9 @@ class SMTPSession(asyncio.Protocol):
             try:
                 plain, out = self.engine.feed(data)
             except TLSClosed:
+                # The handshake may have completed in this very read (s_client sends its
+                # Finished and close_notify together): its facts are logged all the same.
+                self._note_handshake()
                 # close_notify: whatever follows in clear is never read (RFC 8446 §6.1)
                 log.info(None, STARTTLS="server", relay=self.relay,
                          stat="client closed the TLS session (close_notify)",
@@ -123,12 +126,12 @@ class SMTPSession(asyncio.Protocol):
                 self.transport.close()
                 return
             except TLSFailure as err:
+                self._note_handshake()
                 self._tls_failed(str(err), getattr(err.__cause__, "output", b""))
                 return
             if out:  # held back to leave in one write with our reply (e.g. tickets + EHLO reply)
                 self._tls_out += out
-            if self.engine.facts is not None and not self.tls.active:
-                self._tls_established()
+            self._note_handshake()
             data = plain
             if not data:
                 return
@@ -370,6 +373,12 @@ class SMTPSession(asyncio.Protocol):
         self._flush()  # the 220 goes out in plaintext; nothing read after STARTTLS is kept
         self.engine = engine
         self._arm(self.settings.tls_handshake_timeout)
+
+    def _note_handshake(self) -> None:
+        """Once per handshake, however the read that completed it ended: every completed
+        handshake logs its facts, as sendmail does (reference, b_s_client)."""
+        if self.engine is not None and self.engine.facts is not None and not self.tls.active:
+            self._tls_established()
 
     def _tls_established(self) -> None:
         self.tls = self.engine.facts

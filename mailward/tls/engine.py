@@ -58,7 +58,13 @@ class TLSEngine:
         return self._drain()
 
     def feed(self, ciphertext: bytes) -> tuple[bytes, bytes]:
-        """Take received ciphertext; return (plaintext received, ciphertext to send)."""
+        """Take received ciphertext; return (plaintext received, ciphertext to send).
+
+        Raises :class:`TLSClosed` on close_notify and :class:`TLSFailure` on any TLS error.
+        Either may come in the same call that completed the handshake (a client may send
+        its Finished and its close_notify in one segment): ``handshake_done`` and ``facts``
+        are set before anything is raised, so the caller can still log the handshake.
+        """
         if ciphertext:
             self.conn.bio_write(ciphertext)
         plain = []
@@ -82,7 +88,8 @@ class TLSEngine:
                     break
                 raise TLSClosed() from None
             except SSL.Error as err:
-                raise TLSFailure(_reason(err)) from None
+                out = self._drain()  # our alert still goes out
+                raise TLSFailure(_reason(err)) from TLSFailureWithOutput(out)
             if not data:
                 break
             plain.append(data)
