@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from recorder import Receiver, places, server_context
+
 # The MX hosts of the tests live on 127.0.0.x addresses (Linux routes all of 127/8 to lo).
 ZONE = """$ORIGIN test.
 $TTL 5
@@ -52,7 +54,13 @@ mx.postfix   IN A   127.0.0.81
 ; a sink that says what the tests tell it to
 sink         IN MX 10 mx.sink.test.
 mx.sink      IN A   127.0.0.71
-"""
+""" + "".join(
+    # the TLS policy receivers (recorder.py): kind K reached by name (mx.K-n.sweep.test, an A
+    # record) on 127.0.1.2x and by MX (K-m.sweep.test MX mx.K-m.sweep.test) on 127.0.1.3x;
+    # the bracketed routes use 127.0.1.1x
+    f"mx.{kind}-n.sweep IN A 127.0.1.{21 + i}\n{kind}-m.sweep IN MX 10 mx.{kind}-m.sweep.test.\n"
+    f"mx.{kind}-m.sweep IN A 127.0.1.{31 + i}\n"
+    for i, kind in enumerate(("ca", "reqcert", "wrongcn", "self", "plain")))
 
 NSD_CONF = """server:
     ip-address: 127.0.0.1@{port}
@@ -137,6 +145,7 @@ def mx_port() -> int:
     so every MX host of the tests listens on this one (delivery.smtp_port)."""
     hosts = ["127.0.0.11", "127.0.0.12", "127.0.0.21", "127.0.0.22", "127.0.0.31", "127.0.0.32",
              "127.0.0.41", "127.0.0.51", "127.0.0.52", "127.0.0.61", "127.0.0.71", "127.0.0.81"]
+    hosts += [f"127.0.1.{form + i}" for form in (11, 21, 31) for i in range(5)]   # policy receivers
     for _ in range(100):
         port = free_udp_tcp_port()
         ok = True
@@ -150,3 +159,26 @@ def mx_port() -> int:
         if ok:
             return port
     raise RuntimeError("no port free on all test addresses")
+
+
+# ---- the TLS policy receivers (recorder.py) ------------------------------------------------
+@pytest.fixture(scope="session")
+def receivers(pki, mx_port, tmp_path_factory):
+    """The fifteen recording receivers: every kind, once per route form; {addr: Receiver}."""
+    from mailward.ca import authority
+
+    d = tmp_path_factory.mktemp("receivers")
+    running = {}
+    for place in places():
+        cert, key = d / f"{place.addr}.pem", d / f"{place.addr}-key.pem"
+        if place.kind == "self":
+            authority.self_signed(place.host, cert, key, [place.host], usage="server", subject="/C=XX/O=Self Signed")
+        elif place.kind != "plain":
+            cn = "wrong.sweep.test" if place.kind == "wrongcn" else place.host
+            authority.issue(pki.dir / "ca", cn, [cn], cert, key, usage="server")
+        ctx = None if place.kind == "plain" else server_context(
+            cert, key, request_cert=place.kind == "reqcert", ca=pki.ca)
+        running[place.addr] = Receiver(place.addr, mx_port, place.kind, place.host, ctx).start()
+    yield running
+    for r in running.values():
+        r.stop()
