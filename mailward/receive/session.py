@@ -391,12 +391,13 @@ class SMTPSession(asyncio.Protocol):
         self.core.tls_started()
         verdict = self.server.gate.tls_client(self.facts(), "STARTTLS")
         if verdict.reply is not None:
-            # Reported at MAIL and RCPT, not at the handshake (reference, d1_encr512_tls).
+            # Reported at MAIL and RCPT, not at the handshake, and the next EHLO offers only
+            # ENHANCEDSTATUSCODES: sendmail's nullserver mode (reference, d1_encr512_tls_raw).
             fields = {"ruleset": "tls_client", "arg1": t.verify, "arg2": "STARTTLS"}
             fields.update(verdict.log or {})
             fields.update(relay=self.relay, reject=str(verdict.reply))
             log.notice(None, **fields)
-            self.core.block(verdict.reply)
+            self.core.refuse_commands(verdict.reply)
         self._arm(self.settings.idle_timeout)
 
     def _tls_failed(self, reason: str, alert: bytes) -> None:

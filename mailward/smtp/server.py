@@ -64,6 +64,7 @@ class ServerConnection:
         self.envelope: Envelope | None = None
         self.bad_commands = 0
         self.blocked: Reply | None = None   # see block()
+        self.refusing: Reply | None = None  # see refuse_commands()
         self._mode = _COMMAND
         self._inbuf = b""
         self._discarding_long_line = False
@@ -147,15 +148,23 @@ class ServerConnection:
         """The handshake succeeded: a fresh session over TLS (RFC 3207 §4.2)."""
         self.tls_active = True
         self.blocked = None
+        self.refusing = None
         self.helo = None
         self.extended = False
         self.envelope = None
         self._inbuf = b""
         self._mode = _COMMAND
 
+    def refuse_commands(self, reply: Reply) -> None:
+        """sendmail's "nullserver" mode (srvrsmtp.c), entered after a failed tls_client
+        check at STARTTLS: QUIT, HELO, EHLO, NOOP, RSET and unknown commands are served as
+        usual, every other command gets ``reply`` (counted as an error), and EHLO offers
+        only ENHANCEDSTATUSCODES (reference, d1_encr512_tls_raw and d2_verify_nocert)."""
+        self.refusing = reply
+
     def block(self, reply: Reply | None) -> None:
-        """Answer every MAIL and RCPT with ``reply`` (a failed tls_client check: sendmail
-        reports it at MAIL and at RCPT alike, reference d1_encr512_tls_raw)."""
+        """Answer every MAIL and RCPT with ``reply`` (a tls_client check failed at MAIL,
+        without STARTTLS: sendmail's check_mail rejects, reference d2_verify_plain)."""
         self.blocked = reply
 
     def timeout(self) -> None:
@@ -263,6 +272,8 @@ class ServerConnection:
         handler = _HANDLERS.get(verb)
         if handler is None:
             self._error(verb[:16], R.SYNTAX_UNRECOGNIZED)
+        elif self.refusing is not None and verb not in _SERVED_WHEN_REFUSING:
+            self._error(verb, self.refusing)
         else:
             handler(self, arg)
         return True
@@ -280,6 +291,9 @@ class ServerConnection:
         greeting = f"{self.hostname} Hello {self.client_desc}, pleased to meet you"
         if not extended:
             self._send(Reply(250, "", greeting))
+            return
+        if self.refusing is not None:  # sendmail: "offer ENHSC even for nullserver"
+            self._send(Reply(250, "", (greeting, "ENHANCEDSTATUSCODES")))
             return
         keywords = ["ENHANCEDSTATUSCODES", "PIPELINING", "8BITMIME", f"SIZE {self.limits.max_message_size}",
                     "DSN", "SMTPUTF8"]
@@ -399,6 +413,9 @@ class ServerConnection:
             return self._error("STARTTLS", R.TLS_IN_TRANSACTION)
         self._decide(ev.StartTLS())
 
+
+# Served as usual in sendmail's nullserver mode (see refuse_commands()).
+_SERVED_WHEN_REFUSING = frozenset({"QUIT", "HELO", "EHLO", "NOOP", "RSET"})
 
 _HANDLERS = {
     "HELO": ServerConnection._cmd_helo,

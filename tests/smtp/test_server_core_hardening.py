@@ -1,0 +1,42 @@
+"""The server core's answers to clients that break the rules: sendmail's nullserver mode,
+pipelining where RFC 2920 forbids it, NUL in DATA, line lengths after dot-unstuffing,
+and the cost of parsing a long pipelined input. Plain function calls, no sockets."""
+
+from __future__ import annotations
+
+from mailward.smtp import events as ev
+from mailward.smtp.replies import Reply
+from mailward.smtp.server import ServerLimits
+from tests.smtp.test_server_core import codes, session
+
+NOT_AUTHENTICATED = Reply(454, "4.7.0", "not authenticated")
+
+
+def test_refusing_commands_serves_only_what_sendmail_serves_as_nullserver():
+    d = session()
+    d.core.refuse_commands(NOT_AUTHENTICATED)
+    assert d.send(b"EHLO c\r\n") == ["250-mx.test Hello client.test [127.0.0.1], pleased to meet you",
+                                     "250 ENHANCEDSTATUSCODES"]
+    assert d.send(b"HELO c\r\n") == ["250 mx.test Hello client.test [127.0.0.1], pleased to meet you"]
+    for command in (b"MAIL FROM:<a@b>", b"RCPT TO:<u@mx.test>", b"DATA", b"VRFY u", b"EXPN u", b"HELP",
+                    b"STARTTLS"):
+        assert d.send(command + b"\r\n") == ["454 4.7.0 not authenticated"], command
+    assert d.send(b"NOOP\r\nRSET\r\nXYZZY\r\n") == ["250 2.0.0 OK", "250 2.0.0 Reset state",
+                                                    "500 5.5.1 Command unrecognized"]
+    assert not any(isinstance(e, (ev.MailFrom, ev.RcptTo, ev.DataRequested)) for e in d.events)
+    assert codes(d.send(b"QUIT\r\n")) == ["221"]
+
+
+def test_refused_commands_count_as_errors():
+    d = session(ServerLimits(max_bad_commands=3))
+    d.core.refuse_commands(NOT_AUTHENTICATED)
+    out = d.send(b"MAIL FROM:<a@b>\r\n" * 3)
+    assert codes(out) == ["454", "454", "454", "421"]
+    assert d.core.closed
+
+
+def test_a_new_tls_session_ends_the_refusal():
+    d = session()
+    d.core.refuse_commands(NOT_AUTHENTICATED)
+    d.core.tls_started()
+    assert d.send(b"EHLO c\r\n")[-1] == "250 HELP"
