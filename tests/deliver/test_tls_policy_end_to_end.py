@@ -244,3 +244,19 @@ def test_policy_test_prints_the_keys_delivery_looks_up(dns_server, tmp_path, rou
     section = out.split("== tls_server", 1)[1].split("==", 1)[0]
     printed = [line.split()[1] for line in section.splitlines() if line.strip().startswith("lookup")]
     assert printed == delivery
+
+
+def test_error_and_discard_mailers(make_mta, pki, dns_server, mx_port, tmp_path, receivers):
+    """sendmail's error mailer (bounce or defer with the route's reply) and discard mailer."""
+    mta = mta_for(make_mta, pki, dns_server, mx_port, tmp_path, receivers, "",
+                  "gone.route.test error:5.1.1:550 User has moved\nlater.route.test error:4.3.2:451 Try later\n"
+                  "void.route.test discard:\n")
+    submit(mta, ["u@gone.route.test", "u@later.route.test", "u@void.route.test"])
+    log = wait_results(mta, ["u@gone.route.test", "u@later.route.test", "u@void.route.test"])
+    assert "mailer=error, dsn=5.1.1, stat=User has moved" in to_lines(log, "u@gone.route.test")[0]
+    assert "mailer=error, dsn=4.3.2, stat=Deferred: 451 4.3.2 Try later" in to_lines(log, "u@later.route.test")[0]
+    assert "mailer=discard, dsn=2.0.0, stat=Sent" in to_lines(log, "u@void.route.test")[0]
+    rcpt = bounce(mta).get_payload()[1].get_payload()[1]
+    assert rcpt["Final-Recipient"] == "rfc822; u@gone.route.test"
+    assert rcpt["Diagnostic-Code"] == "SMTP; 550 5.1.1 User has moved"
+    assert not any(r.connections for r in receivers.values())
