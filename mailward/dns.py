@@ -9,6 +9,9 @@ What the delivery side needs, and the rules it follows:
   accepts no mail: a permanent failure ``556 5.1.10``. A name that does not exist (NXDOMAIN)
   is permanent (``5.1.2``); an MX host without addresses is skipped.
 * :meth:`Resolver.addresses` — A then AAAA of one host (for ``[host]`` routes).
+* :meth:`Resolver.client_name` — the receiving side's ``${client_name}``: the PTR name of an
+  address, used only when forward-confirmed (its A/AAAA records contain the address, as
+  sendmail and Postfix require); otherwise the claimed name is returned as possibly forged.
 
 Failure behaviour: SERVFAIL, REFUSED, a timeout or no answer from any server raises
 :class:`DNSError` with ``temporary=True`` — the mail is deferred, never bounced. Permanent
@@ -25,6 +28,7 @@ import random
 from dataclasses import dataclass
 
 import dns.asyncresolver
+import dns.reversename
 import dns.exception
 import dns.nameserver
 import dns.rdatatype
@@ -164,3 +168,47 @@ class Resolver:
             raise DNSError(f"No address for any MX host of {domain}", temporary=False, status="5.4.4",
                            code=550)
         return hosts
+
+
+@dataclass(frozen=True)
+class ClientName:
+    """What reverse DNS says about a client address.
+
+    ``name`` is the forward-confirmed name ('' when there is none: policy then sees
+    ``[addr]``); ``claimed`` is the PTR name whatever its forward lookup said ('' without a
+    PTR record); ``forged`` is True when a PTR name exists but its A/AAAA records do not
+    contain the address (sendmail: "IP name possibly forged"; Postfix: ``unknown``)."""
+    name: str = ""
+    claimed: str = ""
+
+    @property
+    def forged(self) -> bool:
+        return bool(self.claimed) and not self.name
+
+
+async def confirmed_client_name(resolver: "Resolver", addr: str) -> ClientName:
+    """The PTR name of ``addr`` and whether its forward lookup confirms it. Any DNS failure
+    (timeout, SERVFAIL, no PTR) gives no confirmed name: a name is trusted only when proved."""
+    try:
+        rrset = await resolver._query(dns.reversename.from_address(addr).to_text(), "PTR")
+    except (DNSError, ValueError):
+        return ClientName()
+    if rrset is None:
+        return ClientName()
+    claimed = sorted(r.target.to_text(omit_final_dot=True) for r in rrset)
+    for name in claimed:
+        try:
+            forward = await resolver.addresses(name)
+        except DNSError:
+            continue
+        if _same_address(addr, forward):
+            return ClientName(name, name)
+    return ClientName("", claimed[0])
+
+
+def _same_address(addr: str, candidates: tuple[str, ...]) -> bool:
+    try:
+        want = ipaddress.ip_address(addr)
+        return any(ipaddress.ip_address(c) == want for c in candidates)
+    except ValueError:
+        return False

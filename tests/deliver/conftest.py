@@ -51,6 +51,8 @@ mx.tls       IN A   127.0.0.61
 ; a Postfix instance (tests/deliver/postfix.py)
 postfix      IN MX 10 mx.postfix.test.
 mx.postfix   IN A   127.0.0.81
+; a client whose reverse name is confirmed by its forward lookup (127.0.0.4), see REVERSE_ZONE
+good.client  IN A   127.0.0.4
 ; a sink that says what the tests tell it to
 sink         IN MX 10 mx.sink.test.
 mx.sink      IN A   127.0.0.71
@@ -61,6 +63,18 @@ mx.sink      IN A   127.0.0.71
     f"mx.{kind}-n.sweep IN A 127.0.1.{21 + i}\n{kind}-m.sweep IN MX 10 mx.{kind}-m.sweep.test.\n"
     f"mx.{kind}-m.sweep IN A 127.0.1.{31 + i}\n"
     for i, kind in enumerate(("ca", "reqcert", "wrongcn", "self", "plain")))
+
+# PTR records: 127.0.0.4 is good.client.test (confirmed); 127.0.0.3 claims mx.sink.test, whose
+# address is 127.0.0.71 (a forged reverse name); 127.0.0.5 claims localhost, which this server
+# does not answer for (the forward lookup fails)
+REVERSE_ZONE = """$ORIGIN 127.in-addr.arpa.
+$TTL 5
+@            IN SOA ns.test. hostmaster.test. 1 3600 600 86400 5
+@            IN NS  ns.test.
+4.0.0        IN PTR good.client.test.
+3.0.0        IN PTR mx.sink.test.
+5.0.0        IN PTR localhost.
+"""
 
 NSD_CONF = """server:
     ip-address: 127.0.0.1@{port}
@@ -81,6 +95,9 @@ remote-control:
 zone:
     name: "test"
     zonefile: "test.zone"
+zone:
+    name: "127.in-addr.arpa"
+    zonefile: "reverse.zone"
 # a secondary zone that was never transferred: NSD answers SERVFAIL for it
 zone:
     name: "broken.test"
@@ -112,6 +129,7 @@ def dns_server(tmp_path_factory) -> str:
     d = tmp_path_factory.mktemp("nsd")
     port = free_udp_tcp_port()
     (d / "test.zone").write_text(ZONE)
+    (d / "reverse.zone").write_text(REVERSE_ZONE)
     (d / "nsd.conf").write_text(NSD_CONF.format(port=port, dir=d))
     proc = subprocess.Popen([str(nsd), "-d", "-c", str(d / "nsd.conf")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT)
