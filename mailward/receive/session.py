@@ -14,7 +14,9 @@ Failure behaviour: no exception from a peer's bytes escapes; a spool error gives
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
+import logging
 import time
 
 from mailward import log
@@ -23,7 +25,7 @@ from mailward.receive.received import protocol_name, received_header
 from mailward.smtp import events as ev
 from mailward.smtp import replies as R
 from mailward.smtp.replies import Reply
-from mailward.smtp.server import ServerConnection
+from mailward.smtp.server import PROTOCOL_ERROR, ServerConnection
 from mailward.spool.store import Envelope, Recipient, new_queue_id
 from mailward.tls.engine import TLSClosed, TLSEngine, TLSFailure
 from mailward.tls.facts import NO_TLS, ConnectionFacts, TLSFacts
@@ -75,7 +77,7 @@ class SMTPSession(asyncio.Protocol):
         features = gate.features(facts)
         self.request_cert = features.request_client_cert
         self.core = ServerConnection(
-            self.server.hostname, desc, self.server.limits,
+            self.server.hostname, desc, self._limits(),
             starttls_available=features.offer_starttls and self.server.tls_context is not None)
         verdict = gate.connect(facts)
         if verdict.reply is not None:
@@ -152,6 +154,21 @@ class SMTPSession(asyncio.Protocol):
         self.server.forget(self)
 
     # ---- helpers --------------------------------------------------------------------------
+    def _limits(self):
+        """The server's limits with this module's own settings (read with defaults, so that
+        a configuration without them still works)."""
+        limits = self.server.limits
+        forbid = bool(getattr(self.settings, "forbid_unauth_pipelining", limits.forbid_unauth_pipelining))
+        if forbid != limits.forbid_unauth_pipelining:
+            limits = dataclasses.replace(limits, forbid_unauth_pipelining=forbid)
+        return limits
+
+    def _log_text(self, level: int, text: str, **fields) -> None:
+        """A log line in another MTA's exact words (grep-compatible), with the same facts as
+        named fields for the JSON log."""
+        if log.logger.isEnabledFor(level):
+            log.logger.log(level, text, extra={"fields": fields, "qid": None})
+
     @property
     def relay(self) -> str:
         if self.client_name and self.client_name != f"[{self.client_addr}]":
@@ -427,6 +444,18 @@ class SMTPSession(asyncio.Protocol):
             self._write(data)
         self._close()
 
+    def _on_pipelining_violation(self, event: ev.PipeliningViolation) -> None:
+        if event.after in ("EHLO", "HELO"):
+            # sendmail 8.17's words (reference, f_pipelined_before)
+            self._log_text(logging.INFO, f"rejecting server {event.after} from {self.relay} due to traffic "
+                           "before response", reject=str(PROTOCOL_ERROR), command=event.after, relay=self.relay,
+                           seen=_printable(event.seen))
+        else:
+            # Postfix's words (smtpd, smtpd_forbid_unauth_pipelining)
+            self._log_text(logging.INFO, f"improper command pipelining after {event.after} from {self.relay}: "
+                           f"{_printable(event.seen)}", command=event.after, relay=self.relay,
+                           seen=_printable(event.seen))
+
     def _on_protocol_error(self, event: ev.ProtocolError) -> None:
         log.event(10, None, relay=self.relay, command=event.command, reply=str(event.reply))
 
@@ -443,4 +472,13 @@ _DISPATCH = {
     ev.StartTLS: SMTPSession._on_starttls,
     ev.CloseConnection: SMTPSession._on_close,
     ev.ProtocolError: SMTPSession._on_protocol_error,
+    ev.PipeliningViolation: SMTPSession._on_pipelining_violation,
 }
+
+
+def _printable(data: bytes) -> str:
+    """Client bytes for a log line: printable ASCII as is, everything else as an escape
+    (\\r, \\n, \\xNN), and ',' and '=' escaped too so that the text cannot pose as
+    another field of the line."""
+    text = data.decode("latin-1").encode("unicode_escape").decode("ascii")
+    return text.replace(",", "\\x2c").replace("=", "\\x3d")

@@ -67,6 +67,15 @@ class CloseConnection:
 
 
 @dataclass(frozen=True)
+class PipeliningViolation:
+    """The client sent more before a reply it had to wait for (RFC 2920 §3.1): after
+    ``after`` ("EHLO", "HELO", "DATA", or "CONNECT" for bytes before the greeting) came
+    ``seen`` (its first octets). The core has answered; for the log."""
+    after: str
+    seen: bytes
+
+
+@dataclass(frozen=True)
 class ProtocolError:
     """A reply the core sent for a client mistake (for the log); no action needed."""
     command: str

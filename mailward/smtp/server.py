@@ -35,6 +35,8 @@ class ServerLimits:
     max_recipients: int = 100        # RFC 5321 §4.5.3.1.8
     max_bad_commands: int = 20
     normalise_bare_line_endings: bool = False
+    # Refuse a client that sends more before the reply it must wait for (RFC 2920 §3.1).
+    forbid_unauth_pipelining: bool = True
 
 
 @dataclass
@@ -46,6 +48,11 @@ class Envelope:
     def smtputf8(self) -> bool:
         return "SMTPUTF8" in self.sender.params
 
+
+# sendmail 8.17 to EHLO or HELO with traffic behind it, and to every command after that
+# (reference, f_pipelined_before).
+PROTOCOL_ERROR = Reply(554, "5.5.0", "SMTP protocol error")
+COMMAND_REJECTED = Reply(550, "5.0.0", "Command rejected")
 
 _COMMAND, _DATA, _WAIT, _TLS, _CLOSED, _REFUSED = range(6)
 _NOTIFY = {"SUCCESS", "FAILURE", "DELAY"}
@@ -279,9 +286,22 @@ class ServerConnection:
         return True
 
     # ---- commands -------------------------------------------------------------------------
+    def _pending_input(self) -> bytes:
+        """What the client has sent beyond the command being answered (at most 100 octets)."""
+        return bytes(self._inbuf[:100])
+
     def _cmd_helo(self, arg: str, extended: bool = False) -> None:
         name = arg.strip()
         verb = "EHLO" if extended else "HELO"
+        seen = self._pending_input() if self.limits.forbid_unauth_pipelining else b""
+        if seen:
+            # RFC 2920 §3.1: EHLO ends a group; a client that does not wait for its reply
+            # cannot know what the server offers. sendmail 8.17 answers 554 and then
+            # rejects every command but QUIT, HELO, EHLO, NOOP and RSET (f_pipelined_before).
+            self._events.append(ev.PipeliningViolation(verb, seen))
+            self._error(verb, PROTOCOL_ERROR)
+            self.refuse_commands(COMMAND_REJECTED)
+            return
         if not name or " " in name:
             self._error(verb, Reply(501, "5.0.0", f"{verb} requires domain address"))
             return

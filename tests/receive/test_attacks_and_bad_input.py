@@ -101,15 +101,21 @@ def test_disconnect_at_every_stage_leaves_nothing(mta, pki, stage):
         s.close()
     elif stage in ("tls-handshake", "after-tls"):
         read_reply(s)
-        s.sendall(b"EHLO c\r\nSTARTTLS\r\n")
-        data = read_reply(s)
-        while b"220 2.0.0" not in data:
-            data += read_reply(s)
+        s.sendall(b"EHLO c\r\n")
+        read_reply(s)
+        s.sendall(b"STARTTLS\r\n")
+        assert read_reply(s).startswith(b"220 2.0.0")
         if stage == "tls-handshake":
             s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a cut-off ClientHello
         else:
             t = tls_wrap(s, pki)
-            t.sendall(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<user@localhost>\r\nDATA\r\nhalf a message")
+            t.sendall(b"EHLO c\r\n")
+            read_reply(t)
+            t.sendall(b"MAIL FROM:<a@b>\r\nRCPT TO:<user@localhost>\r\nDATA\r\n")
+            data = b""
+            while b"354 " not in data:
+                data += t.recv(4096)
+            t.sendall(b"half a message")
             time.sleep(0.2)
             s = t
         s.close()
@@ -142,7 +148,9 @@ def test_overlong_command_and_binary_junk(mta):
 
 def test_smuggling_over_socket_never_accepts_forged_message(mta):
     s = connect(mta)
-    s.sendall(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<user@localhost>\r\nDATA\r\n")
+    s.sendall(b"EHLO c\r\n")
+    read_reply(s)
+    s.sendall(b"MAIL FROM:<a@b>\r\nRCPT TO:<user@localhost>\r\nDATA\r\n")
     reply = b""
     while b"354" not in reply:
         reply += s.recv(4096)

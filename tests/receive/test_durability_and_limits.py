@@ -15,6 +15,7 @@ import time
 import pytest
 
 from tests.conftest import tls_settings
+from tests.receive.test_attacks_and_bad_input import read_reply
 
 
 def send_plain(mta, n, user="dur"):
@@ -51,7 +52,13 @@ def test_partial_message_after_crash_is_discarded(make_mta):
     mta = make_mta()
     s = socket.create_connection((mta.host, mta.port), timeout=5)
     s.recv(1000)
-    s.sendall(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<dur@localhost>\r\nDATA\r\nSubject: partial\r\n\r\nhalf")
+    s.sendall(b"EHLO c\r\n")
+    read_reply(s)
+    s.sendall(b"MAIL FROM:<a@b>\r\nRCPT TO:<dur@localhost>\r\nDATA\r\n")
+    data = b""
+    while b"354 " not in data:
+        data += s.recv(4000)
+    s.sendall(b"Subject: partial\r\n\r\nhalf")
     time.sleep(0.3)
     assert len(list((mta.spool / "incoming").iterdir())) == 1
     mta.kill9()
@@ -92,7 +99,9 @@ def test_idle_and_data_timeouts(make_mta):
     assert s.recv(1000).startswith(b"421 4.4.2 mx.test Timeout")
     s = socket.create_connection((mta.host, mta.port), timeout=5)
     s.recv(1000)
-    s.sendall(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<dur@localhost>\r\nDATA\r\n")
+    s.sendall(b"EHLO c\r\n")
+    read_reply(s)
+    s.sendall(b"MAIL FROM:<a@b>\r\nRCPT TO:<dur@localhost>\r\nDATA\r\n")
     time.sleep(0.3)
     s.recv(4000)
     s.sendall(b"Subject: slow\r\n")

@@ -28,10 +28,14 @@ def test_normal_clients_get_through_a_flood(make_mta, pki):
     # a third never speaks, a third starts STARTTLS and stalls mid-handshake, a third dribbles
     for i, s in enumerate(hostile):
         if i % 3 == 1:
-            s.sendall(b"EHLO x\r\nSTARTTLS\r\n")
+            s.sendall(b"EHLO x\r\n")
         elif i % 3 == 2:
             s.sendall(b"E")
-    time.sleep(0.5)
+    time.sleep(0.3)
+    for i, s in enumerate(hostile):
+        if i % 3 == 1:
+            s.sendall(b"STARTTLS\r\n")  # after the EHLO reply: RFC 2920 §3.1
+    time.sleep(0.3)
     for i, s in enumerate(hostile):
         if i % 3 == 1:
             s.sendall(b"\x16\x03\x01\x02\x00\x01")  # a ClientHello that never completes

@@ -34,7 +34,9 @@ def test_close_notify_mid_data_then_cleartext(mta, pki):
     raw = starttls_socket(mta)
     ctx = ssl.create_default_context(cafile=str(pki.ca))
     t = ctx.wrap_socket(raw, server_hostname="localhost")
-    t.sendall(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<cn@localhost>\r\nDATA\r\n")
+    t.sendall(b"EHLO c\r\n")
+    read_reply(t)
+    t.sendall(b"MAIL FROM:<a@b>\r\nRCPT TO:<cn@localhost>\r\nDATA\r\n")
     data = b""
     while b"354" not in data:
         data += t.recv(4096)

@@ -134,7 +134,8 @@ def test_dsn_and_smtputf8_parameters_kept_verbatim():
 
 def test_eight_bit_body_kept_unchanged():
     d = session()
-    d.send(b"EHLO c\r\nMAIL FROM:<a@b> BODY=8BITMIME\r\nRCPT TO:<u@mx.test>\r\nDATA\r\n")
+    d.send(b"EHLO c\r\n")
+    d.send(b"MAIL FROM:<a@b> BODY=8BITMIME\r\nRCPT TO:<u@mx.test>\r\nDATA\r\n")
     body = "Subject: caf\u00e9\r\n\r\n\u00fcber \u2603\r\n".encode()
     assert d.send(body + b".\r\n") == ["250 2.0.0 OK"]
     assert d.body == body
@@ -169,7 +170,8 @@ def test_starttls_discards_pipelined_plaintext_and_resets_session():
 @pytest.mark.parametrize("fake_end", [b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\n.\r"])
 def test_smuggled_end_of_data_never_ends_the_message(fake_end):
     d = session()
-    d.send(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nDATA\r\n")
+    d.send(b"EHLO c\r\n")
+    d.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nDATA\r\n")
     out = d.send(b"Subject: x\r\n\r\nhello" + fake_end + b"MAIL FROM:<forged@x>\r\n")
     assert out == []  # still inside DATA: nothing answered, no new MAIL
     assert not any(isinstance(e, ev.MailFrom) and e.path.address == "forged@x" for e in d.events)
@@ -180,7 +182,8 @@ def test_smuggled_end_of_data_never_ends_the_message(fake_end):
 
 def test_normalise_mode_accepts_and_converts_bare_line_ends():
     d = session(ServerLimits(normalise_bare_line_endings=True))
-    d.send(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nDATA\r\n")
+    d.send(b"EHLO c\r\n")
+    d.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nDATA\r\n")
     assert d.send(b"a\nb\r\n.\n\r\n.\r\n") == ["250 2.0.0 OK"]
     assert d.body == b"a\r\nb\r\n\r\n\r\n"  # the smuggled '.' line became an empty line
     assert b"\r\n.\r\n" not in b"\r\n" + d.body
@@ -208,14 +211,16 @@ def test_overlong_command_without_newline_is_not_buffered():
 
 def test_text_line_limit():
     d = session(ServerLimits(max_text_line=100))
-    d.send(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nDATA\r\n")
+    d.send(b"EHLO c\r\n")
+    d.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nDATA\r\n")
     out = d.send(b"a" * 200 + b"\r\n.\r\n")
     assert out[0].startswith("552 5.3.4")
 
 
 def test_message_size_limit():
     d = session(ServerLimits(max_message_size=2000))
-    d.send(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nDATA\r\n")
+    d.send(b"EHLO c\r\n")
+    d.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nDATA\r\n")
     out = d.send((b"x" * 70 + b"\r\n") * 100 + b".\r\n")
     assert out == ["552 5.3.4 Message size exceeds fixed maximum message size"]
     assert d.body == b""  # nothing kept beyond the limit
@@ -223,7 +228,8 @@ def test_message_size_limit():
 
 def test_recipient_limit():
     d = session(ServerLimits(max_recipients=2))
-    d.send(b"EHLO c\r\nMAIL FROM:<a@b>\r\n")
+    d.send(b"EHLO c\r\n")
+    d.send(b"MAIL FROM:<a@b>\r\n")
     out = d.send(b"RCPT TO:<a@mx.test>\r\nRCPT TO:<b@mx.test>\r\nRCPT TO:<c@mx.test>\r\n")
     assert codes(out) == ["250", "250", "452"]
 
