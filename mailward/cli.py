@@ -2,7 +2,9 @@
 
 Each role registers its own sub-commands (``register(subparsers)`` in its ``cli`` module) so
 this file stays a table of contents. Errors a person can fix print one line and exit 2;
-nothing here prints a traceback for bad input.
+a server that finds its spool in use by another one prints one line and exits 75
+(EX_TEMPFAIL: try again once that one has stopped). Nothing here prints a traceback for bad
+input.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 
 from mailward import __version__
 from mailward.config import ConfigError
+from mailward.spool.store import SpoolLocked
 
 # Modules that add sub-commands: each has register(subparsers).
 _COMMAND_MODULES = (
@@ -53,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, UsageError) as err:
+    except (ConfigError, UsageError, SpoolLocked) as err:
         print(f"mailward: {err}", file=sys.stderr)
-        return 2
+        return getattr(err, "exit_code", 2)
     except KeyboardInterrupt:
         return 130
 

@@ -1,8 +1,18 @@
-"""Small file-system helpers shared by the spool, Maildir delivery and the CA tool."""
+"""Small file-system helpers shared by the spool, Maildir delivery, the CA tool and start-up.
+
+SECURITY (:func:`give_to`): it runs as root inside folders an unprivileged account can write
+to, so it follows no symbolic link the account could have made (below the given path none at
+all: each entry is opened O_NOFOLLOW relative to its folder's descriptor, and the owner is
+changed on that descriptor, so a name swapped after the look is not what gets changed; the
+given path itself only when root owns the link, the rule of Linux's protected_symlinks),
+changes only what root owns, and leaves alone a file with more than one link (it could be a
+hard link to a file elsewhere, /etc/shadow say).
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
@@ -14,6 +24,45 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_OPEN_ENTRY = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def give_to(path: Path | str, uid: int, gid: int, depth: int = 0, *, files: bool = True) -> int:
+    """Give ``path`` and what lies up to ``depth`` levels below it to ``uid``:``gid`` where
+    root owns it now (folders always, regular files when ``files``); returns how many
+    changed. For handing over what an earlier run as root made. Raises OSError for ``path``
+    itself (missing, a symbolic link, not accessible); entries below that vanish are skipped."""
+    if os.path.islink(path) and os.lstat(path).st_uid == 0:
+        path = os.path.realpath(path)    # an administrator's link (/var/spool/mailward -> /srv/...)
+    fd = os.open(path, _OPEN_ENTRY)
+    try:
+        return _give_fd(fd, uid, gid, depth, files)
+    finally:
+        os.close(fd)
+
+
+def _give_fd(fd: int, uid: int, gid: int, depth: int, files: bool) -> int:
+    st = os.fstat(fd)
+    is_dir = stat.S_ISDIR(st.st_mode)
+    changed = 0
+    if st.st_uid == 0 and (is_dir or (files and stat.S_ISREG(st.st_mode) and st.st_nlink == 1)):
+        os.fchown(fd, uid, gid)
+        changed += 1
+    if is_dir and depth > 0:
+        with os.scandir(fd) as entries:
+            names = [e.name for e in entries if files or e.is_dir(follow_symlinks=False)]
+        for name in names:
+            try:
+                child = os.open(name, _OPEN_ENTRY, dir_fd=fd)
+            except OSError:
+                continue  # gone, or a symbolic link (ELOOP): not ours to follow
+            try:
+                changed += _give_fd(child, uid, gid, depth - 1, files)
+            finally:
+                os.close(child)
+    return changed
 
 
 T = TypeVar("T")

@@ -1,7 +1,8 @@
 """Several receiving processes: the master binds, delivers, and keeps its workers running.
 
-With ``server.workers = N`` (N > 1) the master process binds every listening socket, recovers
-the spool, runs the queue runner, and starts N workers (``mailward worker``, fresh Python
+With ``server.workers = N`` (N > 1) the master process binds every listening socket and
+takes the spool lock (both in :mod:`mailward.receive.startup`, before it drops privileges),
+recovers the spool, runs the queue runner, and starts N workers (``mailward worker``, fresh Python
 processes, not forks of a process with threads) that inherit the sockets and accept from them
 in turn; each worker receives, writes to the shared spool with the same durability contract,
 and tells the master about each accepted message through a pipe (one queue id per line). A
@@ -9,6 +10,10 @@ worker that dies is started again; messages it had accepted are in the spool, an
 notice is made good by the master's periodic adoption of unknown queue files. SIGHUP goes to
 every worker (certificate and access-map reload); SIGUSR1 flushes the master's queue; SIGTERM
 stops the workers (each gives its sessions ``shutdown_grace``), then delivery.
+
+Workers inherit the master's spool lock (the same open file), so the spool stays locked until
+the last process of this server has exited, even when the master is killed; a worker whose
+master is gone stops by itself within a second or so, as on SIGTERM.
 
 Why processes: one Python event loop uses one core (the benchmark's profile: the receiving
 thread is CPU bound), while Postfix spreads the same work over smtpd/cleanup processes.
@@ -24,33 +29,21 @@ import subprocess
 import sys
 
 from mailward import log
-from mailward.config import Config, ConfigError
+from mailward.config import Config
 from mailward.deliver.runner import build_runner
+from mailward.receive.startup import Ready
 from mailward.spool.store import Spool
 
 ADOPT_EVERY = 30.0      # seconds between looks for queue files nobody announced
 SWEEP_EVERY = 60.0      # seconds between removals of abandoned partial messages
-
-
-def bind(config: Config) -> list[socket.socket]:
-    socks = []
-    for item in config.server.listen:
-        host, _, port = item.rpartition(":")
-        host = host.strip("[]")
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        try:
-            sock = socket.create_server((host, int(port)), family=family, backlog=1024, reuse_port=False)
-        except OSError as err:
-            raise ConfigError(f"{config.path}: server.listen: cannot listen on {item}: {err.strerror}") from None
-        sock.set_inheritable(True)
-        socks.append(sock)
-    return socks
+MASTER_CHECK_EVERY = 1.0  # seconds between a worker's looks at whether its master still lives
 
 
 class Master:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, ready: Ready):
         self.config = config
-        self.socks = bind(config)
+        self.socks = ready.socks
+        self.lock = ready.lock
         self.spool = Spool(config.spool.directory, fsync=config.spool.fsync)
         self.runner = build_runner(config, self.spool)
         self.notify_r, self.notify_w = os.pipe()
@@ -67,7 +60,8 @@ class Master:
         fds = [s.fileno() for s in self.socks]
         cmd = [sys.executable, "-m", "mailward", "worker", "-c", str(self.config.path),
                "--fds", ",".join(map(str, fds)), "--notify-fd", str(self.notify_w)]
-        self.workers[index] = subprocess.Popen(cmd, pass_fds=fds + [self.notify_w])
+        # the lock's descriptor goes along, unused: it keeps the spool locked while a worker lives
+        self.workers[index] = subprocess.Popen(cmd, pass_fds=fds + [self.notify_w, self.lock.fileno()])
         self._started[index] = asyncio.get_running_loop().time()
 
     def _read_notices(self) -> None:
@@ -124,7 +118,6 @@ class Master:
         if removed:
             log.info(None, spool="recovered", discarded_partial=removed)
         self.runner.start()
-        (self.spool.directory / "mailward.pid").write_text(f"{os.getpid()}\n")
         loop.add_reader(self.notify_r, self._read_notices)
         for i in range(len(self.workers)):
             self._spawn(i)
@@ -145,9 +138,22 @@ class Master:
         log.info(None, daemon="stopped", pid=os.getpid())
 
 
-def serve_with_workers(config: Config) -> int:
-    asyncio.run(Master(config).run())
+def serve_with_workers(config: Config, ready: Ready) -> int:
+    asyncio.run(Master(config, ready).run())
     return 0
+
+
+async def _serve_while_master_lives(server, master_pid: int) -> None:
+    task = asyncio.ensure_future(server.run_forever())
+    orphaned = False
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=MASTER_CHECK_EVERY)
+        if done:
+            return task.result()
+        if not orphaned and os.getppid() != master_pid:
+            orphaned = True
+            log.event(40, None, worker=os.getpid(), stat=f"master {master_pid} is gone; stopping")
+            server.request_stop()
 
 
 def run_worker(config: Config, fds: list[int], notify_fd: int) -> int:
@@ -157,5 +163,5 @@ def run_worker(config: Config, fds: list[int], notify_fd: int) -> int:
     for sock in socks:
         sock.setblocking(False)
     server = SMTPServer(config, listen_socks=socks, notify_fd=notify_fd, run_delivery=False)
-    asyncio.run(server.run_forever())
+    asyncio.run(_serve_while_master_lives(server, os.getppid()))
     return 0

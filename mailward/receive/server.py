@@ -1,8 +1,10 @@
 """The listener: sockets, connection limits, TLS context, spool and runner wiring, signals.
 
-Contract: ``serve(config)`` starts only when the configuration, the TLS files and the spool
-are usable (else one line and exit 2); it recovers the spool (drops partial messages),
-re-queues what was accepted before, then listens. SIGHUP reloads certificates, keys, CA
+Contract: ``serve(config)`` starts only when the configuration and the TLS files are usable
+(else one line and exit 2); then it locks the spool, binds and drops privileges
+(:mod:`mailward.receive.startup`: a second server on the same spool exits 75 having changed
+nothing); then it recovers the spool (drops partial messages), re-queues what was accepted
+before, and accepts connections. SIGHUP reloads certificates, keys, CA
 files and CRLs (and the access map) without dropping open connections; a failed reload keeps
 the old ones and logs why. SIGTERM/SIGINT: stop listening, give open sessions
 ``shutdown_grace`` seconds, then 421; in-flight deliveries finish or stay queued.
@@ -22,6 +24,7 @@ from mailward.config import Config, ConfigError
 from mailward.deliver.runner import build_runner, local_user_check
 from mailward.receive.gate import Gate
 from mailward.receive.session import SMTPSession
+from mailward.receive.startup import bind, prepare
 from mailward.smtp.replies import Reply
 from mailward.smtp.server import ServerLimits
 from mailward.spool.store import Spool
@@ -102,13 +105,15 @@ class Publisher:
 class SMTPServer:
     """Receiving, and (unless ``run_delivery`` is False, in a worker process) delivering.
 
-    ``listen_socks``: sockets bound by a master process; ``notify_fd``: where a worker tells
-    the master's queue runner about each accepted message (one queue id per line)."""
+    ``listen_socks``: sockets bound by :func:`mailward.receive.startup.bind` (None: bind them
+    here); ``notify_fd``: where a worker tells the master's queue runner about each accepted
+    message (one queue id per line). With ``run_delivery``, the caller holds the spool lock."""
 
     def __init__(self, config: Config, *, listen_socks=None, notify_fd: int | None = None,
-                 run_delivery: bool = True):
+                 run_delivery: bool = True, lock=None):
         self.config = config
         self.listen_socks = listen_socks
+        self.lock = lock    # the spool lock (startup.prepare): held while this object lives
         self.notify_fd = notify_fd
         self.run_delivery = run_delivery
         self.hostname = config.server.hostname
@@ -208,24 +213,16 @@ class SMTPServer:
         log.info(None, reload="ok", tls="reloaded")
 
     async def start(self) -> None:
+        if self.listen_socks is None:
+            self.listen_socks = bind(self.config)
         if self.run_delivery:
             removed = self.spool.recover()
             if removed:
                 log.info(None, spool="recovered", discarded_partial=removed)
             self.runner.start()
-            (self.spool.directory / "mailward.pid").write_text(f"{os.getpid()}\n")
         loop = asyncio.get_running_loop()
-        for sock in self.listen_socks or ():
+        for sock in self.listen_socks:
             self.servers.append(await loop.create_server(lambda: SMTPSession(self), sock=sock, backlog=1024))
-        for item in () if self.listen_socks else self.config.server.listen:
-            host, _, port = item.rpartition(":")
-            host = host.strip("[]")
-            try:
-                server = await loop.create_server(lambda: SMTPSession(self), host, int(port),
-                                                  reuse_address=True, backlog=1024)
-            except OSError as err:
-                raise ConfigError(f"{self.config.path}: server.listen: cannot listen on {item}: {err.strerror}")
-            self.servers.append(server)
         log.info(None, daemon="started", listen=",".join(self.config.server.listen),
                  starttls="on" if self.tls_context else "off", pid=os.getpid())
 
@@ -245,6 +242,10 @@ class SMTPServer:
             await self.runner.stop()
         log.info(None, daemon="stopped")
 
+    def request_stop(self) -> None:
+        """Stop as on SIGTERM (a worker whose master is gone)."""
+        self._stopping.set()
+
     async def run_forever(self) -> None:
         await self.start()
         loop = asyncio.get_running_loop()
@@ -259,9 +260,10 @@ class SMTPServer:
 
 def serve(config: Config) -> int:
     check_tls_files(config)
+    ready = prepare(config)
     if config.server.workers > 1:
         from mailward.receive.master import serve_with_workers
-        return serve_with_workers(config)
-    server = SMTPServer(config)
+        return serve_with_workers(config, ready)
+    server = SMTPServer(config, listen_socks=ready.socks, lock=ready.lock)
     asyncio.run(server.run_forever())
     return 0

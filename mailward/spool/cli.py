@@ -1,7 +1,13 @@
 """``mailward queue``: list, show, flush, hold, release, delete, route — safe while the server runs.
 
 The commands read the spool folder directly (it is the source of truth); ``flush`` asks a
-running server (its pid is in SPOOL/mailward.pid) to retry now with SIGUSR1. ``list`` and
+running server to retry now with SIGUSR1 — the server that holds the spool's lock, whose pid
+is in SPOOL/mailward.pid; a PID file nobody holds locked names no server, and no signal is
+sent. The other commands take no lock: ``list`` and ``show`` only read, and ``hold``,
+``release`` and ``delete`` each make one change (create or remove a ``.hold`` file, remove a
+message's files) that the server copes with whether it runs or not, so they work the same
+with the server up or down. A ``delete`` while that message is being delivered can still see
+it delivered. ``list`` and
 ``show`` print when the next attempt is due (from the recorded attempts and the
 ``[delivery]`` retry settings, without the jitter) and why recipients are deferred;
 ``route DOMAIN`` shows where mail for a domain would go (route file, MX, addresses).
@@ -15,7 +21,7 @@ import time
 
 from mailward import config as config_mod
 from mailward.cli import UsageError
-from mailward.spool.store import Spool
+from mailward.spool.store import PID_FILE, Spool, running_server
 
 
 def _spool(args) -> Spool:
@@ -124,13 +130,19 @@ def _flush(args) -> int:
     spool = _spool(args)
     if args.id:
         _need(spool, args.id)
+    pidfile = spool.directory / PID_FILE
+    pid = running_server(spool.directory)
+    if pid is None:
+        raise UsageError(f"{pidfile}: no running mailward server to flush the queue (none holds the "
+                         f"spool's lock); fix: start it: mailward serve -c {args.config}")
+    if pid == 0:
+        raise UsageError(f"{pidfile}: the mailward server is still starting; fix: try again in a moment")
+    if args.id:
         spool.release(args.id)
-    pidfile = spool.directory / "mailward.pid"
     try:
-        pid = int(pidfile.read_text().strip())
         os.kill(pid, signal.SIGUSR1)
-    except (OSError, ValueError):
-        raise UsageError(f"{pidfile}: no running mailward server to flush the queue") from None
+    except OSError as err:
+        raise UsageError(f"{pidfile}: cannot signal the mailward server (pid {pid}): {err.strerror}") from None
     print("queue run requested")
     return 0
 
