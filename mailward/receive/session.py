@@ -7,6 +7,11 @@ so a pipelined group is answered in one write.
 
 Timeouts: ``idle_timeout`` while waiting for a command, ``data_timeout`` inside DATA,
 ``tls_handshake_timeout`` during the handshake; each ends the session with 421.
+Backpressure: reading stops while more than ``WRITE_HIGH_WATER`` octets of replies wait in
+the transport (a client pipelining commands and never reading its replies) and while a
+message is being made durable; the core holds at most its own high-water mark of replies
+and one read of input. Such a client makes no progress, so the command timeout ends it,
+and a transport that cannot drain is aborted rather than left to hold its buffer.
 Failure behaviour: no exception from a peer's bytes escapes; a spool error gives
 452 4.3.1 and the partial file is removed; a TLS failure logs verify=SOFTWARE and closes.
 """
@@ -32,6 +37,9 @@ from mailward.tls.facts import NO_TLS, ConnectionFacts, TLSFacts
 
 
 class SMTPSession(asyncio.Protocol):
+    WRITE_HIGH_WATER = 65536   # transport buffer above which reading stops
+    WRITE_LOW_WATER = 16384    # ... and below which it starts again
+
     def __init__(self, server):
         self.server = server                  # mailward.receive.server.SMTPServer
         self.settings = server.config.server
@@ -49,12 +57,15 @@ class SMTPSession(asyncio.Protocol):
         self._early = b""
         self._closed = False
         self._busy = False  # an async decision (spool commit) is pending
+        self._write_paused = False    # the transport holds more than WRITE_HIGH_WATER
+        self._reading_paused = False
         self._tls_mail_verdict = None  # tls_client at MAIL, cached until the TLS state changes
         self._tls_out = b""            # TLS records not yet written
 
     # ---- asyncio.Protocol --------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
+        transport.set_write_buffer_limits(high=self.WRITE_HIGH_WATER, low=self.WRITE_LOW_WATER)
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.client_addr = peer[0]
         refusal = self.server.admit(self)
@@ -124,8 +135,7 @@ class SMTPSession(asyncio.Protocol):
                     self.transport.write(self.engine.close())  # our close_notify in return
                 except Exception:
                     pass
-                self._closed = True
-                self.transport.close()
+                self._close_transport()
                 return
             except TLSFailure as err:
                 self._note_handshake()
@@ -145,6 +155,26 @@ class SMTPSession(asyncio.Protocol):
         self.core.receive_data(data)
         if not self._busy:
             self._pump()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+        if self.core is not None and not self._closed and not self._busy:
+            self._pump()  # replies the core held back, for input it already has
+
+    def _update_reading(self) -> None:
+        pause = self._busy or self._write_paused
+        if pause == self._reading_paused or self._closed:
+            return
+        self._reading_paused = pause
+        if pause:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -219,7 +249,20 @@ class SMTPSession(asyncio.Protocol):
                 self.transport.write(self._tls_out + self.engine.close())
             except Exception:
                 pass
+        self._close_transport()
+
+    def _close_transport(self) -> None:
+        """close() lets the last replies drain; a peer that does not read them is cut off:
+        at once if the transport is already above its high-water mark, else after the
+        command timeout."""
+        self._closed = True
+        if self._write_paused:
+            self.transport.abort()
+            return
         self.transport.close()
+        if self._timer:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(self.settings.idle_timeout, self.transport.abort)
 
     def shutdown(self) -> None:
         """Server shutdown: 421 now if idle; a session inside DATA gets the grace period."""
@@ -243,10 +286,14 @@ class SMTPSession(asyncio.Protocol):
         while not self._closed:
             event = core.next_event()
             if event is ev.NEED_DATA or event is ev.PAUSED:
+                held_back = core.output_full
                 self._flush()
                 if core.closed:
                     self._close()
-                elif progressed and (self.engine is None or self.engine.handshake_done):
+                    return
+                if held_back and not self._write_paused and not self._closed:
+                    continue  # the core stopped for its replies; they are written, go on
+                if progressed and (self.engine is None or self.engine.handshake_done):
                     self._arm(self.settings.data_timeout if core.in_data else self.settings.idle_timeout)
                 return
             progressed = True
@@ -341,7 +388,7 @@ class SMTPSession(asyncio.Protocol):
             self.core.respond(Reply(250, "2.0.0", f"{incoming.envelope.queue_id} Message accepted for delivery"))
             return
         self._busy = True
-        self.transport.pause_reading()
+        self._update_reading()
         future = asyncio.wrap_future(self.server.spool.sync_async(incoming))
         future.add_done_callback(lambda f: self.server.publisher.add(self, incoming, f.exception()))
 
@@ -355,7 +402,7 @@ class SMTPSession(asyncio.Protocol):
             if err is None:
                 self.server.accepted(incoming.envelope, self)
             return
-        self.transport.resume_reading()
+        self._update_reading()
         self._arm(self.settings.idle_timeout)  # back to waiting for a command
         env = incoming.envelope
         if err is not None:
@@ -430,8 +477,7 @@ class SMTPSession(asyncio.Protocol):
                      verify="SOFTWARE")
         else:
             log.info(None, STARTTLS="server", **{"error:": f"read error={reason}"}, relay=self.relay)
-        self._closed = True
-        self.transport.close()
+        self._close_transport()
 
     def _on_close(self, event: ev.CloseConnection) -> None:
         data = self.core.data_to_send()

@@ -90,5 +90,5 @@ class _Sentinel:
         return self.name
 
 
-NEED_DATA = _Sentinel("NEED_DATA")   # feed more bytes
+NEED_DATA = _Sentinel("NEED_DATA")   # send data_to_send(), then feed more (if output_full: call again)
 PAUSED = _Sentinel("PAUSED")         # waiting for respond()/tls_started(), or closed

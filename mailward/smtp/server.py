@@ -11,6 +11,12 @@ byte it already holds** (CVE-2011-0411: plaintext pipelined after STARTTLS must 
 executed inside the TLS session), drops all input until :meth:`tls_started`, and then starts
 over without HELO/EHLO and without an envelope (RFC 3207 §4.2).
 
+Flow control: the core stops working through pipelined commands once
+``OUTPUT_HIGH_WATER`` octets of replies wait in :meth:`data_to_send`; ``next_event()`` then
+says NEED_DATA with :attr:`ServerConnection.output_full` set, and goes on after the replies
+were taken. The I/O layer takes them, and stops reading while the peer does not read
+(a client that never reads cannot make the server hold its replies without bound).
+
 Failure behaviour: a client mistake is answered and counted; after ``max_bad_commands``
 the core answers 421 and closes. Nothing here raises on any input.
 """
@@ -59,6 +65,8 @@ _NOTIFY = {"SUCCESS", "FAILURE", "DELAY"}
 
 
 class ServerConnection:
+    OUTPUT_HIGH_WATER = 65536  # octets of replies held before the core waits for them to be taken
+
     def __init__(self, hostname: str, client_desc: str, limits: ServerLimits = ServerLimits(),
                  *, starttls_available: bool = False):
         self.hostname = hostname
@@ -76,6 +84,8 @@ class ServerConnection:
         self._inbuf = b""
         self._discarding_long_line = False
         self._out: list[bytes] = []
+        self._out_size = 0
+        self.output_full = False  # next_event() stopped for its replies, not for input
         self._events: deque = deque()
         self._pending: object | None = None
         self._reader: DataReader | None = None
@@ -97,6 +107,8 @@ class ServerConnection:
     def data_to_send(self) -> bytes:
         out = b"".join(self._out)
         self._out.clear()
+        self._out_size = 0
+        self.output_full = False
         return out
 
     @property
@@ -111,6 +123,9 @@ class ServerConnection:
         while not self._events:
             if self._mode in (_WAIT, _TLS, _CLOSED):
                 return ev.PAUSED
+            if self._out_size >= self.OUTPUT_HIGH_WATER:
+                self.output_full = True
+                return ev.NEED_DATA
             progressed = self._step_data() if self._mode == _DATA else self._step_command()
             if not progressed:
                 break
@@ -182,7 +197,9 @@ class ServerConnection:
 
     # ---- internals ----------------------------------------------------------------------
     def _send(self, reply: Reply) -> None:
-        self._out.append(reply.to_bytes())
+        data = reply.to_bytes()
+        self._out.append(data)
+        self._out_size += len(data)
 
     def _close(self, reply: Reply | None, reason: str) -> None:
         if self._mode == _CLOSED:

@@ -40,3 +40,20 @@ def test_a_new_tls_session_ends_the_refusal():
     d.core.refuse_commands(NOT_AUTHENTICATED)
     d.core.tls_started()
     assert d.send(b"EHLO c\r\n")[-1] == "250 HELP"
+
+
+# ---- flow control: replies held back, not piled up -------------------------------------
+
+def test_the_core_stops_when_its_replies_are_not_taken():
+    d = session()
+    d.core.receive_data(b"HELP\r\n" * 20000)  # 2.6 MB of replies if all were answered at once
+    assert d.core.next_event() is ev.NEED_DATA and d.core.output_full
+    first = d.core.data_to_send()
+    assert len(first) < d.core.OUTPUT_HIGH_WATER + 200
+    replies = first.count(b"214 2.0.0 See")
+    while True:
+        event = d.core.next_event()
+        replies += d.core.data_to_send().count(b"214 2.0.0 See")
+        if not d.core.output_full:
+            break
+    assert event is ev.NEED_DATA and replies == 20000
