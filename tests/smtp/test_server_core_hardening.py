@@ -53,7 +53,8 @@ def test_the_core_stops_when_its_replies_are_not_taken():
     replies = first.count(b"214 2.0.0 See")
     while True:
         event = d.core.next_event()
+        more = d.core.output_full
         replies += d.core.data_to_send().count(b"214 2.0.0 See")
-        if not d.core.output_full:
+        if not more:
             break
     assert event is ev.NEED_DATA and replies == 20000
