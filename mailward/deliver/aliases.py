@@ -8,7 +8,8 @@
     long-list:   alice,
                  bob                            # a line starting with white space continues
 
-Names are local parts, matched without case; ``user+detail`` falls back to ``user``. Targets
+Names are local parts, matched without regard to the case of ASCII letters (:func:`fold_case`;
+other letters must match as written); ``user+detail`` falls back to ``user``. Targets
 are local users (a bare name), remote addresses, or other aliases, expanded recursively;
 a name met again on its own chain (``bob: bob, ...``) is the local mailbox, not a loop.
 ``|program``, ``/file`` and ``:include:`` targets are not supported: the file is refused.
@@ -26,10 +27,17 @@ from mailward import log
 from mailward.fsutil import ReloadingFile
 
 MAX_DEPTH = 20
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 class AliasError(Exception):
     pass
+
+
+def fold_case(local: str) -> str:
+    """A local part with its ASCII letters lower-cased, and nothing else changed: Unicode's
+    lower() would make other names equal too (the Kelvin sign's lower case is "k")."""
+    return local.translate(_ASCII_LOWER)
 
 
 def load_aliases(path: Path) -> dict[str, tuple[str, ...]]:
@@ -50,7 +58,7 @@ def load_aliases(path: Path) -> dict[str, tuple[str, ...]]:
     for number, line in logical:
         where = f"{path}:{number}"
         name, colon, rest = line.partition(":")
-        name = name.strip().lower()
+        name = fold_case(name.strip())
         if not colon or not name or " " in name:
             raise AliasError(f"{where}: expected 'name: target, target', got {line!r}")
         targets = tuple(t.strip() for t in rest.split(",") if t.strip())
@@ -70,7 +78,7 @@ def load_aliases(path: Path) -> dict[str, tuple[str, ...]]:
 
 
 def _key(table: dict, local: str) -> str | None:
-    local = local.lower()
+    local = fold_case(local)
     if local in table:
         return local
     base = local.split("+", 1)[0]
@@ -88,7 +96,7 @@ def expand(table: dict[str, tuple[str, ...]], local: str) -> list[str] | None:
         is_local = "@" not in target
         key = _key(table, target) if is_local else None
         if key is None or key in chain or depth >= MAX_DEPTH:
-            name = target.lower() if is_local else target
+            name = fold_case(target) if is_local else target
             if name not in out:
                 out.append(name)
             return

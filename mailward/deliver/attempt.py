@@ -2,11 +2,13 @@
 
 For each such recipient:
 
-* **local** (``local.domains``, ``<postmaster>``, or a ``local`` route): an alias
-  (``local.aliases``) is expanded into a new queued message to its targets (same sender,
-  NOTIFY/ORCPT kept), and the recipient is done; otherwise the message goes into the
-  user's Maildir. A user not in ``local.users`` (when that list is set) bounces with
-  ``550 5.1.1`` (RCPT already refuses such users; this catches alias targets).
+* **local** (:func:`is_local`: ``local.domains``, ``<postmaster>``, or a ``local`` route;
+  the receiving side asks the same function): an alias (``local.aliases``) is expanded into
+  a new queued message to its targets (same sender, NOTIFY/ORCPT kept), and the recipient is
+  done; otherwise the message goes into the Maildir that
+  :meth:`mailward.deliver.maildir.Mailboxes.find` names — the decision RCPT made too. An
+  address without a mailbox bounces with ``550 5.1.1`` (RCPT already refused it unless it
+  is an alias target, or the user went away while the message was queued).
 * **remote**: recipients are grouped by destination (route key or domain), the hops come
   from :mod:`mailward.deliver.routes`/:mod:`mailward.dns`, and :class:`Outbound` delivers,
   at most ``max_per_destination`` connections per destination at once.
@@ -67,6 +69,7 @@ class Context:
     bounce_max_content: int = 1 << 20
     delay_warning: float = 0.0
     own_addrs: frozenset[tuple[str, int]] = frozenset()   # (address, port) we listen on: MX loop check
+    mailboxes: maildir.Mailboxes | None = None   # who exists, and where (None: from users and aliases)
     submit: Callable[[str], None] = lambda qid: None
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
@@ -87,22 +90,32 @@ def domain_of(address: str) -> str:
 
 
 def is_local(ctx: Context, address: str) -> bool:
-    if address.lower() == "postmaster":
-        return True
+    """Delivered on this machine: ``<postmaster>``, a local domain, or a domain routed to
+    ``local``. The one answer for both sides: RCPT asks it through the runner."""
+    return local_address(address, ctx.local_domains, ctx.routes.route)
+
+
+def local_address(address: str, local_domains, route=None) -> bool:
+    """:func:`is_local` over its parts (``route``: domain → route or None)."""
+    if "@" not in address:
+        return address.lower() == "postmaster"   # RFC 5321 §4.5.1: <postmaster>, any case
     domain = domain_of(address)
-    if domain in ctx.local_domains:
+    if domain in local_domains:
         return True
-    route = ctx.routes.route(domain) if domain else None
-    return route is not None and route.kind == "local"
+    found = route(domain) if route is not None and domain else None
+    return found is not None and found.kind == "local"
 
 
 async def _local(ctx: Context, qid: str, env: Envelope, r: Recipient) -> tuple[Reply, str]:
     """(reply, mailer) for one local recipient."""
-    local = r.address.rpartition("@")[0] if "@" in r.address else r.address
+    if ctx.mailboxes is None:
+        ctx.mailboxes = maildir.Mailboxes(ctx.maildir_root, ctx.users, ctx.aliases, accept_unknown=not ctx.users)
+    found = ctx.mailboxes.find(r.address)
     domain = domain_of(r.address) or ctx.hostname
-    if ALIASED not in r.params:
+    if found.alias and ALIASED not in r.params:
+        local = maildir.local_part(r.address)
         targets = ctx.aliases.expand(local)
-        if targets is not None and targets != [local.lower()]:
+        if targets is not None and targets != [local]:
             keep = {k: v for k, v in r.params.items() if k.upper() in ("NOTIFY", "ORCPT")}
             if "ORCPT" not in keep:
                 keep["ORCPT"] = f"rfc822;{xtext_encode(r.address)}"   # RFC 3461 §4.2
@@ -114,16 +127,15 @@ async def _local(ctx: Context, qid: str, env: Envelope, r: Recipient) -> tuple[R
                 return Reply(451, "4.3.0", f"Cannot queue the alias expansion: {err.strerror or err}"), "alias"
             ctx.submit(new)
             return Reply(250, "2.0.0", f"Expanded to {len(targets)} address(es) in {new}"), "alias"
-    user = maildir.mailbox_name(r.address)
-    if ctx.users and user not in ctx.users and user != "postmaster":
+    if found.mailbox is None:
         return Reply(550, "5.1.1", f"<{r.address}>... User unknown"), "local"
     try:
-        path = await asyncio.to_thread(maildir.deliver, ctx.maildir_root / user, ctx.spool.content(qid),
+        path = await asyncio.to_thread(maildir.deliver, ctx.maildir_root / found.mailbox, ctx.spool.content(qid),
                                        sender=env.sender, recipient=r.address, fsync=ctx.fsync,
                                        key=f"{int(env.received_at)}.Q{qid}R{r.index}")
     except OSError as err:
         return Reply(451, "4.3.0", f"Local delivery failed: {err.strerror or err}"), "local"
-    return Reply(250, "2.0.0", f"Delivered to {path.name}"), "local"
+    return Reply(250, "2.0.0", f"Delivered to {found.mailbox}/new/{path.name}"), "local"
 
 
 async def _remote(ctx: Context, qid: str, env: Envelope, destination: str, domain: str,

@@ -27,6 +27,7 @@ import time
 from mailward import log
 from mailward.deliver.aliases import AliasTable
 from mailward.deliver.attempt import Context, attempt, is_local
+from mailward.deliver.maildir import Mailboxes
 from mailward.deliver.outbound import Outbound, Pool
 from mailward.deliver.routes import RouteTable
 from mailward.deliver.scheduler import Limits, RetryPolicy, Schedule
@@ -218,23 +219,24 @@ def build_runner(config, spool: Spool) -> QueueRunner:
                   aliases=aliases, limits=Limits(d.max_deliveries, d.max_per_destination),
                   retry=RetryPolicy.from_config(d), users=frozenset(u.lower() for u in config.local.users),
                   smtp_port=d.smtp_port, fsync=config.spool.fsync, bounce_max_content=d.bounce_max_content,
-                  delay_warning=d.delay_warning, own_addrs=_listen_addresses(config), rng=random.Random())
+                  delay_warning=d.delay_warning, own_addrs=_listen_addresses(config), rng=random.Random(),
+                  mailboxes=Mailboxes.from_config(config, aliases))
     return QueueRunner(ctx, max_deliveries=d.max_deliveries)
 
 
 def local_user_check(config):
-    """A function telling whether a local address has a mailbox; RCPT answers 550 5.1.1 if not.
+    """A function telling whether a local address exists here; RCPT answers 550 5.1.1 if not.
 
-    An empty ``local.users`` accepts every local part; names in ``local.aliases`` exist too.
+    It is :meth:`Mailboxes.find`, the decision delivery makes too (postmaster, ``local.users``,
+    ``local.aliases`` and their local targets, folders already under ``local.maildir_root``;
+    every local part that has a folder name when unknown users are accepted).
     """
-    users = {u.lower() for u in config.local.users}
     try:
         aliases = AliasTable(config.local.aliases or None)
     except Exception:  # build_runner reports a broken aliases file with its line
         aliases = AliasTable(None)
+    mailboxes = Mailboxes.from_config(config, aliases)
 
     def exists(address: str) -> bool:
-        local = address.rpartition("@")[0].lower() if "@" in address else address.lower()
-        return (not users or local == "postmaster" or local.split("+", 1)[0] in users
-                or aliases.has(local))
+        return mailboxes.find(address).exists
     return exists

@@ -1,15 +1,23 @@
 """What the receiving side decides about a connection, a sender and a recipient.
 
-Pure decisions over connection facts: local domains and users from the config, relaying
-refused by default, and — when an access map is configured — sendmail's access-map rules
-(mailward.policy). Each method returns ``None`` to accept with the default reply, or the
-:class:`Reply` to send. No I/O here; the session logs what the gate returns.
+Decisions over connection facts: relaying refused by default, and — when an access map is
+configured — sendmail's access-map rules (mailward.policy). Each method returns a
+:class:`Verdict`: accept with the default reply, or the :class:`Reply` to send; the session
+logs what the gate returns.
+
+Which addresses are local, and which local addresses exist, are not decided here: the gate
+asks the delivery side's functions (``is_local``: :func:`mailward.deliver.attempt.is_local`;
+``local_user_exists``: :func:`mailward.deliver.runner.local_user_check`), so that RCPT never
+accepts what delivery would then bounce as unknown. A local address that does not exist gets
+``550 5.1.1 <addr>... User unknown`` (Postfix's ``local_recipient_maps``; ``postmaster``
+always exists, RFC 5321 §4.5.1). The only I/O is what those functions do (one stat).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mailward.deliver.attempt import local_address
 from mailward.smtp.replies import Reply
 from mailward.tls.facts import ConnectionFacts
 
@@ -35,16 +43,14 @@ class Gate:
                  request_client_cert: bool = True, policy=None, is_local=None):
         self.local_domains = {d.lower().rstrip(".") for d in local_domains}
         self.local_user_exists = local_user_exists
-        self._is_local = is_local  # the delivery side's answer (local domains and `local` routes)
+        # the delivery side's answer (local domains and `local` routes); without a runner, the
+        # same function over local_domains alone
+        self._is_local = is_local or (lambda address: local_address(address, self.local_domains))
         self.request_client_cert = request_client_cert
         self.policy = policy  # mailward.policy engine, or None
 
     def is_local(self, address: str) -> bool:
-        if address == "postmaster":
-            return True
-        if self._is_local is not None:
-            return self._is_local(address)
-        return address.rpartition("@")[2].lower().rstrip(".") in self.local_domains
+        return self._is_local(address)
 
     def features(self, conn: ConnectionFacts) -> Features:
         if self.policy is not None:
@@ -69,7 +75,7 @@ class Gate:
 
     def rcpt(self, conn: ConnectionFacts, rcpt: str) -> Verdict:
         local = self.is_local(rcpt)
-        if local and rcpt != "postmaster" and not self.local_user_exists(rcpt):
+        if local and not self.local_user_exists(rcpt):
             return Verdict(Reply(550, "5.1.1", f"<{rcpt}>... User unknown"))
         if self.policy is not None:
             return self.policy.rcpt(conn, rcpt, local)
