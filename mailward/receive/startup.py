@@ -164,13 +164,18 @@ def bind(config: Config) -> list[socket.socket]:
 
 def hand_over(config: Config, account: Account) -> None:
     """Give the account what the server writes (see step 4), where root owns it now."""
-    uid, gid = account.uid, account.gid
-    give_to(config.spool.directory, uid, gid, depth=2)
     maildirs = Path(config.local.maildir_root)
-    maildirs.mkdir(mode=0o700, parents=True, exist_ok=True)
-    give_to(maildirs, uid, gid, depth=2, files=False)
+    todo = [("spool.directory", Path(config.spool.directory), 2, True), ("local.maildir_root", maildirs, 2, False)]
     if config.log.file and os.path.exists(config.log.file):
-        give_to(config.log.file, uid, gid)
+        todo.append(("log.file", Path(config.log.file), 0, True))
+    for setting, path, depth, files in todo:
+        try:
+            if path == maildirs:
+                maildirs.mkdir(mode=0o700, parents=True, exist_ok=True)
+            give_to(path, account.uid, account.gid, depth, files=files)
+        except OSError as err:
+            raise ConfigError(f"{path}: {setting}: cannot hand it over to server.user {account.user}: "
+                              f"{err.strerror}") from None
 
 
 def drop_privileges(account: Account) -> None:
@@ -261,11 +266,7 @@ def prepare(config: Config) -> Ready:
         socks = bind(config)
         lock.write_pid(os.getpid())
         if account is not None and os.geteuid() == 0 and account.uid != 0:
-            try:
-                hand_over(config, account)
-            except OSError as err:
-                raise ConfigError(f"{err.filename}: cannot hand it over to server.user {account.user}: "
-                                  f"{err.strerror}") from None
+            hand_over(config, account)
             drop_privileges(account)
             check_reachable(config, account)
             log.info(None, privileges="dropped", user=account.user, uid=account.uid, group=account.group,

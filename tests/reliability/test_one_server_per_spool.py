@@ -114,7 +114,9 @@ def test_another_port_on_the_same_spool_is_refused(make_mta):
 
 def test_workers_keep_the_spool_locked_until_the_last_one_is_gone(make_mta):
     """The master is killed: its workers hold the lock until they have stopped by themselves."""
-    mta = make_mta({"server": {"reverse_lookup": False, "workers": 2, "shutdown_grace": 0.5}})
+    from mailward.spool.store import running_server
+
+    mta = make_mta({"server": {"reverse_lookup": False, "workers": 2, "shutdown_grace": 3}})
     deadline = time.time() + 10
     while len(re.findall(r"daemon=started, listen=[^,]+, starttls=", mta.log_text())) < 2 \
             and time.time() < deadline:
@@ -122,8 +124,13 @@ def test_workers_keep_the_spool_locked_until_the_last_one_is_gone(make_mta):
     workers = [int(p) for p in re.findall(r"mailward\[(\d+)\]: daemon=started, listen=[^,]+, starttls=",
                                           mta.log_text())]
     assert len(workers) == 2
+    master = mta.proc.pid
+    client = start_data(mta)         # keeps its worker busy for shutdown_grace after it notices
     mta.kill9()
+    assert running_server(mta.spool) == master     # still locked, by the workers
     mta.wait_log("is gone; stopping", timeout=5)
+    assert running_server(mta.spool) == master
+    client.close()
     deadline = time.time() + 10
     while any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"
               for p in workers) and time.time() < deadline:

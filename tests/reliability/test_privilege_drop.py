@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MTA, ROOT, tls_settings
+from tests.conftest import MTA, ROOT
 
 USER = "mwtest"
 
