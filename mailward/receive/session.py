@@ -54,7 +54,7 @@ class SMTPSession(asyncio.Protocol):
         self.discard = False
         self._timer: asyncio.TimerHandle | None = None
         self._greeted = False
-        self._early = b""
+        self._early = bytearray()  # bytes before the greeting (bounded below)
         self._closed = False
         self._busy = False  # an async decision (spool commit) is pending
         self._write_paused = False    # the transport holds more than WRITE_HIGH_WATER
@@ -105,7 +105,7 @@ class SMTPSession(asyncio.Protocol):
             self.core.greet(f"{self.server.hostname} ESMTP mailward; {date}")
         self._greeted = True
         if self._early:
-            data, self._early = self._early, b""
+            data, self._early = bytes(self._early), bytearray()
             self.core.receive_data(data)
         self._pump()
 

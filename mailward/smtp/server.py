@@ -81,7 +81,11 @@ class ServerConnection:
         self.blocked: Reply | None = None   # see block()
         self.refusing: Reply | None = None  # see refuse_commands()
         self._mode = _COMMAND
-        self._inbuf = b""
+        # Input not yet handled is _inbuf[_pos:]: lines are taken by moving _pos, and the
+        # handled part is dropped only when it is the larger half, so a long pipelined input
+        # costs linear time, not a copy of the rest per line.
+        self._inbuf = bytearray()
+        self._pos = 0
         self._discarding_long_line = False
         self._out: list[bytes] = []
         self._out_size = 0
@@ -102,6 +106,9 @@ class ServerConnection:
     def receive_data(self, data: bytes) -> None:
         if self._mode in (_TLS, _CLOSED):
             return  # nothing sent before the handshake or after close is ever executed
+        if self._pos and self._pos * 2 >= len(self._inbuf):
+            del self._inbuf[: self._pos]
+            self._pos = 0
         self._inbuf += data
 
     def data_to_send(self) -> bytes:
@@ -161,7 +168,7 @@ class ServerConnection:
             reply = reply or R.READY_FOR_TLS
             if reply.code == 220:
                 self._send(reply)
-                self._inbuf = b""  # CVE-2011-0411: pipelined plaintext after STARTTLS is never run
+                self._drop_input()  # CVE-2011-0411: pipelined plaintext after STARTTLS is never run
                 self._mode = _TLS
                 return
         self._send(reply)
@@ -174,7 +181,7 @@ class ServerConnection:
         self.helo = None
         self.extended = False
         self.envelope = None
-        self._inbuf = b""
+        self._drop_input()
         self._mode = _COMMAND
 
     def refuse_commands(self, reply: Reply) -> None:
@@ -207,7 +214,7 @@ class ServerConnection:
         if reply is not None:
             self._send(reply)
         self._mode = _CLOSED
-        self._inbuf = b""
+        self._drop_input()
         self._events.append(ev.CloseConnection(reason))
 
     def _error(self, command: str, reply: Reply) -> None:
@@ -227,17 +234,22 @@ class ServerConnection:
             self.envelope = None
             self._events.append(ev.TransactionReset(reason))
 
+    def _drop_input(self) -> None:
+        self._inbuf = bytearray()
+        self._pos = 0
+
     def _step_data(self) -> bool:
-        if not self._inbuf:
+        if self._pos >= len(self._inbuf):
             return False
-        data, self._inbuf = self._inbuf, b""
+        data = bytes(memoryview(self._inbuf)[self._pos:])
+        self._drop_input()
         reader = self._reader
         content, rest = reader.feed(data)
         if content:
             self._events.append(ev.DataChunk(content))
         if rest is None:
             return True
-        self._inbuf = rest
+        self._inbuf = bytearray(rest)
         self._reader = None
         self._mode = _COMMAND
         failure = (R.MESSAGE_TOO_BIG if reader.too_big else R.TEXT_LINE_TOO_LONG if reader.line_too_long
@@ -254,13 +266,14 @@ class ServerConnection:
         """The next complete command line, or None; overlong lines are answered and dropped."""
         limit = self.limits.max_command_line
         while True:
-            nl = self._inbuf.find(b"\n")
+            nl = self._inbuf.find(b"\n", self._pos)
             if nl < 0:
-                if len(self._inbuf) > limit:
-                    self._inbuf = b""
+                if len(self._inbuf) - self._pos > limit:
+                    self._drop_input()
                     self._discarding_long_line = True
                 return None
-            line, self._inbuf = self._inbuf[: nl + 1], self._inbuf[nl + 1:]
+            line = bytes(self._inbuf[self._pos: nl + 1])
+            self._pos = nl + 1
             if self._discarding_long_line or len(line) > limit:
                 self._discarding_long_line = False
                 self._error("(too long)", R.LINE_TOO_LONG)
@@ -305,7 +318,7 @@ class ServerConnection:
     # ---- commands -------------------------------------------------------------------------
     def _pending_input(self) -> bytes:
         """What the client has sent beyond the command being answered (at most 100 octets)."""
-        return bytes(self._inbuf[:100])
+        return bytes(self._inbuf[self._pos: self._pos + 100])
 
     def _cmd_helo(self, arg: str, extended: bool = False) -> None:
         name = arg.strip()

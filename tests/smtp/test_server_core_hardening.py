@@ -58,3 +58,33 @@ def test_the_core_stops_when_its_replies_are_not_taken():
         if not more:
             break
     assert event is ev.NEED_DATA and replies == 20000
+
+
+# ---- parsing cost is linear in the input --------------------------------------------------
+
+def _answer_all(data: bytes) -> float:
+    import time
+
+    d = session()
+    start = time.perf_counter()
+    d.core.receive_data(data)
+    replies = 0
+    while True:
+        event = d.core.next_event()
+        more = d.core.output_full
+        replies += len(d.core.data_to_send())
+        if not more:
+            break
+    elapsed = time.perf_counter() - start
+    assert event is ev.NEED_DATA and replies == len(data) // len(b"NOOP\r\n") * len(b"250 2.0.0 OK\r\n")
+    return elapsed
+
+
+def test_pipelined_input_costs_linear_time():
+    small = b"NOOP\r\n" * (256 * 1024 // 6)
+    large = small * 4
+    _answer_all(small)  # warm up
+    t_small = min(_answer_all(small) for _ in range(3))
+    t_large = min(_answer_all(large) for _ in range(2))
+    print(f"256 KiB: {t_small:.3f} s, 1 MiB: {t_large:.3f} s, ratio {t_large / t_small:.1f}")
+    assert t_large / t_small < 8
