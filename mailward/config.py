@@ -87,6 +87,11 @@ SCHEMA: dict[str, list[Key]] = {
             "uses [address]."),
         Key("shutdown_grace", "float", 10.0, "Seconds open sessions get to finish at shutdown before 421.",
             minimum=0),
+        Key("user", "str", "", "Account to run as after binding the listening sockets when started as root "
+            "(sendmail: RunAsUser). Must exist; nothing creates it. Empty: no privilege drop."),
+        Key("group", "str", "", "Group to run as with server.user. Empty: that account's own group."),
+        Key("allow_root", "bool", False, "Run as root without server.user even when listening on a port below "
+            "1024 (refused otherwise)."),
     ],
     "tls": [
         Key("cert_file", "path", "", "Server certificate (PEM, chain after the leaf). Empty: no STARTTLS. "

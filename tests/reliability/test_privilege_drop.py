@@ -34,20 +34,6 @@ USER = "mwtest"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the server drops root's privileges")
 
-# Until mailward/config.py declares server.user, server.group and server.allow_root, the server
-# processes get them from this sitecustomize (it does nothing once the schema has them).
-SCHEMA_BRIDGE = '''
-import mailward.config as c
-_have = {k.name for k in c.SCHEMA["server"]}
-_new = [c.Key("user", "str", "", "Account to run as after binding (root only)."),
-        c.Key("group", "str", "", "Group to run as; empty: server.user's own group."),
-        c.Key("allow_root", "bool", False, "Run as root without server.user on ports below 1024.")]
-if any(k.name not in _have for k in _new):
-    c.SCHEMA["server"].extend(k for k in _new if k.name not in _have)
-    c._SECTION_CLASSES["server"] = c._section_class("server")
-'''
-
-
 def account() -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(USER)
@@ -90,13 +76,9 @@ def free_privileged_port() -> int:
 def runtime(tmp_path_factory):
     """(python, env) with which the account can run mailward; skips when there is none."""
     pw = account()
-    bridge = Path(tempfile.mkdtemp(prefix="mailward-bridge-"))
-    os.chmod(bridge, 0o755)
-    (bridge / "sitecustomize.py").write_text(SCHEMA_BRIDGE)
-    (bridge / "sitecustomize.py").chmod(0o644)
     import cryptography
     site_packages = Path(cryptography.__file__).resolve().parents[1]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(bridge), str(ROOT), str(site_packages)]),
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(site_packages)]),
                PYTHONDONTWRITEBYTECODE="1")
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     for python in (sys.executable, f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"):
@@ -108,9 +90,7 @@ def runtime(tmp_path_factory):
             continue
         if probe.returncode == 0:
             yield python, env
-            shutil.rmtree(bridge)
             return
-    shutil.rmtree(bridge)
     pytest.skip(f"no Python {version} that {USER} can run with mailward's packages")
 
 
