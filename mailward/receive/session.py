@@ -90,6 +90,9 @@ class SMTPSession(asyncio.Protocol):
         self.core = ServerConnection(
             self.server.hostname, desc, self._limits(),
             starttls_available=features.offer_starttls and self.server.tls_context is not None)
+        if self._early:  # bytes before the greeting: the core sees them before it greets
+            data, self._early = bytes(self._early), bytearray()
+            self.core.receive_data(data)
         verdict = gate.connect(facts)
         if verdict.reply is not None:
             log.notice(None, ruleset="check_relay", arg1=self.client_name, arg2=self.client_addr,
@@ -104,9 +107,6 @@ class SMTPSession(asyncio.Protocol):
             date = time.strftime("%a, %d %b %Y %H:%M:%S %z")
             self.core.greet(f"{self.server.hostname} ESMTP mailward; {date}")
         self._greeted = True
-        if self._early:
-            data, self._early = bytes(self._early), bytearray()
-            self.core.receive_data(data)
         self._pump()
 
     def data_received(self, data: bytes) -> None:

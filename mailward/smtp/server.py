@@ -59,6 +59,9 @@ class Envelope:
 # (reference, f_pipelined_before).
 PROTOCOL_ERROR = Reply(554, "5.5.0", "SMTP protocol error")
 COMMAND_REJECTED = Reply(550, "5.0.0", "Command rejected")
+# Postfix ≥ 3.9 (smtpd_forbid_unauth_pipelining) to bytes before the greeting or behind DATA;
+# it then closes the connection.
+PIPELINING_SYNC = Reply(554, "5.5.0", "Error: SMTP protocol synchronization")
 
 _COMMAND, _DATA, _WAIT, _TLS, _CLOSED, _REFUSED = range(6)
 _NOTIFY = {"SUCCESS", "FAILURE", "DELAY"}
@@ -96,6 +99,10 @@ class ServerConnection:
 
     # ---- the I/O boundary -------------------------------------------------------------
     def greet(self, text: str) -> None:
+        """The 220 greeting; bytes received before it (feed them first) are a client that
+        did not wait for it: refused and closed, as Postfix does."""
+        if self._unauth_pipelining("CONNECT"):
+            return
         self._send(Reply(220, "", text))
 
     def refuse(self, reply: Reply) -> None:
@@ -156,6 +163,8 @@ class ServerConnection:
                 self.envelope.recipients.append(pending.path)
         elif isinstance(pending, ev.DataRequested):
             reply = reply or R.START_DATA
+            if reply.code == 354 and self._unauth_pipelining("DATA"):
+                return  # message text arrived while the 354 was being decided
             if reply.code == 354:
                 lim = self.limits
                 self._reader = DataReader(max_line=lim.max_text_line, max_size=lim.max_message_size,
@@ -316,6 +325,19 @@ class ServerConnection:
         return True
 
     # ---- commands -------------------------------------------------------------------------
+    def _unauth_pipelining(self, after: str) -> bool:
+        """Refuse and close if the client sent anything before the reply to ``after``
+        ("CONNECT": the greeting, "DATA": the 354). RFC 2920 §3.1: DATA ends a command
+        group; message text before the 354 is what SMTP smuggling and spam engines send,
+        never a client that waits. Postfix's answer and close (smtpd_forbid_unauth_pipelining)."""
+        seen = self._pending_input() if self.limits.forbid_unauth_pipelining else b""
+        if not seen:
+            return False
+        self._events.append(ev.PipeliningViolation(after, seen))
+        self._reset_transaction("pipelining")
+        self._close(PIPELINING_SYNC, "pipelining")
+        return True
+
     def _pending_input(self) -> bytes:
         """What the client has sent beyond the command being answered (at most 100 octets)."""
         return bytes(self._inbuf[self._pos: self._pos + 100])
@@ -424,6 +446,8 @@ class ServerConnection:
                 raise SyntaxProblem(Reply(555, "5.5.4", f"{key} parameter unrecognized"))
 
     def _cmd_data(self, arg: str) -> None:
+        if self._unauth_pipelining("DATA"):
+            return
         if arg.strip():
             return self._error("DATA", Reply(501, "5.5.4", "DATA takes no parameters"))
         if self.envelope is None:

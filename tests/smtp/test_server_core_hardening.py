@@ -88,3 +88,71 @@ def test_pipelined_input_costs_linear_time():
     t_large = min(_answer_all(large) for _ in range(2))
     print(f"256 KiB: {t_small:.3f} s, 1 MiB: {t_large:.3f} s, ratio {t_large / t_small:.1f}")
     assert t_large / t_small < 8
+
+
+# ---- RFC 2920 §3.1: what must wait for a reply ------------------------------------------
+
+SYNC = "554 5.5.0 Error: SMTP protocol synchronization"
+
+
+def test_ehlo_with_traffic_behind_it_is_refused_as_sendmail_does():
+    d = session()
+    assert d.send(b"EHLO c\r\nMAIL FROM:<a@b>\r\n") == ["554 5.5.0 SMTP protocol error",
+                                                       "550 5.0.0 Command rejected"]
+    assert any(isinstance(e, ev.PipeliningViolation) and e.after == "EHLO" and e.seen == b"MAIL FROM:<a@b>\r\n"
+               for e in d.events)
+    assert d.send(b"EHLO c\r\n")[-1] == "250 ENHANCEDSTATUSCODES"
+
+
+def test_message_text_before_the_354_is_refused_and_the_connection_closed():
+    d = session()
+    d.send(b"EHLO c\r\n")
+    out = d.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nDATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n")
+    assert out == ["250 2.1.0 <a@b>... Sender ok", "250 2.1.5 <u@mx.test>... Recipient ok", SYNC]
+    assert d.core.closed
+    violation = next(e for e in d.events if isinstance(e, ev.PipeliningViolation))
+    assert violation == ev.PipeliningViolation("DATA", b"Subject: x\r\n\r\nbody\r\n.\r\n")
+    assert not any(isinstance(e, (ev.DataRequested, ev.DataChunk, ev.DataComplete)) for e in d.events)
+    assert isinstance(d.events[-1], ev.CloseConnection)
+
+
+def test_text_arriving_while_the_354_is_decided_is_refused():
+    d = session()
+    d.send(b"EHLO c\r\n")
+    d.core.receive_data(b"MAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nDATA\r\n")
+    while not isinstance(event := d.core.next_event(), ev.DataRequested):
+        if isinstance(event, (ev.MailFrom, ev.RcptTo)):
+            d.core.respond(None)
+    d.core.receive_data(b"early text\r\n")
+    d.core.respond(None)
+    assert d.core.data_to_send().decode().splitlines()[-1] == SYNC
+    assert d.core.closed
+
+
+def test_legitimate_pipelining_is_served():
+    d = session()
+    d.send(b"EHLO c\r\n")
+    out = d.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nRCPT TO:<v@mx.test>\r\nDATA\r\n")
+    assert codes(out) == ["250", "250", "250", "354"]
+    # after the end of data the next transaction may follow at once (RFC 2920 §3.1)
+    out = d.send(b"body\r\n.\r\nMAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nDATA\r\n")
+    assert codes(out) == ["250", "250", "250", "354"]
+    assert codes(d.send(b"two\r\n.\r\nQUIT\r\n")) == ["250", "221"]
+
+
+def test_bytes_before_the_greeting_are_refused():
+    from mailward.smtp.server import ServerConnection
+
+    core = ServerConnection("mx.test", "c [127.0.0.1]")
+    core.receive_data(b"EHLO early\r\n")
+    core.greet("mx.test ESMTP mailward")
+    assert core.next_event() == ev.PipeliningViolation("CONNECT", b"EHLO early\r\n")
+    assert isinstance(core.next_event(), ev.CloseConnection)
+    assert core.data_to_send() == (SYNC + "\r\n").encode()
+
+
+def test_the_checks_can_be_turned_off():
+    unchecked = ServerLimits(forbid_unauth_pipelining=False)
+    d = session(unchecked)
+    out = d.send(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nDATA\r\nbody\r\n.\r\n")
+    assert codes(out) == ["250", "250", "250", "354", "250"] and d.body == b"body\r\n"
