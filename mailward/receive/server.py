@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import time
 from collections import Counter
 
 from mailward import log
 from mailward.config import Config, ConfigError
+from mailward.dns import ClientName, Resolver, confirmed_client_name
 from mailward.deliver.runner import build_runner, local_user_check
 from mailward.receive.gate import Gate
 from mailward.receive.session import SMTPSession
@@ -29,6 +29,8 @@ from mailward.smtp.replies import Reply
 from mailward.smtp.server import ServerLimits
 from mailward.spool.store import Spool
 from mailward.tls.context import TLSConfigError, server_context, tls_files_from_config
+
+NAME_CACHE_SECONDS = 300.0   # how long a client's reverse name (confirmed or not) is reused
 
 
 def limits_from_config(s) -> ServerLimits:
@@ -129,7 +131,8 @@ class SMTPServer:
         self.sessions: set[SMTPSession] = set()
         self.per_client: Counter[str] = Counter()
         self.servers: list[asyncio.base_events.Server] = []
-        self._name_cache: dict[str, str] = {}
+        self._name_cache: dict[str, tuple[float, ClientName]] = {}
+        self.resolver = Resolver(list(config.delivery.resolver), timeout=config.delivery.dns_timeout)
         self._free_checked, self._free, self._block = -1.0, 0, 4096
         self._stopping = asyncio.Event()
 
@@ -154,21 +157,30 @@ class SMTPServer:
                 del self.per_client[session.client_addr]
 
     async def client_name(self, addr: str) -> str:
-        """sendmail's ${client_name}: the reverse name, or [addr] without one."""
+        """sendmail's ${client_name}: the reverse name when its forward lookup confirms it,
+        else ``[addr]`` — a PTR record alone proves nothing (anyone who controls their
+        reverse zone can claim any name), and names decide relaying. A claimed but
+        unconfirmed name is remembered for display (:meth:`claimed_name`)."""
         if not self.config.server.reverse_lookup:
             return f"[{addr}]"
-        if addr in self._name_cache:
-            return self._name_cache[addr]
-        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        cached = self._name_cache.get(addr)
+        if cached is not None and now - cached[0] < NAME_CACHE_SECONDS:
+            return cached[1].name or f"[{addr}]"
         try:
-            host, _ = await asyncio.wait_for(loop.getnameinfo((addr, 0), socket.NI_NAMEREQD), 5)
-            name = host.rstrip(".")
-        except (OSError, asyncio.TimeoutError):
-            name = f"[{addr}]"
+            found = await asyncio.wait_for(confirmed_client_name(self.resolver, addr), 10)
+        except asyncio.TimeoutError:
+            found = ClientName()
         if len(self._name_cache) > 10000:
             self._name_cache.clear()
-        self._name_cache[addr] = name
-        return name
+        self._name_cache[addr] = (now, found)
+        return found.name or f"[{addr}]"
+
+    def claimed_name(self, addr: str) -> str:
+        """The PTR name of ``addr`` when its forward lookup did not confirm it ('' otherwise):
+        logs and the Received header show it as sendmail does, ``name [addr] (may be forged)``."""
+        cached = self._name_cache.get(addr)
+        return cached[1].claimed if cached is not None and cached[1].forged else ""
 
     def spool_has_room(self, declared_size: int = 0) -> bool:
         """Room for a message of ``declared_size`` (MAIL's SIZE=) plus ``spool.min_free_space``;
