@@ -184,8 +184,10 @@ def _route(args) -> int:
     if route is not None and route.kind == "local":
         print(f"{domain}: local (route {route.key} in {d.route_file})")
         return 0
-    where = f"route {route.key} -> {'[' + route.host + ']' if route.kind == 'direct' else route.host}" \
-        if route else "DNS (no route)"
+    if route is not None and route.kind in ("error", "discard"):
+        print(f"{domain}: route {route.key} -> {route.text}")
+        return 0
+    where = f"route {route.key} -> {route.text}" if route else "DNS (no route)"
     print(f"{domain}: {where}; resolver: {', '.join(d.resolver) or 'system (resolv.conf)'}")
     try:
         hops = asyncio.run(next_hops(route, domain, resolver, d.smtp_port))
@@ -193,7 +195,7 @@ def _route(args) -> int:
         print(f"  {'deferred' if err.temporary else 'bounced'}: {err.code} {err.status} {err}")
         return 1
     for hop in hops:
-        print(f"  {hop.preference:>5} {hop.name} [{hop.addr}]:{hop.port}")
+        print(f"  {hop.preference:>5} {hop.name} [{hop.addr}]:{hop.port}")   # name: ${server_name}
     return 0
 
 

@@ -49,3 +49,18 @@ def test_list_show_and_route(tmp_path, dns_server, mx_port):
     assert out.returncode == 1 and "bounced: 556 5.1.10" in out.stdout
     out = cli(config, "route", "localhost")
     assert "local" in out.stdout
+
+
+def test_route_shows_every_host_of_a_route_and_the_error_mailer(tmp_path, dns_server, mx_port):
+    (tmp_path / "routes").write_text("two.example esmtp:[127.0.0.6]:mx1.order.test\n"
+                                     "gone.example error:5.1.1:550 User has moved\n")
+    config = tmp_path / "mailward.toml"
+    config.write_text(default_config_text({"delivery": {"resolver": [dns_server], "smtp_port": mx_port,
+                                                        "route_file": str(tmp_path / "routes")}}))
+    out = cli(config, "route", "two.example")
+    assert "two.example: route two.example -> esmtp:[127.0.0.6]:mx1.order.test;" in out.stdout
+    lines = out.stdout.splitlines()[1:]
+    assert lines[0].split() == ["0", "[127.0.0.6]", f"[127.0.0.6]:{mx_port}"]     # ${server_name} keeps brackets
+    assert lines[1].split()[1:] == ["mx1.order.test", f"[127.0.0.11]:{mx_port}"]
+    out = cli(config, "route", "gone.example")
+    assert out.stdout.strip() == "gone.example: route gone.example -> error:5.1.1:550 User has moved"
