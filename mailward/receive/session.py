@@ -188,9 +188,10 @@ class SMTPSession(asyncio.Protocol):
         """The server's limits with this module's own settings (read with defaults, so that
         a configuration without them still works)."""
         limits = self.server.limits
-        forbid = bool(getattr(self.settings, "forbid_unauth_pipelining", limits.forbid_unauth_pipelining))
-        if forbid != limits.forbid_unauth_pipelining:
-            limits = dataclasses.replace(limits, forbid_unauth_pipelining=forbid)
+        own = {key: bool(getattr(self.settings, key, getattr(limits, key)))
+               for key in ("forbid_unauth_pipelining", "reject_nul_in_data")}
+        if any(value != getattr(limits, key) for key, value in own.items()):
+            limits = dataclasses.replace(limits, **own)
         return limits
 
     def _log_text(self, level: int, text: str, **fields) -> None:

@@ -10,7 +10,10 @@ or ``\\r.\\r`` as the end of data would see a second, forged message. So here:
   delivery client dot-stuffs every line — so it can never act as an end of data downstream;
 * dot-unstuffing removes the first character of every line that starts with ``.`` (§4.5.2);
 * a line longer than ``max_line`` (CRLF included) or a message over ``max_size`` octets is
-  consumed to its end and then rejected; its bytes are not kept.
+  consumed to its end and then rejected; its bytes are not kept;
+* so is, by default (``reject_nul``), a message holding a NUL octet: RFC 5322 §3.5 leaves
+  it out of message text and RFC 2045 §2.8 out of 8bit data, and a next hop written in C
+  may take it as the end of a line or of the message.
 
 Memory stays bounded: only the unfinished last line is buffered (at most ``max_line`` octets
 before it is known to be too long), complete lines are handed out as chunks.
@@ -26,10 +29,12 @@ END_MARKER = b"\r\n.\r\n"
 
 
 class DataReader:
-    def __init__(self, *, max_line: int, max_size: int, normalise: bool = False):
+    def __init__(self, *, max_line: int, max_size: int, normalise: bool = False, reject_nul: bool = True):
         self.max_line = max_line
         self.max_size = max_size
         self.normalise = normalise
+        self.reject_nul = reject_nul
+        self.nul = False
         self.size = 0              # octets kept so far (after unstuffing)
         self.too_big = False
         self.line_too_long = False
@@ -39,7 +44,7 @@ class DataReader:
 
     @property
     def failed(self) -> bool:
-        return self.too_big or self.line_too_long or self.bare_line_ending
+        return self.too_big or self.line_too_long or self.bare_line_ending or self.nul
 
     def feed(self, data: bytes) -> tuple[bytes, bytes | None]:
         """Take received bytes; return (content to keep, rest after the end or None)."""
@@ -82,6 +87,8 @@ class DataReader:
                 self.bare_line_ending = True
         if len(block) > limit and max(map(len, lines)) > limit:
             self.line_too_long = True
+        if self.reject_nul and b"\x00" in block:
+            self.nul = True
         if starts_line and block.startswith(b"."):
             block = block[1:]
         if b"\r\n." in block:

@@ -45,7 +45,7 @@ class DataComplete:  # decision: 250 with the queue id only once the message is 
 
 @dataclass(frozen=True)
 class DataFailed:
-    """The core has already answered (size, line length, bare CR/LF); discard what was kept."""
+    """The core has already answered (size, line length, bare CR/LF, NUL); discard what was kept."""
     reply: Reply
 
 

@@ -41,6 +41,7 @@ class ServerLimits:
     max_recipients: int = 100        # RFC 5321 §4.5.3.1.8
     max_bad_commands: int = 20
     normalise_bare_line_endings: bool = False
+    reject_nul_in_data: bool = True  # RFC 5322 §3.5: no NUL in message text
     # Refuse a client that sends more before the reply it must wait for (RFC 2920 §3.1).
     forbid_unauth_pipelining: bool = True
 
@@ -62,6 +63,7 @@ COMMAND_REJECTED = Reply(550, "5.0.0", "Command rejected")
 # Postfix ≥ 3.9 (smtpd_forbid_unauth_pipelining) to bytes before the greeting or behind DATA;
 # it then closes the connection.
 PIPELINING_SYNC = Reply(554, "5.5.0", "Error: SMTP protocol synchronization")
+NUL_IN_DATA = Reply(554, "5.6.0", "Message contains a NUL character (RFC 5322 §3.5)")
 
 _COMMAND, _DATA, _WAIT, _TLS, _CLOSED, _REFUSED = range(6)
 _NOTIFY = {"SUCCESS", "FAILURE", "DELAY"}
@@ -168,7 +170,8 @@ class ServerConnection:
             if reply.code == 354:
                 lim = self.limits
                 self._reader = DataReader(max_line=lim.max_text_line, max_size=lim.max_message_size,
-                                          normalise=lim.normalise_bare_line_endings)
+                                          normalise=lim.normalise_bare_line_endings,
+                                          reject_nul=lim.reject_nul_in_data)
                 self._mode = _DATA
         elif isinstance(pending, ev.DataComplete):
             reply = reply or R.OK
@@ -262,7 +265,8 @@ class ServerConnection:
         self._reader = None
         self._mode = _COMMAND
         failure = (R.MESSAGE_TOO_BIG if reader.too_big else R.TEXT_LINE_TOO_LONG if reader.line_too_long
-                   else R.BARE_LINE_ENDING_IN_DATA if reader.bare_line_ending else None)
+                   else R.BARE_LINE_ENDING_IN_DATA if reader.bare_line_ending
+                   else NUL_IN_DATA if reader.nul else None)
         if failure is not None:
             self.envelope = None
             self._events.append(ev.DataFailed(failure))

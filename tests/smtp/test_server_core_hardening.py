@@ -156,3 +156,25 @@ def test_the_checks_can_be_turned_off():
     d = session(unchecked)
     out = d.send(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nDATA\r\nbody\r\n.\r\n")
     assert codes(out) == ["250", "250", "250", "354", "250"] and d.body == b"body\r\n"
+
+
+# ---- NUL in DATA --------------------------------------------------------------------------
+
+def test_nul_in_data_is_refused_after_the_end_of_data():
+    d = session()
+    d.send(b"EHLO c\r\n")
+    d.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nDATA\r\n")
+    out = d.send(b"Subject: x\r\n\r\none\r\n\x00.\r\n")
+    assert out == []  # '\x00.' is not the end of data
+    assert d.send(b"two\r\n.\r\n") == ["554 5.6.0 Message contains a NUL character (RFC 5322 §3.5)"]
+    assert any(isinstance(e, ev.DataFailed) for e in d.events)
+    assert not any(isinstance(e, ev.DataComplete) for e in d.events)
+    assert codes(d.send(b"RSET\r\n")) == ["250"]
+
+
+def test_nul_in_data_can_be_kept():
+    d = session(ServerLimits(reject_nul_in_data=False))
+    d.send(b"EHLO c\r\n")
+    d.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nDATA\r\n")
+    assert codes(d.send(b"one\r\n\x00.\r\n.\r\n")) == ["250"]
+    assert d.body == b"one\r\n\x00.\r\n"
