@@ -85,7 +85,7 @@ class DataReader:
                 lines = block.split(b"\r\n")
             else:
                 self.bare_line_ending = True
-        if len(block) > limit and max(map(len, lines)) > limit:
+        if len(block) > limit and max(map(len, lines)) > limit and _any_too_long(lines, limit, starts_line):
             self.line_too_long = True
         if self.reject_nul and b"\x00" in block:
             self.nul = True
@@ -97,3 +97,16 @@ class DataReader:
         if self.size > self.max_size:
             self.too_big = True
         return b"" if self.failed else block
+
+
+def _any_too_long(lines: list[bytes], limit: int, starts_line: bool) -> bool:
+    """Whether a line is longer than ``limit`` octets as the sender wrote it: RFC 5321
+    §4.5.3.1.6 counts the text line, and the dot that transparency (§4.5.2) adds in front
+    of a line starting with '.' is not part of it. The first piece is a line start only
+    if the block starts one."""
+    for i, line in enumerate(lines):
+        if len(line) > limit:
+            stuffed = line[:1] == b"." and (i > 0 or starts_line)
+            if len(line) - stuffed > limit:
+                return True
+    return False

@@ -47,3 +47,27 @@ def test_nul_in_data_is_refused_and_nothing_is_kept(make_mta):
     time.sleep(0.3)
     assert len(mta.maildir_files("nul")) == 1 and b"Subject: clean" in files[0].read_bytes()
     assert b"\x00" not in files[0].read_bytes()
+
+
+def test_line_length_is_counted_after_dot_unstuffing(make_mta):
+    mta = make_mta({"server": {"reverse_lookup": False}})
+    longest = b"." + b"d" * 997  # 998 octets as written: legal (RFC 5321 §4.5.3.1.6)
+    s = open_data(mta, "dots")
+    s.sendall(b"." + longest + b"\r\nSubject: dots\r\n\r\nbody\r\n.\r\n")  # 999 octets on the wire
+    reply = read_reply(s)
+    assert reply.startswith(b"250 2.0.0"), reply
+    qid = reply.split()[2].decode()
+    s.sendall(b"MAIL FROM:<a@client.test>\r\nRCPT TO:<dots@localhost>\r\nDATA\r\n")
+    data = b""
+    while b"354 " not in data:
+        data += s.recv(4096)
+    s.sendall(b"Subject: too long\r\n\r\n.." + b"d" * 998 + b"\r\n.\r\n")  # 999 as written: too long
+    assert read_reply(s).startswith(b"552 5.3.4")
+    s.sendall(b"QUIT\r\n")
+    read_reply(s)
+    s.close()
+    text = mta.wait_message("dots", qid)
+    assert ("\n" + longest.decode() + "\n") in text.replace("\r\n", "\n")
+    time.sleep(0.3)
+    assert len(mta.maildir_files("dots")) == 1
+    assert list((mta.spool / "incoming").iterdir()) == []

@@ -178,3 +178,34 @@ def test_nul_in_data_can_be_kept():
     d.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nDATA\r\n")
     assert codes(d.send(b"one\r\n\x00.\r\n.\r\n")) == ["250"]
     assert d.body == b"one\r\n\x00.\r\n"
+
+
+# ---- line length after dot-unstuffing (RFC 5321 §4.5.3.1.6, §4.5.2) ------------------------
+
+def _data_session():
+    d = session()
+    d.send(b"EHLO c\r\n")
+    d.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nDATA\r\n")
+    return d
+
+
+def test_a_998_octet_line_starting_with_a_dot_is_accepted():
+    d = _data_session()
+    line = b"." + b"x" * 997  # 998 octets: the longest legal text line
+    assert d.send(b"Subject: dots\r\n\r\n." + line + b"\r\n.\r\n") == ["250 2.0.0 OK"]
+    assert d.body == b"Subject: dots\r\n\r\n" + line + b"\r\n"
+
+
+def test_a_999_octet_line_starting_with_a_dot_is_refused():
+    d = _data_session()
+    out = d.send(b"Subject: dots\r\n\r\n.." + b"x" * 998 + b"\r\n.\r\n")
+    assert out[0].startswith("552 5.3.4")
+
+
+def test_the_longest_stuffed_line_is_accepted_when_it_arrives_in_pieces():
+    d = _data_session()
+    wire = b".." + b"y" * 997 + b"\r\n"
+    for i in range(0, len(wire), 7):
+        d.send(wire[i:i + 7])
+    assert d.send(b".\r\n") == ["250 2.0.0 OK"]
+    assert d.body == b"." + b"y" * 997 + b"\r\n"
