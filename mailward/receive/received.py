@@ -6,7 +6,9 @@
     \tfor <rcpt>; DATE
 
 The TLS line appears only after STARTTLS; ``for`` only with a single recipient, as sendmail
-does (several would disclose Bcc recipients to each other). The protocol keyword follows
+does (several would disclose Bcc recipients to each other), its address escaped where a
+client could break the header with it (a quoted local part may hold U+2028, U+0085, ';'...:
+see :func:`mailward.smtp.parse.printable_address`). The protocol keyword follows
 RFC 3848 / RFC 6531: SMTP, ESMTP, ESMTPS, UTF8SMTP, UTF8SMTPS.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import email.utils
 
 from mailward import __version__
+from mailward.smtp.parse import printable_address
 from mailward.tls.facts import TLSFacts
 
 
@@ -43,7 +46,7 @@ def received_header(*, helo: str, client_name: str, client_addr: str, hostname: 
         lines.append(f"\t(version={tls.tls_version} cipher={tls.cipher} bits={tls.cipher_bits} "
                      f"verify={tls.verify})")
     if len(recipients) == 1:
-        lines.append(f"\tfor <{recipients[0]}>; {date}")
+        lines.append(f"\tfor <{printable_address(recipients[0])}>; {date}")
     else:
         lines[-1] += f"; {date}"
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")

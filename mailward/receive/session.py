@@ -29,6 +29,7 @@ from mailward.receive.gate import Gate, Verdict
 from mailward.receive.received import protocol_name, received_header
 from mailward.smtp import events as ev
 from mailward.smtp import replies as R
+from mailward.smtp.parse import printable_address
 from mailward.smtp.replies import Reply
 from mailward.smtp.server import PROTOCOL_ERROR, ServerConnection
 from mailward.spool.store import Envelope, Recipient, new_queue_id
@@ -334,7 +335,7 @@ class SMTPSession(asyncio.Protocol):
             fields.update(verdict.log or {})
             fields["relay"] = self.relay
             fields["reject"] = str(verdict.reply)
-            log.notice(None, **fields)
+            log.notice(None, **_printable_fields(fields))
         self.core.respond(verdict.reply)
 
     def _on_data_requested(self, event: ev.DataRequested) -> None:
@@ -504,7 +505,8 @@ class SMTPSession(asyncio.Protocol):
                            seen=_printable(event.seen))
 
     def _on_protocol_error(self, event: ev.ProtocolError) -> None:
-        log.event(10, None, relay=self.relay, command=event.command, reply=str(event.reply))
+        log.event(10, None, **_printable_fields({"relay": self.relay, "command": event.command,
+                                                 "reply": str(event.reply)}))
 
 
 _DISPATCH = {
@@ -521,6 +523,13 @@ _DISPATCH = {
     ev.ProtocolError: SMTPSession._on_protocol_error,
     ev.PipeliningViolation: SMTPSession._on_pipelining_violation,
 }
+
+
+def _printable_fields(fields: dict) -> dict:
+    """Log fields that carry the client's words (addresses, and replies that quote them):
+    a quoted local part may hold ', relay=...' or U+2028, which must neither pose as another
+    field nor end the line (see printable_address)."""
+    return {k: printable_address(v) if isinstance(v, str) else v for k, v in fields.items()}
 
 
 def _printable(data: bytes) -> str:

@@ -142,3 +142,43 @@ def parse_path(arg: str, *, kind: str, smtputf8: bool = False) -> Path:
 def check_xtext(value: str) -> bool:
     """RFC 3461 §4: ENVID and ORCPT values are xtext."""
     return bool(_XTEXT.match(value))
+
+
+# Inside a quoted local part: the quoted-pair backslash, and what separates the fields of a
+# log line (", key=value") or the date of a Received: header ("; date").
+_QUOTED_UNSAFE = frozenset(',=;\\')
+
+
+def printable_address(address: str) -> str:
+    """``address`` for a log line or a trace header: every character that is not printable
+    (C0 and C1 controls such as U+0085, U+2028 and U+2029, format characters) becomes an
+    escape (``\\x85``, ``\\u2028``), as do ``,`` ``=`` ``;`` and ``\\`` inside a quoted local
+    part (RFC 5321 §4.1.2 lets a quoted string hold them), so that a client cannot end a
+    line or forge a field of it. Every backslash in the result starts an escape; addresses
+    without quotes or unprintable characters come back unchanged."""
+    if address.isprintable() and '"' not in address:
+        return address
+    out, quoted, pair = [], False, False
+    for ch in address:
+        if pair:  # the character after a quoted-pair backslash is content, even a quote
+            pair = False
+            out.append(_escape(ch) if ch == '"' or ch in _QUOTED_UNSAFE or not ch.isprintable() else ch)
+            continue
+        if ch == '"':
+            quoted = not quoted
+            out.append(ch)
+            continue
+        if quoted and ch == "\\":
+            pair = True
+        if not ch.isprintable() or (quoted and ch in _QUOTED_UNSAFE):
+            out.append(_escape(ch))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

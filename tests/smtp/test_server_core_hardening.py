@@ -209,3 +209,19 @@ def test_the_longest_stuffed_line_is_accepted_when_it_arrives_in_pieces():
         d.send(wire[i:i + 7])
     assert d.send(b".\r\n") == ["250 2.0.0 OK"]
     assert d.body == b"." + b"y" * 997 + b"\r\n"
+
+
+# ---- addresses in log lines and trace headers -------------------------------------------
+
+def test_printable_address():
+    from mailward.smtp.parse import printable_address as p
+
+    assert p("user@example.org") == "user@example.org"
+    assert p("SRS0=Hx=AB=example.org=user@fwd.example") == "SRS0=Hx=AB=example.org=user@fwd.example"
+    assert p("jürgen@example.de") == "jürgen@example.de"  # printable UTF-8 stays
+    assert p('"a, relay=x"@y') == '"a\\x2c relay\\x3dx"@y'
+    assert p('"a;b"@y') == '"a\\x3bb"@y'
+    assert p('"q\\"x\\\\y"@z') == '"q\\x5c\\x22x\\x5c\\x5cy"@z'  # every backslash starts an escape
+    assert p('"l\u2028i\u0085n\u2029e"@x') == '"l\\u2028i\\x85n\\u2029e"@x'
+    assert p("u\u202ev@x") == "u\\u202ev@x"  # a format character (right-to-left override)
+    assert p("550 5.7.1 <\"a, b=c\"@d>... Relaying denied") == "550 5.7.1 <\"a\\x2c b\\x3dc\"@d>... Relaying denied"
