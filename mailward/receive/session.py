@@ -212,6 +212,8 @@ class SMTPSession(asyncio.Protocol):
         return ConnectionFacts(peer_name=self.client_name, peer_addr=self.client_addr, helo=helo, tls=self.tls)
 
     def _arm(self, seconds: float) -> None:
+        if self._closed:
+            return  # the timer that aborts a transport that does not drain stays
         if self._timer:
             self._timer.cancel()
         self._timer = asyncio.get_running_loop().call_later(seconds, self._timed_out)

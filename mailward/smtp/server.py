@@ -11,6 +11,11 @@ byte it already holds** (CVE-2011-0411: plaintext pipelined after STARTTLS must 
 executed inside the TLS session), drops all input until :meth:`tls_started`, and then starts
 over without HELO/EHLO and without an envelope (RFC 3207 §4.2).
 
+Pipelining (RFC 2920 §3.1) where the client must wait (``forbid_unauth_pipelining``): EHLO
+or HELO with more behind it gets sendmail 8.17's 554 and the rest of the session its
+nullserver answers; bytes before the greeting, and message text before the 354, get
+Postfix's 554 and the connection is closed. Each is a PipeliningViolation event for the log.
+
 Flow control: the core stops working through pipelined commands once
 ``OUTPUT_HIGH_WATER`` octets of replies wait in :meth:`data_to_send`; ``next_event()`` then
 says NEED_DATA with :attr:`ServerConnection.output_full` set, and goes on after the replies
