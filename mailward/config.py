@@ -87,6 +87,12 @@ SCHEMA: dict[str, list[Key]] = {
             "uses [address]."),
         Key("shutdown_grace", "float", 10.0, "Seconds open sessions get to finish at shutdown before 421.",
             minimum=0),
+        Key("forbid_unauth_pipelining", "bool", True, "Refuse clients that do not wait for a reply where "
+            "RFC 2920 §3.1 requires it: EHLO/HELO with more behind it gets 554 5.5.0 and sendmail's nullserver "
+            "answers for the rest of the session; bytes before the greeting or message text before the 354 get "
+            "554 5.5.0 and the connection is closed (Postfix: smtpd_forbid_unauth_pipelining)."),
+        Key("reject_nul_in_data", "bool", True, "A message holding a NUL octet is refused with 554 5.6.0 after "
+            "its end (RFC 5322 §3.5); false keeps it byte for byte."),
         Key("user", "str", "", "Account to run as after binding the listening sockets when started as root "
             "(sendmail: RunAsUser). Must exist; nothing creates it. Empty: no privilege drop."),
         Key("group", "str", "", "Group to run as with server.user. Empty: that account's own group."),

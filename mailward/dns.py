@@ -212,3 +212,26 @@ def _same_address(addr: str, candidates: tuple[str, ...]) -> bool:
         return any(ipaddress.ip_address(c) == want for c in candidates)
     except ValueError:
         return False
+
+
+async def system_client_name(addr: str) -> ClientName:
+    """As :func:`confirmed_client_name`, through the system's resolver (getnameinfo and
+    getaddrinfo: /etc/hosts, then DNS, as sendmail without its own resolver settings)."""
+    import asyncio
+    import socket
+
+    loop = asyncio.get_running_loop()
+    try:
+        host, _ = await loop.getnameinfo((addr, 0), socket.NI_NAMEREQD)
+    except OSError:
+        return ClientName()
+    name = host.rstrip(".")
+    if not name or is_address_literal(name):
+        return ClientName()
+    try:
+        infos = await loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return ClientName("", name)
+    if _same_address(addr, tuple(info[4][0] for info in infos)):
+        return ClientName(name, name)
+    return ClientName("", name)

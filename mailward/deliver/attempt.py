@@ -43,6 +43,7 @@ from mailward.deliver.outbound import Outbound, Outcome, Recipient
 from mailward.deliver.routes import RouteTable, drop_self, next_hops
 from mailward.deliver.scheduler import Limits, RetryPolicy
 from mailward.dns import DNSError, Resolver
+from mailward.smtp.parse import printable_address
 from mailward.smtp.replies import Reply
 from mailward.spool.store import MAGIC, Envelope, Spool
 
@@ -287,10 +288,12 @@ def _settle(ctx: Context, qid: str, env: Envelope, outcomes: dict, start: float,
         try:
             ctx.spool.record(qid, index, state, detail, rcpt.attempts + 1)
         except OSError as err:
-            log.event(40, qid, to=f"<{rcpt.address}>", stat=f"cannot record the result: {err}")
+            log.event(40, qid, to=f"<{printable_address(rcpt.address)}>",
+                      stat=f"cannot record the result: {err}")
             continue
         rcpt.state = state
-        log.info(qid, to=f"<{rcpt.address}>", delay=duration(now - env.received_at), xdelay=duration(now - start),
+        log.info(qid, to=f"<{printable_address(rcpt.address)}>", delay=duration(now - env.received_at),
+                 xdelay=duration(now - start),
                  mailer=mailer, relay=relay or None, dsn=status,
                  stat=f"{note}: {detail}" if note else _stat(reply, state, mailer))
     for new, text in queued:   # sendmail's form: "QID: DSNQID: DSN: User unknown"

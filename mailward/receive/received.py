@@ -35,11 +35,17 @@ def _clean(text: str) -> str:
 
 
 def received_header(*, helo: str, client_name: str, client_addr: str, hostname: str, protocol: str,
-                    queue_id: str, tls: TLSFacts, recipients: list[str], when: float | None = None) -> bytes:
+                    queue_id: str, tls: TLSFacts, recipients: list[str], when: float | None = None,
+                    claimed_name: str = "") -> bytes:
+    """``claimed_name``: a reverse name that its forward lookup did not confirm, shown as
+    sendmail shows it: ``(claimed.example [192.0.2.1] (may be forged))``."""
     date = email.utils.formatdate(when, localtime=False, usegmt=True)
     from_part = f"from {_clean(helo) or '[' + client_addr + ']'} ({_clean(client_name)} [{client_addr}])"
     if client_name == f"[{client_addr}]" or not client_name:
         from_part = f"from {_clean(helo) or '[' + client_addr + ']'} ([{client_addr}])"
+        if claimed_name:
+            from_part = (f"from {_clean(helo) or '[' + client_addr + ']'} "
+                         f"({_clean(claimed_name)} [{client_addr}] (may be forged))")
     lines = [f"Received: {from_part}",
              f"\tby {hostname} (mailward {__version__}) with {protocol} id {queue_id}"]
     if tls.active:

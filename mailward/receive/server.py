@@ -20,11 +20,12 @@ from collections import Counter
 
 from mailward import log
 from mailward.config import Config, ConfigError
-from mailward.dns import ClientName, Resolver, confirmed_client_name
+from mailward.dns import ClientName, Resolver, confirmed_client_name, system_client_name
 from mailward.deliver.runner import build_runner, local_user_check
 from mailward.receive.gate import Gate
 from mailward.receive.session import SMTPSession
 from mailward.receive.startup import bind, prepare
+from mailward.smtp.parse import printable_address
 from mailward.smtp.replies import Reply
 from mailward.smtp.server import ServerLimits
 from mailward.spool.store import Spool
@@ -168,7 +169,10 @@ class SMTPServer:
         if cached is not None and now - cached[0] < NAME_CACHE_SECONDS:
             return cached[1].name or f"[{addr}]"
         try:
-            found = await asyncio.wait_for(confirmed_client_name(self.resolver, addr), 10)
+            if self.config.delivery.resolver:
+                found = await asyncio.wait_for(confirmed_client_name(self.resolver, addr), 10)
+            else:   # the system's resolver: /etc/hosts too
+                found = await asyncio.wait_for(system_client_name(addr), 10)
         except asyncio.TimeoutError:
             found = ClientName()
         if len(self._name_cache) > 10000:
@@ -201,7 +205,8 @@ class SMTPServer:
 
     def accepted(self, envelope, session: SMTPSession) -> None:
         tls = session.tls
-        log.info(envelope.queue_id, **{"from": f"<{envelope.sender}>"}, size=envelope.size or None,
+        log.info(envelope.queue_id, **{"from": f"<{printable_address(envelope.sender)}>"},
+                 size=envelope.size or None,
                  nrcpts=len(envelope.recipients), proto="ESMTPS" if tls.active else "ESMTP",
                  relay=session.relay)
         if self.notify_fd is None:

@@ -205,7 +205,16 @@ class SMTPSession(asyncio.Protocol):
     def relay(self) -> str:
         if self.client_name and self.client_name != f"[{self.client_addr}]":
             return f"{self.client_name} [{self.client_addr}]"
+        claimed = self.claimed_name
+        if claimed:   # sendmail: the PTR name, shown but never trusted
+            return f"{printable_address(claimed)} [{self.client_addr}] (may be forged)"
         return f"[{self.client_addr}]"
+
+    @property
+    def claimed_name(self) -> str:
+        """A reverse name its forward lookup did not confirm ('' for none)."""
+        lookup = getattr(self.server, "claimed_name", None)
+        return lookup(self.client_addr) if lookup is not None and self.client_addr else ""
 
     def facts(self) -> ConnectionFacts:
         helo = self.core.helo if self.core and self.core.helo else ""
@@ -355,7 +364,8 @@ class SMTPSession(asyncio.Protocol):
             self.incoming.write(received_header(
                 helo=core.helo or "", client_name=self.client_name, client_addr=self.client_addr,
                 hostname=self.server.hostname, protocol=protocol_name(core.extended, self.tls.active, smtputf8),
-                queue_id=qid, tls=self.tls, recipients=[r.address for r in env.recipients]))
+                queue_id=qid, tls=self.tls, recipients=[r.address for r in env.recipients],
+                claimed_name=self.claimed_name))
         except OSError as err:
             self.incoming = None
             self._storage_problem(err)

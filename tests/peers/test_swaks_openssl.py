@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 from tests.conftest import need
 
@@ -25,12 +26,20 @@ def test_swaks_tls_with_client_certificate(mta, pki):
 
 def test_openssl_s_client_starttls_smtp(mta, pki):
     openssl = need("openssl")
-    script = ("EHLO client.test\nMAIL FROM:<sender@client.test>\nRCPT TO:<ossl@localhost>\nDATA\n"
-              "Subject: via openssl\n\nbody line\n.\nQUIT\n")
-    out = subprocess.run(
+    # a well-behaved client waits where RFC 2920 §3.1 says it must (after EHLO, before the
+    # content): the script goes in three groups, as a person typing it would send it
+    groups = ["EHLO client.test\n", "MAIL FROM:<sender@client.test>\nRCPT TO:<ossl@localhost>\nDATA\n",
+              "Subject: via openssl\n\nbody line\n.\nQUIT\n"]
+    proc = subprocess.Popen(
         [openssl, "s_client", "-starttls", "smtp", "-connect", f"{mta.host}:{mta.port}", "-CAfile", str(pki.ca),
          "-cert", str(pki.client_cert), "-key", str(pki.client_key), "-crlf", "-ign_eof", "-verify_return_error"],
-        input=script, capture_output=True, text=True, timeout=30)
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for group in groups:
+        time.sleep(0.5)
+        proc.stdin.write(group)
+        proc.stdin.flush()
+    stdout, stderr = proc.communicate(timeout=30)
+    out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     assert "Verify return code: 0 (ok)" in out.stdout, out.stdout + out.stderr
     assert "Acceptable client certificate CA names" in out.stdout  # confCACERT sent in the request
     qid = next(line.split()[2] for line in out.stdout.splitlines() if "Message accepted" in line)
