@@ -1,0 +1,30 @@
+"""The TOML configuration file → frozen, validated settings.
+
+Contract: :func:`load` either returns a :class:`Config` whose every value has been checked,
+or raises :class:`ConfigError` whose one-line message names the file, the key and what is
+expected. Unknown sections and keys are errors (a typo must not silently fall back to a
+default). Relative paths are resolved against the directory of the config file.
+
+One source: the frozen dataclasses in :mod:`.settings` (``ServerSettings``, ``TLSSettings``,
+..., and ``Config`` holding one of each) declare every key with its type, default, checks and
+one-line documentation in the field's metadata. From them come:
+
+- :mod:`.schema`: ``SCHEMA``, the keys of each section as the loader sees them;
+- :mod:`.load`: :func:`load` and :func:`from_dict`, which check a file against ``SCHEMA``;
+- :mod:`.render`: :func:`default_config_text` (``mailward config``, quickstart) and
+  :func:`reference_markdown` (README.md, written by scripts/update-readme-config).
+
+Import from ``mailward.config``; the submodules are its parts, not separate interfaces.
+"""
+
+from mailward.config.load import ConfigError, from_dict, load
+from mailward.config.render import default_config_text, reference_markdown
+from mailward.config.schema import SCHEMA, SECTIONS, Key
+from mailward.config.settings import (Config, DeliverySettings, FilePath, LocalSettings, LogSettings,
+                                      PolicySettings, ServerSettings, SpoolSettings, TLSSettings)
+
+__all__ = [
+    "Config", "ConfigError", "load", "from_dict", "default_config_text", "reference_markdown",
+    "ServerSettings", "TLSSettings", "SpoolSettings", "LocalSettings", "PolicySettings",
+    "DeliverySettings", "LogSettings", "FilePath", "SCHEMA", "SECTIONS", "Key",
+]

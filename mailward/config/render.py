@@ -1,0 +1,52 @@
+"""What is generated from the schema: the commented default file and the README's reference table.
+
+Both list every key of :data:`~mailward.config.schema.SCHEMA` in file order with its default
+(as TOML) and its one-line documentation; neither holds any text of its own about a key.
+scripts/update-readme-config writes :func:`reference_markdown` into README.md, and
+tests/test_readme.py checks that it is there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailward.config.schema import SCHEMA
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def default_config_text(overrides: dict[str, dict[str, Any]] | None = None) -> str:
+    """The commented default config: every key, its documentation and its default.
+
+    Keys in ``overrides`` are written active; all others are written commented out.
+    """
+    overrides = overrides or {}
+    lines = ["# mailward configuration. Every key is shown with its default; uncomment to change.",
+             "# Relative paths are relative to this file's folder. Reference: README.md, 'Configuration'.", ""]
+    for section, keys in SCHEMA.items():
+        lines.append(f"[{section}]")
+        for key in keys:
+            lines.append(f"# {key.doc}")
+            if section in overrides and key.name in overrides[section]:
+                lines.append(f"{key.name} = {_toml_value(overrides[section][key.name])}")
+            else:
+                lines.append(f"# {key.name} = {_toml_value(key.default)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def reference_markdown() -> str:
+    """The README's configuration table, from the schema."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for section, keys in SCHEMA.items():
+        for key in keys:
+            rows.append(f"| `{section}.{key.name}` | `{_toml_value(key.default)}` | {key.doc} |")
+    return "\n".join(rows)

@@ -1,0 +1,254 @@
+"""Every setting of mailward.toml, declared once: one frozen dataclass per [section].
+
+A setting is a typed field whose metadata carries its one-line documentation and its limits::
+
+    max_recipients: int = setting(100, minimum=1, doc="Recipients per message ...")
+
+Everything else is derived from these classes (:mod:`mailward.config.schema`): what the loader
+accepts, the commented default file (``mailward config`` / quickstart) and the README's
+configuration table. To add a setting, add a field here, then run scripts/update-readme-config.
+
+The field's type says what the file may hold and what the loaded value is:
+
+- ``bool``: true or false.
+- ``int``: an integer; ``float``: a number (an integer is widened to float).
+- ``str``: a string; ``Literal["a", "b"]``: one of those strings.
+- ``FilePath``: a path (string); loaded as an absolute :class:`~pathlib.Path`, or "" when empty.
+- ``tuple[str, ...]``: a list of strings; loaded as a tuple.
+
+The default of a field is the value as written in the file: a ``FilePath`` default is the
+text ("spool"), resolved against the config file's folder by the loader. Build settings with
+:func:`mailward.config.from_dict` (or :func:`~mailward.config.load`), which checks and resolves
+every value; constructing these classes directly checks nothing.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+# A path setting: an absolute Path once loaded, or "" when the file leaves it empty (the
+# settings that name an optional file are off when empty; callers test it with ``if``).
+FilePath = Path | Literal[""]
+
+
+def setting(default: Any, *, doc: str, minimum: float | None = None,
+            check: Callable[[Any], str | None] | None = None) -> Any:
+    """A field of a settings class: its default, its documentation, and optional checks.
+
+    ``minimum`` bounds a number from below; ``check`` gets the loaded value and returns what
+    was expected (completing "expected ...") or None. The choices of a ``Literal`` field are
+    its type's arguments.
+    """
+    return field(default=default, metadata={"doc": doc, "minimum": minimum, "check": check})
+
+
+def _listen_check(value: tuple[str, ...]) -> str | None:
+    for item in value:
+        host, sep, port = item.rpartition(":")
+        if not sep or not port.isdigit() or not (0 < int(port) < 65536) or not host:
+            return f"HOST:PORT entries like \"127.0.0.1:2525\" or \"[::1]:25\", got {item!r}"
+    return None
+
+
+def _regex_check(value: str) -> str | None:
+    """policy.cert_regex_*: empty or a valid Python regular expression."""
+    import re
+
+    if not value:
+        return None
+    try:
+        re.compile(value)
+    except re.error as err:
+        return f"a regular expression ({err})"
+    return None
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """[server]: the listener, the SMTP session's limits and timers, and the account it runs as."""
+
+    hostname: str = setting("localhost", doc="Name in the 220 greeting, EHLO reply and Received: header.")
+    listen: tuple[str, ...] = setting(("127.0.0.1:2525",), check=_listen_check, doc=
+        "Addresses to listen on, HOST:PORT ([::1]:25 for IPv6).")
+    max_command_line: int = setting(512, minimum=64, doc=
+        "Longest command line in octets, CRLF included (RFC 5321 §4.5.3.1.4).")
+    max_text_line: int = setting(1000, minimum=80, doc=
+        "Longest DATA line in octets, CRLF included (RFC 5321 §4.5.3.1.6).")
+    max_message_size: int = setting(26214400, minimum=1024, doc=
+        "Largest message in octets; announced as SIZE in EHLO.")
+    max_recipients: int = setting(100, minimum=1, doc=
+        "Recipients per message (RFC 5321 §4.5.3.1.8 asks for at least 100).")
+    workers: int = setting(1, minimum=1, doc=(
+        "Receiving processes. Above 1, a master process binds the sockets, runs the queue, and starts this "
+        "many workers that share the listening sockets (one per core uses every core). Connection limits then "
+        "hold per worker."))
+    max_connections: int = setting(1000, minimum=1, doc="Concurrent connections in all; more get 421 4.3.2.")
+    max_connections_per_client: int = setting(20, minimum=1, doc=
+        "Concurrent connections from one client address.")
+    idle_timeout: float = setting(300.0, minimum=0.1, doc=
+        "Seconds to wait for a command (RFC 5321 §4.5.3.2.7: 5 minutes).")
+    data_timeout: float = setting(600.0, minimum=0.1, doc=(
+        "Seconds to wait for each DATA block (RFC 5321 §4.5.3.2.5: 3 minutes minimum; §4.5.3.2.6 allows 10 "
+        "for the end)."))
+    tls_handshake_timeout: float = setting(30.0, minimum=0.1, doc="Seconds a TLS handshake may take.")
+    max_bad_commands: int = setting(20, minimum=1, doc="Errors in one session before 421 and close.")
+    bare_line_endings: Literal["reject", "normalise"] = setting("reject", doc=
+        "A bare CR or LF in a command or DATA: reject (5xx) or normalise to CRLF.")
+    reverse_lookup: bool = setting(True, doc=
+        "Look up the client's name (sendmail's ${client_name}); false uses [address].")
+    shutdown_grace: float = setting(10.0, minimum=0, doc=
+        "Seconds open sessions get to finish at shutdown before 421.")
+    forbid_unauth_pipelining: bool = setting(True, doc=(
+        "Refuse clients that do not wait for a reply where RFC 2920 §3.1 requires it: EHLO/HELO with more "
+        "behind it gets 554 5.5.0 and sendmail's nullserver answers for the rest of the session; bytes before "
+        "the greeting or message text before the 354 get 554 5.5.0 and the connection is closed (Postfix: "
+        "smtpd_forbid_unauth_pipelining)."))
+    reject_nul_in_data: bool = setting(True, doc=(
+        "A message holding a NUL octet is refused with 554 5.6.0 after its end (RFC 5322 §3.5); false keeps "
+        "it byte for byte."))
+    user: str = setting("", doc=(
+        "Account to run as after binding the listening sockets when started as root (sendmail: RunAsUser). "
+        "Must exist; nothing creates it. Empty: no privilege drop."))
+    group: str = setting("", doc="Group to run as with server.user. Empty: that account's own group.")
+    allow_root: bool = setting(False, doc=
+        "Run as root without server.user even when listening on a port below 1024 (refused otherwise).")
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    """[tls]: the certificate and trust of STARTTLS; outbound servers are verified with ca_file/ca_path too."""
+
+    cert_file: FilePath = setting("", doc=
+        "Server certificate (PEM, chain after the leaf). Empty: no STARTTLS. sendmail: confSERVER_CERT.")
+    key_file: FilePath = setting("", doc=
+        "Server private key (PEM, unencrypted, mode 0600). sendmail: confSERVER_KEY.")
+    ca_file: FilePath = setting("", doc="CA certificates trusted for client certificates. sendmail: confCACERT.")
+    ca_path: FilePath = setting("", doc=
+        "Folder of hash-named CA certificates (c_rehash layout). sendmail: confCACERT_PATH.")
+    crl_file: FilePath = setting("", doc=
+        "Revocation lists (PEM); a revoked client certificate gives verify=FAIL.")
+    request_client_cert: bool = setting(True, doc=
+        "Ask clients for a certificate during the handshake (verify=NOT when false).")
+    min_version: Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"] = setting("TLSv1.2", doc=
+        "Oldest TLS version accepted.")
+    ciphers: str = setting("ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL:!MD5:!DSS", doc=
+        "OpenSSL cipher list for TLS 1.2 and older (TLS 1.3 suites are OpenSSL's defaults).")
+
+
+@dataclass(frozen=True)
+class SpoolSettings:
+    """[spool]: the durable queue."""
+
+    directory: FilePath = setting("spool", doc="Queue folder; must be on a file system that honours fsync.")
+    fsync: bool = setting(True, doc=
+        "fsync message files and folders before answering 250. Only turn off for throwaway test servers.")
+    min_free_space: int = setting(0, minimum=0, doc=(
+        "Octets that must stay free in the spool's file system; below it MAIL gets 452 4.3.1. 0: rely on the "
+        "write failing."))
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """[local]: the domains and users delivered to Maildirs on this machine."""
+
+    domains: tuple[str, ...] = setting(("localhost",), doc="Domains delivered on this machine.")
+    maildir_root: FilePath = setting("maildir", doc="Each local user's Maildir is MAILDIR_ROOT/USER/.")
+    users: tuple[str, ...] = setting((), doc="Local users that exist; empty accepts every local part.")
+    aliases: FilePath = setting("", doc=(
+        "Aliases file (sendmail form: 'name: target, target'); targets are local users, remote addresses or "
+        "other aliases. Empty: no aliases."))
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """[policy]: the sendmail-style access map and relaying."""
+
+    access_map: FilePath = setting("", doc=(
+        "sendmail-format access map (TLS_Clt, TLS_Srv, TLS_Rcpt, CERTISSUER, Try_TLS, Srv_Features, "
+        "Connect/From/To). Empty: no map. Reloaded when it changes and on SIGHUP."))
+    tls_perm_err: bool = setting(False, doc=(
+        "Unmet TLS requirements without TEMP+/PERM+ fail permanently (554 5.7.0) instead of 454 4.7.0. "
+        "sendmail: TLS_PERM_ERR."))
+    relay_domains: tuple[str, ...] = setting((), doc=(
+        "Domains (and their subdomains) relayed to, and client names or address prefixes allowed to relay. "
+        "sendmail: class R / relay-domains."))
+    cert_regex_issuer: str = setting("", check=_regex_check, doc=(
+        "Regular expression applied to cert_issuer before the CERTISSUER lookup (first group, or the match). "
+        "sendmail: _CERT_REGEX_ISSUER_."))
+    cert_regex_subject: str = setting("", check=_regex_check, doc=(
+        "Regular expression applied to cert_subject before the CERTSUBJECT lookup. sendmail: "
+        "_CERT_REGEX_SUBJECT_."))
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """[delivery]: sending to the next hop: routes, DNS, outbound TLS, retries and concurrency."""
+
+    route_file: FilePath = setting("", doc=(
+        "mailertable-style routes: 'DOMAIN  [host]:port', 'DOMAIN  host' (MX lookup) or 'DOMAIN  local'; "
+        "'.DOMAIN' matches subdomains. Empty: DNS for every non-local domain."))
+    resolver: tuple[str, ...] = setting((), doc=
+        "DNS servers to ask, \"ADDR\" or \"ADDR:PORT\" ([::1]:53 for IPv6). Empty: the system's resolv.conf.")
+    dns_timeout: float = setting(10.0, minimum=0.1, doc=
+        "Seconds a DNS lookup may take; a timeout defers the mail.")
+    smtp_port: int = setting(25, minimum=1, doc="Port used for hosts found by MX or address lookup.")
+    helo_name: str = setting("", doc="Name sent in EHLO/HELO. Empty: server.hostname.")
+    starttls: bool = setting(True, doc=(
+        "Use STARTTLS whenever the next hop offers it (opportunistic TLS; Try_TLS:host NO in the access map "
+        "turns it off per host)."))
+    tls_fallback_to_clear: bool = setting(True, doc=(
+        "After a failed handshake (verify=SOFTWARE) retry that host without TLS, subject to TLS_Srv/TLS_Rcpt. "
+        "sendmail: TLSFallbacktoClear."))
+    client_cert_file: FilePath = setting("", doc=(
+        "Client certificate presented to servers that ask for one (PEM). sendmail: confCLIENT_CERT. Servers "
+        "are verified with tls.ca_file/tls.ca_path."))
+    client_key_file: FilePath = setting("", doc=
+        "Key of the client certificate (unencrypted, mode 0600). sendmail: confCLIENT_KEY.")
+    connect_timeout: float = setting(30.0, minimum=0.1, doc=
+        "Seconds to wait for a TCP connection and the greeting.")
+    command_timeout: float = setting(300.0, minimum=0.1, doc=
+        "Seconds to wait for a reply (RFC 5321 §4.5.3.2: 5 minutes; 10 after the final dot).")
+    retry_first: float = setting(300.0, minimum=0, doc="Seconds before the first retry of a deferred message.")
+    retry_max: float = setting(14400.0, minimum=0, doc=
+        "Longest wait between two retries (backoff doubles up to this).")
+    retry_jitter: float = setting(0.2, minimum=0, doc=
+        "Random spread of each retry time, as a fraction (0.2: +/-20%).")
+    give_up_after: float = setting(432000.0, minimum=0, doc=
+        "Seconds after arrival when a deferred recipient is bounced (5 days, RFC 5321 §4.5.4.1).")
+    delay_warning: float = setting(0.0, minimum=0, doc=
+        "Seconds after arrival when a delay DSN is sent once to senders whose NOTIFY allows it. 0: never.")
+    max_deliveries: int = setting(20, minimum=1, doc="Messages delivered at the same time in all.")
+    max_per_destination: int = setting(4, minimum=1, doc=
+        "Connections at the same time to one destination (domain or route).")
+    max_messages_per_connection: int = setting(100, minimum=1, doc=
+        "Messages sent over one connection before it is closed (connection reuse).")
+    connection_idle: float = setting(5.0, minimum=0, doc="Seconds an idle outbound connection is kept for reuse.")
+    bounce_max_content: int = setting(1048576, minimum=0, doc=
+        "Largest original returned whole in a bounce; bigger ones are returned as headers only (RET=HDRS).")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """[log]: where and how much is logged."""
+
+    level: Literal["debug", "info", "notice", "warning", "error"] = setting("info", doc=
+        "Least severe level logged.")
+    file: FilePath = setting("", doc="Log file; empty logs to standard error.")
+    json: bool = setting(False, doc="Write structured JSON lines instead of sendmail-style lines.")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings: ``config.server.max_command_line`` etc., plus where they came from.
+
+    The sections appear in the default file and the reference in the order of these fields.
+    """
+
+    server: ServerSettings
+    tls: TLSSettings
+    spool: SpoolSettings
+    local: LocalSettings
+    policy: PolicySettings
+    delivery: DeliverySettings
+    log: LogSettings
+    path: Path | None = None  # the file they were read from; None for from_dict() without one
