@@ -46,7 +46,7 @@ def _listen_check(value: tuple[str, ...]) -> str | None:
     for item in value:
         host, sep, port = item.rpartition(":")
         if not sep or not port.isdigit() or not (0 < int(port) < 65536) or not host:
-            return f"HOST:PORT entries like \"127.0.0.1:2525\" or \"[::1]:25\", got {item!r}"
+            return f"HOST:PORT entries like \"127.0.0.1:2525\" or \"[::1]:25\" (not {item!r})"
     return None
 
 
