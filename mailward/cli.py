@@ -1,7 +1,7 @@
 """The ``mailward`` command: serve, quickstart, queue, ca, policy.
 
-Each role registers its own sub-commands (``register(subparsers)`` in its ``cli`` module) so
-this file stays a table of contents. Errors a person can fix print one line and exit 2;
+Each command module (:mod:`mailward.commands`) registers its own sub-commands
+(``register(subparsers)``) so this file stays a table of contents. Errors a person can fix print one line and exit 2;
 a server that finds its spool in use by another one prints one line and exits 75
 (EX_TEMPFAIL: try again once that one has stopped). Nothing here prints a traceback for bad
 input.
@@ -19,10 +19,10 @@ from mailward.spool.store import SpoolLocked
 
 # Modules that add sub-commands: each has register(subparsers).
 _COMMAND_MODULES = (
-    "mailward.receive.cli",     # serve, quickstart
-    "mailward.spool.cli",       # queue
-    "mailward.ca.cli",          # ca
-    "mailward.policy.cli",      # policy
+    "mailward.commands.serve",   # serve, quickstart, worker
+    "mailward.commands.queue",   # queue
+    "mailward.commands.ca",      # ca
+    "mailward.commands.policy",  # policy
 )
 
 

@@ -1,13 +1,13 @@
-"""The listener: sockets, connection limits, TLS context, spool and runner wiring, signals.
+"""The listener: sockets, connection limits, client names, the spool's publication of
+accepted messages, signals.
 
-Contract: ``serve(config)`` starts only when the configuration and the TLS files are usable
-(else one line and exit 2); then it locks the spool, binds and drops privileges
-(:mod:`mailward.receive.startup`: a second server on the same spool exits 75 having changed
-nothing); then it recovers the spool (drops partial messages), re-queues what was accepted
-before, and accepts connections. SIGHUP reloads certificates, keys, CA
-files and CRLs (and the access map) without dropping open connections; a failed reload keeps
-the old ones and logs why. SIGTERM/SIGINT: stop listening, give open sessions
-``shutdown_grace`` seconds, then 421; in-flight deliveries finish or stay queued.
+Contract: :class:`SMTPServer` is given what it needs, built elsewhere
+(:func:`mailward.service.build_receiving`: spool, TLS context, policy, gate) and, in the
+process that delivers, the queue runner — receive does not build or import the delivery side.
+SIGHUP reloads certificates, keys, CA files and CRLs (and the access map) without dropping
+open connections; a failed reload keeps the old ones and logs why. SIGTERM/SIGINT: stop
+listening, give open sessions ``shutdown_grace`` seconds, then 421; in-flight deliveries
+finish or stay queued.
 """
 
 from __future__ import annotations
@@ -21,15 +21,11 @@ from collections import Counter
 from mailward import log
 from mailward.config import Config, ConfigError
 from mailward.dns import ClientName, Resolver, confirmed_client_name, system_client_name
-from mailward.deliver.runner import build_runner, local_user_check
-from mailward.receive.gate import Gate
 from mailward.receive.session import SMTPSession
-from mailward.receive.startup import bind, prepare
 from mailward.smtp.parse import printable_address
 from mailward.smtp.replies import Reply
 from mailward.smtp.server import ServerLimits
 from mailward.spool.store import Spool
-from mailward.tls.context import TLSConfigError, server_context, tls_files_from_config
 
 NAME_CACHE_SECONDS = 300.0   # how long a client's reverse name (confirmed or not) is reused
 
@@ -39,47 +35,6 @@ def limits_from_config(s) -> ServerLimits:
                         max_message_size=s.max_message_size, max_recipients=s.max_recipients,
                         max_bad_commands=s.max_bad_commands,
                         normalise_bare_line_endings=s.bare_line_endings == "normalise")
-
-
-def check_tls_files(config: Config) -> None:
-    """``mailward ca check`` at start: errors stop the server (one line), warnings are logged."""
-    from mailward.ca.check import check_config
-
-    problems = check_config(config)
-    errors = [p for p in problems if p.severity == "error"]
-    for p in problems:
-        if p.severity != "error":
-            log.event(30, None, check="warning", file=p.file, problem=p.what, fix=p.fix)
-    if errors:
-        first = errors[0]
-        more = f" (and {len(errors) - 1} more: mailward ca check -c {config.path})" if len(errors) > 1 else ""
-        raise ConfigError(f"{first.file}: {first.what}; fix: {first.fix}{more}")
-
-
-def build_tls_context(config: Config):
-    if not config.tls.cert_file:
-        return None
-    if not config.tls.key_file:
-        raise ConfigError(f"{config.path}: tls.key_file: expected the key of {config.tls.cert_file}")
-    try:
-        return server_context(tls_files_from_config(config.tls))
-    except TLSConfigError as err:
-        raise ConfigError(str(err)) from None
-
-
-def build_policy(config: Config):
-    """sendmail's rules (mailward.policy) over the configured access map — or over an empty
-    one, so that relaying, loopback and Srv_Features follow one code path either way."""
-    from mailward.policy.holder import AccessMapHolder
-    from mailward.policy.receive import ReceivePolicy
-
-    policy = ReceivePolicy.from_config(config)
-    if policy is None:
-        p = config.policy
-        policy = ReceivePolicy(AccessMapHolder(None), local_domains=config.local.domains,
-                               relay_domains=p.relay_domains, tls_perm_err=p.tls_perm_err,
-                               cert_regex_issuer=p.cert_regex_issuer, cert_regex_subject=p.cert_regex_subject)
-    return policy
 
 
 class Publisher:
@@ -106,29 +61,29 @@ class Publisher:
 
 
 class SMTPServer:
-    """Receiving, and (unless ``run_delivery`` is False, in a worker process) delivering.
+    """Receiving, and (given ``runner``: the process that delivers) delivering.
 
-    ``listen_socks``: sockets bound by :func:`mailward.receive.startup.bind` (None: bind them
-    here); ``notify_fd``: where a worker tells the master's queue runner about each accepted
-    message (one queue id per line). With ``run_delivery``, the caller holds the spool lock."""
+    ``receiving``: :class:`mailward.service.Receiving`; ``listen_socks``: sockets bound by
+    :func:`mailward.service.startup.bind`; ``notify_fd``: where a worker tells the master's
+    queue runner about each accepted message (one queue id per line). With ``runner``, the
+    caller holds the spool lock (``lock``, kept while this object lives)."""
 
-    def __init__(self, config: Config, *, listen_socks=None, notify_fd: int | None = None,
-                 run_delivery: bool = True, lock=None):
+    def __init__(self, config: Config, receiving, *, listen_socks, notify_fd: int | None = None,
+                 runner=None, lock=None):
         self.config = config
         self.listen_socks = listen_socks
-        self.lock = lock    # the spool lock (startup.prepare): held while this object lives
+        self.lock = lock
         self.notify_fd = notify_fd
-        self.run_delivery = run_delivery
+        self.runner = runner
+        self.run_delivery = runner is not None
         self.hostname = config.server.hostname
         self.limits = limits_from_config(config.server)
-        self.tls_context = build_tls_context(config)
-        self.policy = build_policy(config)
-        self.spool = Spool(config.spool.directory, fsync=config.spool.fsync)
+        self.tls_context = receiving.tls_context
+        self._reload_tls = receiving.reload_tls
+        self.policy = receiving.policy
+        self.spool = receiving.spool
         self.publisher = Publisher(self.spool)
-        self.runner = build_runner(config, self.spool)
-        self.gate = Gate(local_domains=config.local.domains, local_user_exists=local_user_check(config),
-                         request_client_cert=config.tls.request_client_cert, policy=self.policy,
-                         is_local=self.runner.is_local)
+        self.gate = receiving.gate
         self.sessions: set[SMTPSession] = set()
         self.per_client: Counter[str] = Counter()
         self.servers: list[asyncio.base_events.Server] = []
@@ -220,7 +175,7 @@ class SMTPServer:
     # ---- lifecycle -----------------------------------------------------------------------
     def reload(self) -> None:
         try:
-            new_context = build_tls_context(self.config)
+            new_context = self._reload_tls()
         except ConfigError as err:
             log.event(40, None, reload="failed", reason=str(err), kept="previous certificates")
             return
@@ -230,8 +185,6 @@ class SMTPServer:
         log.info(None, reload="ok", tls="reloaded")
 
     async def start(self) -> None:
-        if self.listen_socks is None:
-            self.listen_socks = bind(self.config)
         if self.run_delivery:
             removed = self.spool.recover()
             if removed:
@@ -273,14 +226,3 @@ class SMTPServer:
             loop.add_signal_handler(signal.SIGUSR1, self.runner.flush)
         await self._stopping.wait()
         await self.stop()
-
-
-def serve(config: Config) -> int:
-    check_tls_files(config)
-    ready = prepare(config)
-    if config.server.workers > 1:
-        from mailward.receive.master import serve_with_workers
-        return serve_with_workers(config, ready)
-    server = SMTPServer(config, listen_socks=ready.socks, lock=ready.lock)
-    asyncio.run(server.run_forever())
-    return 0

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from mailward.config import load
-from mailward.receive.quickstart import create_data_folder
+from mailward.service.quickstart import create_data_folder
 from tests.conftest import MTA, need
 
 BAD = {"MEDIUM", "HIGH", "CRITICAL"}

@@ -1,7 +1,7 @@
 """Several receiving processes: the master binds, delivers, and keeps its workers running.
 
 With ``server.workers = N`` (N > 1) the master process binds every listening socket and
-takes the spool lock (both in :mod:`mailward.receive.startup`, before it drops privileges),
+takes the spool lock (both in :mod:`mailward.service.startup`, before it drops privileges),
 recovers the spool, runs the queue runner, and starts N workers (``mailward worker``, fresh Python
 processes, not forks of a process with threads) that inherit the sockets and accept from them
 in turn; each worker receives, writes to the shared spool with the same durability contract,
@@ -30,8 +30,9 @@ import sys
 
 from mailward import log
 from mailward.config import Config
-from mailward.deliver.runner import build_runner
-from mailward.receive.startup import Ready
+from mailward.receive.server import SMTPServer
+from mailward.service import build_delivery, build_receiving
+from mailward.service.startup import Ready
 from mailward.spool.store import Spool
 
 ADOPT_EVERY = 30.0      # seconds between looks for queue files nobody announced
@@ -45,7 +46,7 @@ class Master:
         self.socks = ready.socks
         self.lock = ready.lock
         self.spool = Spool(config.spool.directory, fsync=config.spool.fsync)
-        self.runner = build_runner(config, self.spool)
+        self.runner = build_delivery(config, self.spool)
         self.notify_r, self.notify_w = os.pipe()
         os.set_inheritable(self.notify_w, True)
         os.set_blocking(self.notify_r, False)
@@ -157,11 +158,10 @@ async def _serve_while_master_lives(server, master_pid: int) -> None:
 
 
 def run_worker(config: Config, fds: list[int], notify_fd: int) -> int:
-    from mailward.receive.server import SMTPServer
-
+    """A receiving worker: the listener and its gate, no queue runner (the master delivers)."""
     socks = [socket.socket(fileno=fd) for fd in fds]
     for sock in socks:
         sock.setblocking(False)
-    server = SMTPServer(config, listen_socks=socks, notify_fd=notify_fd, run_delivery=False)
+    server = SMTPServer(config, build_receiving(config), listen_socks=socks, notify_fd=notify_fd)
     asyncio.run(_serve_while_master_lives(server, os.getppid()))
     return 0

@@ -11,7 +11,7 @@ from mailward import log
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from mailward.receive.server import serve
+    from mailward.service.serve import serve
 
     cfg = config_mod.load(args.config)
     log.setup(cfg.log.level, cfg.log.file, cfg.log.json)
@@ -19,8 +19,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _quickstart(args: argparse.Namespace) -> int:
-    from mailward.receive.quickstart import banner, create_data_folder
-    from mailward.receive.server import serve
+    from mailward.service.quickstart import banner, create_data_folder
+    from mailward.service.serve import serve
 
     data = Path(args.data)
     made = create_data_folder(data)
@@ -31,7 +31,7 @@ def _quickstart(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from mailward.receive.master import run_worker
+    from mailward.service.master import run_worker
 
     cfg = config_mod.load(args.config)
     log.setup(cfg.log.level, cfg.log.file, cfg.log.json)

@@ -1,0 +1,47 @@
+"""``mailward serve``: check, lock, bind, drop privileges, then receive and deliver.
+
+Contract: ``serve(config)`` starts only when the configuration and the TLS files are usable
+(else one line and exit 2); then it locks the spool, binds and drops privileges
+(:mod:`mailward.service.startup`: a second server on the same spool exits 75 having changed
+nothing); then it recovers the spool (drops partial messages), re-queues what was accepted
+before, and accepts connections — in this process (``server.workers = 1``) or in workers
+started by a master that delivers (:mod:`mailward.service.master`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from mailward import log
+from mailward.config import Config, ConfigError
+from mailward.receive.server import SMTPServer
+from mailward.service import build_delivery, build_receiving
+from mailward.service.startup import prepare
+
+
+def check_tls_files(config: Config) -> None:
+    """``mailward ca check`` at start: errors stop the server (one line), warnings are logged."""
+    from mailward.ca.check import check_config
+
+    problems = check_config(config)
+    errors = [p for p in problems if p.severity == "error"]
+    for p in problems:
+        if p.severity != "error":
+            log.event(30, None, check="warning", file=p.file, problem=p.what, fix=p.fix)
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more: mailward ca check -c {config.path})" if len(errors) > 1 else ""
+        raise ConfigError(f"{first.file}: {first.what}; fix: {first.fix}{more}")
+
+
+def serve(config: Config) -> int:
+    check_tls_files(config)
+    ready = prepare(config)
+    if config.server.workers > 1:
+        from mailward.service.master import serve_with_workers
+        return serve_with_workers(config, ready)
+    receiving = build_receiving(config)
+    runner = build_delivery(config, receiving.spool)
+    server = SMTPServer(config, receiving, listen_socks=ready.socks, lock=ready.lock, runner=runner)
+    asyncio.run(server.run_forever())
+    return 0
