@@ -43,12 +43,13 @@ from pathlib import Path
 from typing import Callable
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mailward.ca import index as index_mod
-from mailward.ca.keys import generate_key, key_pem, parse_sans, parse_subject, public_key_der
+from mailward.ca.crl import build_crl
+from mailward.ca.keys import generate_key, key_pem, parse_sans, parse_subject, public_key_der, signature_hash
 from mailward.ca.store import (CAError, atomic_write, ca_lock, fsync_dir, is_encrypted_key,
                                load_cert, load_csr, load_private_key, make_private_dir, read_bytes)
 from mailward.tls.dn import name_components, oneline
@@ -101,11 +102,6 @@ def load_ca(ca_dir: Path, passphrase: Passphrase = None, *, when: dt.datetime | 
         raise CAError(f"{cert_path}: the CA certificate is not valid before "
                       f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC (check the clock)")
     return cert, key
-
-
-def signature_hash(key):
-    # Ed25519/Ed448 keys sign without a separate hash; EC and RSA use SHA-256.
-    return None if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) else hashes.SHA256()
 
 
 def _key_usage(public_key, *, ca: bool) -> x509.KeyUsage:
@@ -205,7 +201,6 @@ def init_ca(ca_dir: Path, cn: str, subject: str | None = None, key_type: str = "
     their CRL distribution point, so peers and scanners know where revocation is published."""
     if crl_url and not re.match(r"(https?|ldap|file)://\S+\Z", crl_url):
         raise CAError(f"--crl-url {crl_url!r}: expected an http://, https://, ldap:// or file:// URL")
-    from mailward.ca.revocation import build_crl  # the CRL module builds on this one
 
     ca_dir = Path(ca_dir)
     if ca_dir.exists() and (not ca_dir.is_dir() or any(ca_dir.iterdir())):

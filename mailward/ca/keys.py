@@ -21,7 +21,8 @@ import re
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from mailward.ca.store import CAError
@@ -174,3 +175,8 @@ def parse_sans(values: list[str] | None, cn: str | None = None) -> list[x509.Gen
         if name is not None and name not in names:
             names.insert(0, name)
     return names
+
+
+def signature_hash(key):
+    # Ed25519/Ed448 keys sign without a separate hash; EC and RSA use SHA-256.
+    return None if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) else hashes.SHA256()

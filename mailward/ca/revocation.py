@@ -13,48 +13,17 @@ Failure behaviour as in :mod:`mailward.ca.authority`: checked first, one-line
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from mailward.ca import index as index_mod
-from mailward.ca.authority import CA_CERT, CRL, CRL_NUMBER, INDEX, Passphrase, load_ca, now, signature_hash
+from mailward.ca import crl
+from mailward.ca.authority import CA_CERT, CRL, CRL_NUMBER, INDEX, Passphrase, load_ca, now
 from mailward.ca.store import CAError, atomic_write, ca_lock, load_cert, read_bytes
 
-_REASON_FLAGS = {name: getattr(x509.ReasonFlags, attr) for name, attr in (
-    ("unspecified", "unspecified"), ("keyCompromise", "key_compromise"),
-    ("CACompromise", "ca_compromise"), ("affiliationChanged", "affiliation_changed"),
-    ("superseded", "superseded"), ("cessationOfOperation", "cessation_of_operation"),
-    ("certificateHold", "certificate_hold"), ("privilegeWithdrawn", "privilege_withdrawn"),
-    ("AACompromise", "aa_compromise"))}
-REASONS = tuple(_REASON_FLAGS)
-
-
-def build_crl(ca_cert: x509.Certificate, ca_key, entries: list[index_mod.Entry], crl_number: int,
-              days: int = 30, when: dt.datetime | None = None) -> x509.CertificateRevocationList:
-    when = when or now()
-    builder = (x509.CertificateRevocationListBuilder()
-               .issuer_name(ca_cert.subject)
-               .last_update(when - dt.timedelta(minutes=5))
-               .next_update(when + dt.timedelta(days=days))
-               .add_extension(x509.CRLNumber(crl_number), critical=False))
-    try:
-        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
-    except x509.ExtensionNotFound:
-        pass
-    for entry in entries:
-        if entry.status != "R":
-            continue
-        revoked = (x509.RevokedCertificateBuilder().serial_number(entry.serial)
-                   .revocation_date(entry.revoked_at or when))
-        if entry.reason in _REASON_FLAGS and entry.reason != "unspecified":
-            revoked = revoked.add_extension(x509.CRLReason(_REASON_FLAGS[entry.reason]), critical=False)
-        builder = builder.add_revoked_certificate(revoked.build())
-    return builder.sign(ca_key, signature_hash(ca_key))
+REASONS = crl.REASONS
+build_crl = crl.build_crl   # kept here too: the CRL is what revocation publishes
 
 
 def revoke(ca_dir: Path, cert_file: Path | None = None, serial: int | None = None,

@@ -37,7 +37,7 @@ from array import array
 from pathlib import Path
 from typing import NamedTuple
 
-from mailward.policy import rhs as _rhs
+import mailward.policy.rhs as _rhs
 
 
 class AccessMapError(Exception):
