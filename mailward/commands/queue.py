@@ -78,7 +78,7 @@ def _list(args) -> int:
                           for r in env.recipients)
         state = _state(spool, env)
         nxt = "-" if state == "hold" else _when(_next_attempt(spool, env, args.cfg), now)
-        print(f"{qid:<15} {env.size:>9} {_age(now - env.received_at):>7} {state:<8} {nxt:>9} "
+        print(f"{qid:<15} {env.content_size:>9} {_age(now - env.received_at):>7} {state:<8} {nxt:>9} "
               f"<{env.sender}> -> {rcpts}")
     print(f"-- {len(ids)} message{'s' if len(ids) != 1 else ''} in the queue")
     return 0
@@ -93,7 +93,7 @@ def _show(args) -> int:
     spool = _spool(args)
     _need(spool, args.id)
     env = spool.load(args.id)
-    print(f"queue id:  {env.queue_id}\nstate:     {_state(spool, env)}\nsize:      {env.size}")
+    print(f"queue id:  {env.queue_id}\nstate:     {_state(spool, env)}\nsize:      {env.content_size}")
     print(f"received:  {time.strftime('%Y-%m-%d %H:%M:%S %z', time.localtime(env.received_at))} "
           f"from {env.client_name} [{env.client_addr}] (HELO {env.helo})")
     if env.tls:

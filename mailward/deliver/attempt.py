@@ -21,8 +21,9 @@ DSNs (:mod:`mailward.deliver.bounce`) go to the envelope sender: failures, expir
 optional delay warning, and success notices when NOTIFY asks and the next hop did not take
 DSN (RFC 3461 §5.2.2) or the message was delivered here. Never to the null sender.
 
-:func:`attempt` returns when the message should be tried again (None: nothing left, held,
-or gone). Failure behaviour: an OSError while recording leaves the recipient as it was
+:func:`attempt` returns what is left (:class:`Remaining`; None: nothing left, held, or
+gone); when to try again is the runner's decision alone. Results are classified by
+:mod:`mailward.deliver.results` and recorded by :mod:`mailward.deliver.settle`. Failure behaviour: an OSError while recording leaves the recipient as it was
 (tried again later: at-least-once); nothing a peer does raises here.
 """
 
@@ -34,18 +35,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mailward import log
 from mailward.deliver import maildir
 from mailward.deliver.aliases import AliasTable
-from mailward.deliver.bounce import RecipientReport, build_dsn, header_block, wants_notice, xtext_encode
+from mailward.deliver.bounce import xtext_encode
 from mailward.deliver.enqueue import enqueue
 from mailward.deliver.outbound import Outbound, Outcome, Recipient
+from mailward.deliver.results import Result, classify, duration  # noqa: F401  (duration: the log's form)
+from mailward.deliver.settle import Settling, head_section, record_attempt
 from mailward.deliver.routes import RouteTable, drop_self, next_hops
 from mailward.deliver.scheduler import Limits, RetryPolicy
 from mailward.dns import DNSError, Resolver
-from mailward.smtp.parse import printable_address
 from mailward.smtp.replies import Reply
-from mailward.spool.store import MAGIC, Envelope, Spool
+from mailward.spool.store import Envelope, Spool
 
 MAX_HOPS = 50                    # Received: headers before a loop is assumed (RFC 5321 §6.3; Postfix's limit)
 ALIASED = "X-MAILWARD-ALIASED"   # private recipient parameter: already expanded, never sent on
@@ -74,16 +75,6 @@ class Context:
     submit: Callable[[str], None] = lambda qid: None
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
-
-
-def duration(seconds: float) -> str:
-    """sendmail's delay= form: HH:MM:SS, with D+ for days."""
-    seconds = int(max(0, seconds))
-    days, rest = divmod(seconds, 86400)
-    h, rest = divmod(rest, 3600)
-    m, s = divmod(rest, 60)
-    text = f"{h:02d}:{m:02d}:{s:02d}"
-    return f"{days}+{text}" if days else text
 
 
 def domain_of(address: str) -> str:
@@ -157,175 +148,71 @@ async def _remote(ctx: Context, qid: str, env: Envelope, destination: str, domai
         params = {k: v for k, v in env.sender_params.items()}
         group = [Recipient(r.index, r.address, {k: v for k, v in r.params.items() if k != ALIASED})
                  for r in group]
-        # env.size is the spool file's; SIZE= wants the message's (RFC 1870 §4)
-        size = max(0, env.size - len(MAGIC) - len(env.to_json()) - 1)
+        size = env.content_size   # SIZE= wants the message's size (RFC 1870 §4)
         return await ctx.outbound.deliver(qid, env.sender, params, group, hops,
                                           lambda: ctx.spool.content(qid), size)
 
 
-def _head(spool: Spool, qid: str) -> bytes:
-    """The message's header section (up to 1 MiB), without reading the body."""
-    head = b""
-    for chunk in spool.content(qid):
-        head += chunk
-        if b"\r\n\r\n" in head or len(head) > 1 << 20:
-            break
-    return head.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
-
-
 def hop_count(spool: Spool, qid: str) -> int:
     """How many Received: headers the message has (its header section only)."""
-    head = _head(spool, qid)
+    head = head_section(spool, qid)
     return sum(1 for line in head.split(b"\r\n") if line[:9].lower() == b"received:")
 
 
-def _stat(reply: Reply, state: str, mailer: str) -> str:
-    """sendmail's stat=: "Sent" (local), "Sent (remote reply)", "Deferred: ...", or the reason."""
-    text = " ".join(" ".join(reply.lines).split())
-    if state == "delivered":   # sendmail quotes the peer's whole reply, enhanced code included
-        return "Sent" if mailer in ("local", "discard") else f"Sent ({' '.join(filter(None, (reply.status, text)))})"
-    if state == "deferred":
-        return f"Deferred: {reply.code} {reply.status} {text}".replace("  ", " ")
-    return text
+@dataclass(frozen=True)
+class Remaining:
+    """Recipients are left after this attempt: the runner decides when to try again."""
+    received_at: float
+    attempts: int
 
 
-async def attempt(ctx: Context, qid: str) -> float | None:
+async def attempt(ctx: Context, qid: str) -> Remaining | None:
+    """Try every recipient of ``qid`` not yet final, once; None when nothing is left (all
+    final, held, or the message is gone)."""
     spool = ctx.spool
     if not spool.exists(qid) or spool.held(qid):
         return None
     env = spool.load(qid)
     pending = [Recipient(i, r.address, r.params) for i, r in enumerate(env.recipients) if not r.final]
     start = ctx.clock()
-    outcomes: dict[int, tuple[Reply, str, str, bool]] = {}   # index → reply, relay, mailer, dsn_passed
+    results: dict[int, Result] = {}
     hops = hop_count(ctx.spool, qid)
     if hops > MAX_HOPS:  # RFC 5321 §6.3: a mail loop; bounce rather than pass it on forever
         reply = Reply(554, "5.4.6", f"Too many hops {hops} ({MAX_HOPS} max): routing loop")
-        return await _settle_off_loop(ctx, qid, env, {r.index: (reply, "", "esmtp", False) for r in pending}, start)
+        return await _settle_off_loop(ctx, qid, env, {r.index: classify(reply) for r in pending}, start)
     groups: dict[tuple[str, str], list[Recipient]] = {}
     for r in pending:
         if is_local(ctx, r.address):
             reply, mailer = await _local(ctx, qid, env, r)
-            outcomes[r.index] = (reply, "", mailer, False)
+            results[r.index] = classify(reply, mailer=mailer)
         else:
             domain = domain_of(r.address)
             route = ctx.routes.route(domain)
             if route is not None and route.kind == "error" and route.reply is not None:
-                outcomes[r.index] = (route.reply, "", "error", False)   # sendmail's error mailer
+                results[r.index] = classify(route.reply, mailer="error")   # sendmail's error mailer
             elif route is not None and route.kind == "discard":
-                outcomes[r.index] = (Reply(250, "2.0.0", "discarded"), "", "discard", False)
+                results[r.index] = classify(Reply(250, "2.0.0", "discarded"), mailer="discard")
             else:
                 groups.setdefault((route.key if route else domain, domain), []).append(r)
-    results = await asyncio.gather(*(_remote(ctx, qid, env, dest, domain, group)
-                                     for (dest, domain), group in groups.items()))
-    for result in results:
-        for index, o in result.items():
-            outcomes[index] = (o.reply, o.relay, "esmtp", o.dsn_passed)
-    return await _settle_off_loop(ctx, qid, env, outcomes, start)
+    remote = await asyncio.gather(*(_remote(ctx, qid, env, dest, domain, group)
+                                    for (dest, domain), group in groups.items()))
+    for outcomes in remote:
+        for index, o in outcomes.items():
+            results[index] = classify(o.reply, o.relay, "esmtp", o.dsn_passed)
+    return await _settle_off_loop(ctx, qid, env, results, start)
 
 
-async def _settle_off_loop(ctx: Context, qid: str, env: Envelope, outcomes: dict, start: float) -> float | None:
+async def _settle_off_loop(ctx: Context, qid: str, env: Envelope, results: dict, start: float) -> Remaining | None:
     """Record results, queue DSNs and remove the message in a thread: each of those is an
     fsync, and done in the event loop they stalled every session and delivery (the benchmark's
     profile: 46% of the loop while draining the queue)."""
     new_ids: list[str] = []
-    result = await asyncio.to_thread(_settle, ctx, qid, env, outcomes, start, new_ids)
+    left = await asyncio.to_thread(record_attempt, _settling(ctx), qid, env, results, start, new_ids)
     for new in new_ids:
         ctx.submit(new)
-    return result
+    return Remaining(env.received_at, left) if left else None
 
 
-def _settle(ctx: Context, qid: str, env: Envelope, outcomes: dict, start: float,
-            new_ids: list[str]) -> float | None:
-    """Decide each recipient's state, queue the DSNs, then record and log every result.
-
-    The DSNs are durable before the bounces they report are recorded: a crash in between
-    reports twice at worst; a DSN that cannot be queued leaves its recipients as they were,
-    to be tried (and reported) again."""
-    now = ctx.clock()
-    expired = ctx.retry.expired(env.received_at, now)
-    warned = {h.get("rcpt") for h in ctx.spool.history(qid) if str(h.get("detail", "")).endswith(DELAY_NOTED)}
-    decided = []
-    reports: dict[str, list[RecipientReport]] = {}
-    for index, (reply, relay, mailer, dsn_passed) in sorted(outcomes.items()):
-        params = env.recipients[index].params
-        action = None
-        note = ""
-        status = reply.status or f"{str(reply.code)[0]}.0.0"
-        if reply.is_positive:
-            state = "delivered"
-            if mailer == "local" and wants_notice(params, "delivered"):
-                action = "delivered"
-            elif mailer == "esmtp" and not dsn_passed and wants_notice(params, "relayed"):
-                action = "relayed"   # RFC 3461 §5.2.2: the next hop cannot do it for us
-        elif reply.is_permanent:
-            state, action = "bounced", "failed"
-        elif expired:                # RFC 3463 4.4.7: delivery time expired
-            # the remote reply stays as it was (Diagnostic-Code); the expiry is said beside it
-            state, action, status = "bounced", "failed", "4.4.7"
-            note = f"Message could not be delivered for {duration(now - env.received_at)}"
-        else:
-            state = "deferred"
-            if (ctx.delay_warning and now - env.received_at >= ctx.delay_warning and index not in warned
-                    and wants_notice(params, "delayed")):
-                action = "delayed"
-        detail = f"{reply.code} {reply.status} {' '.join(reply.lines)}".replace("  ", " ")
-        if action and wants_notice(params, action):
-            relay_host = relay.split(" ")[0].rstrip(".") if relay else ""
-            reports.setdefault(action, []).append(RecipientReport(
-                env.recipients[index].address, action, status, detail, relay_host, str(params.get("ORCPT") or ""),
-                now, env.received_at + ctx.retry.give_up_after if action == "delayed" else 0.0, note))
-        decided.append((index, reply, relay, mailer, state, action, status, detail, note))
-    if not ctx.spool.exists(qid):  # deleted meanwhile (mailward queue delete): leave no state behind
-        log.info(qid, stat="deleted from the queue during delivery")
-        return None
-    queued, unsent = _send_notices(ctx, qid, env, reports, now)
-    for index, reply, relay, mailer, state, action, status, detail, note in decided:
-        rcpt = env.recipients[index]
-        if action in unsent and state == "bounced":
-            continue   # its DSN could not be queued: leave it to the next attempt
-        if action == "delayed" and action not in unsent:
-            detail += DELAY_NOTED
-        try:
-            ctx.spool.record(qid, index, state, detail, rcpt.attempts + 1)
-        except OSError as err:
-            log.event(40, qid, to=f"<{printable_address(rcpt.address)}>",
-                      stat=f"cannot record the result: {err}")
-            continue
-        rcpt.state = state
-        log.info(qid, to=f"<{printable_address(rcpt.address)}>", delay=duration(now - env.received_at),
-                 xdelay=duration(now - start),
-                 mailer=mailer, relay=relay or None, dsn=status,
-                 stat=f"{note}: {detail}" if note else _stat(reply, state, mailer))
-    for new, text in queued:   # sendmail's form: "QID: DSNQID: DSN: User unknown"
-        log.logger.log(20, f"{qid}: {new}: DSN: {text}", extra={"fields": {"dsn": new, "stat": text}, "qid": qid})
-        new_ids.append(new)   # submitted by the caller, in the event loop
-    if all(r.final for r in env.recipients):
-        ctx.spool.remove(qid)
-        return None
-    attempts = max((r.attempts + 1 for r in env.recipients if not r.final), default=1)
-    return ctx.retry.next_attempt(env.received_at, now, attempts, ctx.rng)
-
-
-def _send_notices(ctx: Context, qid: str, env: Envelope, reports: dict, now: float):
-    """Queue one DSN per kind of action; returns ([(dsn qid, text)], {actions not queued})."""
-    queued, unsent = [], set()
-    for action, items in reports.items():
-        if not env.sender:  # RFC 5321 §4.5.5: never a notice to the null reverse-path
-            log.info(qid, dsn="not sent", reason="null sender", action=action)
-            continue
-        try:
-            if env.size <= ctx.bounce_max_content:
-                original = b"".join(ctx.spool.content(qid))
-            else:  # only the header section will be returned: do not read the whole message
-                original = header_block(_head(ctx.spool, qid))
-            client = f"{env.client_name} [{env.client_addr}]" if env.client_addr else env.client_name
-            dsn = build_dsn(reporting_mta=ctx.hostname, queue_id=qid, sender=env.sender,
-                            sender_params=env.sender_params, arrival=env.received_at, client=client,
-                            reports=items, original=original, max_full=ctx.bounce_max_content, now=now)
-            new = enqueue(ctx.spool, "", [(env.sender, {})], dsn, origin=ctx.hostname)
-        except OSError as err:
-            log.event(40, qid, dsn="failed", reason=str(err))
-            unsent.add(action)
-            continue
-        queued.append((new, " ".join(items[0].diagnostic.split()[2:]) or items[0].action))
-    return queued, unsent
+def _settling(ctx: Context) -> Settling:
+    return Settling(ctx.spool, ctx.hostname, ctx.retry.give_up_after, ctx.delay_warning, ctx.bounce_max_content,
+                    ctx.clock)

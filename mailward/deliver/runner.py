@@ -150,7 +150,9 @@ class QueueRunner:
     async def _attempt(self, qid: str) -> None:
         again = None
         try:
-            again = await attempt(self.ctx, qid)
+            left = await attempt(self.ctx, qid)
+            if left is not None:   # when to try again: decided here, and only here
+                again = self.ctx.retry.next_attempt(left.received_at, self.clock(), left.attempts, self.ctx.rng)
         except asyncio.CancelledError:
             raise
         except Exception as err:  # one bad message must not stop the runner

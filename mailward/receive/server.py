@@ -161,7 +161,7 @@ class SMTPServer:
     def accepted(self, envelope, session: SMTPSession) -> None:
         tls = session.tls
         log.info(envelope.queue_id, **{"from": f"<{printable_address(envelope.sender)}>"},
-                 size=envelope.size or None,
+                 size=envelope.content_size or None,
                  nrcpts=len(envelope.recipients), proto="ESMTPS" if tls.active else "ESMTP",
                  relay=session.relay)
         if self.notify_fd is None:
