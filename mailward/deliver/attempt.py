@@ -39,7 +39,7 @@ from mailward.deliver import maildir
 from mailward.deliver.aliases import AliasTable
 from mailward.deliver.bounce import xtext_encode
 from mailward.deliver.enqueue import enqueue
-from mailward.deliver.outbound import Outbound, Outcome, Recipient
+from mailward.deliver.outbound import Outbound, Outcome, PendingRecipient, Transfer
 from mailward.deliver.results import Result, classify, duration  # noqa: F401  (duration: the log's form)
 from mailward.deliver.settle import Settling, head_section, record_attempt
 from mailward.deliver.routes import RouteTable, drop_self, next_hops
@@ -98,7 +98,7 @@ def local_address(address: str, local_domains, route=None) -> bool:
     return found is not None and found.kind == "local"
 
 
-async def _local(ctx: Context, qid: str, env: Envelope, r: Recipient) -> tuple[Reply, str]:
+async def _local(ctx: Context, qid: str, env: Envelope, r: PendingRecipient) -> tuple[Reply, str]:
     """(reply, mailer) for one local recipient."""
     if ctx.mailboxes is None:
         ctx.mailboxes = maildir.Mailboxes(ctx.maildir_root, ctx.users, ctx.aliases, accept_unknown=not ctx.users)
@@ -131,7 +131,7 @@ async def _local(ctx: Context, qid: str, env: Envelope, r: Recipient) -> tuple[R
 
 
 async def _remote(ctx: Context, qid: str, env: Envelope, destination: str, domain: str,
-                  group: list[Recipient]) -> dict[int, Outcome]:
+                  group: list[PendingRecipient]) -> dict[int, Outcome]:
     route = ctx.routes.route(domain)
     async with ctx.limits.slot(destination):
         try:
@@ -146,11 +146,11 @@ async def _remote(ctx: Context, qid: str, env: Envelope, destination: str, domai
             return {r.index: Outcome(reply) for r in group}
         hops = usable
         params = {k: v for k, v in env.sender_params.items()}
-        group = [Recipient(r.index, r.address, {k: v for k, v in r.params.items() if k != ALIASED})
+        group = [PendingRecipient(r.index, r.address, {k: v for k, v in r.params.items() if k != ALIASED})
                  for r in group]
         size = env.content_size   # SIZE= wants the message's size (RFC 1870 §4)
-        return await ctx.outbound.deliver(qid, env.sender, params, group, hops,
-                                          lambda: ctx.spool.content(qid), size)
+        return await ctx.outbound.deliver(Transfer(qid, env.sender, params, group, lambda: ctx.spool.content(qid),
+                                                   size), hops)
 
 
 def hop_count(spool: Spool, qid: str) -> int:
@@ -173,14 +173,14 @@ async def attempt(ctx: Context, qid: str) -> Remaining | None:
     if not spool.exists(qid) or spool.held(qid):
         return None
     env = spool.load(qid)
-    pending = [Recipient(i, r.address, r.params) for i, r in enumerate(env.recipients) if not r.final]
+    pending = [PendingRecipient(i, r.address, r.params) for i, r in enumerate(env.recipients) if not r.final]
     start = ctx.clock()
     results: dict[int, Result] = {}
     hops = hop_count(ctx.spool, qid)
     if hops > MAX_HOPS:  # RFC 5321 §6.3: a mail loop; bounce rather than pass it on forever
         reply = Reply(554, "5.4.6", f"Too many hops {hops} ({MAX_HOPS} max): routing loop")
         return await _settle_off_loop(ctx, qid, env, {r.index: classify(reply) for r in pending}, start)
-    groups: dict[tuple[str, str], list[Recipient]] = {}
+    groups: dict[tuple[str, str], list[PendingRecipient]] = {}
     for r in pending:
         if is_local(ctx, r.address):
             reply, mailer = await _local(ctx, qid, env, r)

@@ -1,18 +1,18 @@
 """One SMTP connection of the delivery client, and the pool that keeps idle ones for reuse.
 
-:class:`Session` couples an asyncio stream, the sans-IO core (:mod:`mailward.smtp.client`)
-and, after STARTTLS, a :class:`~mailward.tls.engine.TLSEngine`: :meth:`Session.event` reads
-until the core has something to say, :meth:`Session.handshake` runs the client handshake
+:class:`OutboundConnection` couples an asyncio stream, the sans-IO core (:mod:`mailward.smtp.client`)
+and, after STARTTLS, a :class:`~mailward.tls.engine.TLSEngine`: :meth:`OutboundConnection.event` reads
+until the core has something to say, :meth:`OutboundConnection.handshake` runs the client handshake
 over the memory BIOs and records the TLS facts (sendmail's ${verify}, ${cipher}, ...).
 
 :class:`Pool` keeps connections that finished a transaction cleanly, by (address, port), for
 the next message to the same host (RFC 5321 §4.1.4 allows many transactions per session):
 at most ``max_messages_per_connection`` messages and ``connection_idle`` seconds idle.
 
-Failure behaviour: a read error or a TLS failure inside :meth:`Session.event` is seen by the
-core as the connection closing (its transaction ends as 4xx); :meth:`Session.handshake`
+Failure behaviour: a read error or a TLS failure inside :meth:`OutboundConnection.event` is seen by the
+core as the connection closing (its transaction ends as 4xx); :meth:`OutboundConnection.handshake`
 raises :class:`~mailward.tls.engine.TLSFailure`, ``TimeoutError`` or ``OSError``;
-:meth:`Session.close` never raises.
+:meth:`OutboundConnection.close` never raises.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from mailward.tls.engine import TLSClosed, TLSEngine, TLSFailure
 from mailward.tls.facts import NO_TLS, ConnectionFacts, TLSFacts
 
 
-class Session:
+class OutboundConnection:
     """One open connection to one hop."""
 
     def __init__(self, hop: Hop, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -118,9 +118,9 @@ class Pool:
 
     def __init__(self, idle: float, max_messages: int):
         self.idle, self.max_messages = idle, max_messages
-        self._idle: dict[tuple[str, int], list[Session]] = {}
+        self._idle: dict[tuple[str, int], list[OutboundConnection]] = {}
 
-    def take(self, hop: Hop) -> Session | None:
+    def take(self, hop: Hop) -> OutboundConnection | None:
         sessions = self._idle.get((hop.name, hop.addr, hop.port), [])
         now = time.monotonic()
         while sessions:
@@ -130,7 +130,7 @@ class Pool:
             asyncio.ensure_future(s.close())
         return None
 
-    async def give_back(self, session: Session) -> None:
+    async def give_back(self, session: OutboundConnection) -> None:
         if (session.core.ready and session.core.transactions < self.max_messages and self.idle > 0):
             session.idle_since = time.monotonic()
             self._idle.setdefault((session.hop.name, session.hop.addr, session.hop.port), []).append(session)

@@ -48,11 +48,11 @@ Failure behaviour: no exception escapes :meth:`Outbound.deliver` for anything a 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable
 
 from mailward import log
-from mailward.deliver.connection import Pool, Session
+from mailward.deliver.connection import Pool, OutboundConnection
 from mailward.deliver.routes import Hop
 from mailward.smtp import client as C
 from mailward.smtp.replies import Reply
@@ -85,10 +85,26 @@ class HopFailure(Exception):
 
 
 @dataclass
-class Recipient:
+class PendingRecipient:
+    """A recipient of the message not yet final: its index in the spool's envelope."""
     index: int
     address: str
     params: dict
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One message for the recipients that share a destination: what every step of a
+    delivery over SMTP needs to know about it."""
+    qid: str
+    sender: str
+    sender_params: dict
+    recipients: list[PendingRecipient]
+    content: Callable[[], Iterable[bytes]]
+    size: int                              # the message's octets, for SIZE= (RFC 1870 §4)
+
+    def only(self, recipients: list[PendingRecipient]) -> "Transfer":
+        return replace(self, recipients=recipients)
 
 
 def _reply(code: int, status: str, text: str) -> Reply:
@@ -113,14 +129,14 @@ class Outbound:
         self.connections = 0   # opened so far (tests look at reuse)
 
     # ---- policy (mailward.policy.deliver; "sendmail cf/README, STARTTLS") ----------------------
-    def _tls_server(self, session: Session):
+    def _tls_server(self, session: OutboundConnection):
         return self.policy.tls_server(session.facts(), tls_disabled=session.tls_disabled)
 
-    def _tls_rcpt(self, session: Session, address: str):
+    def _tls_rcpt(self, session: OutboundConnection, address: str):
         return self.policy.tls_rcpt(session.facts(), address, tls_disabled=session.tls_disabled)
 
     # ---- one connection ------------------------------------------------------------------------------
-    async def open(self, hop: Hop, qid: str | None, *, use_tls: bool = True, first_rcpt: str = "") -> Session:
+    async def open(self, hop: Hop, qid: str | None, *, use_tls: bool = True, first_rcpt: str = "") -> OutboundConnection:
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(hop.addr, hop.port),
                                                     self.connect_timeout)
@@ -131,7 +147,7 @@ class Outbound:
         except OSError as err:
             raise HopFailure(_reply(451, "4.4.1", f"{err.strerror or err} with {hop.name}")) from None
         self.connections += 1
-        session = Session(hop, reader, writer, C.ClientConnection(self.helo_name), self.command_timeout)
+        session = OutboundConnection(hop, reader, writer, C.ClientConnection(self.helo_name), self.command_timeout)
         try:
             await self._greet(session, qid, use_tls, first_rcpt)
         except HopFailure:
@@ -143,7 +159,7 @@ class Outbound:
             raise HopFailure(_reply(451, "4.4.2", f"{hop.name}: {what}")) from None
         return session
 
-    async def _ready(self, session: Session, first: float | None = None) -> C.Ready:
+    async def _ready(self, session: OutboundConnection, first: float | None = None) -> C.Ready:
         while True:
             ev = await session.event(first)
             if isinstance(ev, C.Ready):
@@ -154,7 +170,7 @@ class Outbound:
             reply = getattr(ev, "reply", None) or _reply(451, "4.4.2", "Connection lost")
             raise HopFailure(_reply(451, "4.4.2", f"{session.hop.name} said: {reply}"))
 
-    async def _greet(self, session: Session, qid: str | None, use_tls: bool, first_rcpt: str) -> None:
+    async def _greet(self, session: OutboundConnection, qid: str | None, use_tls: bool, first_rcpt: str) -> None:
         hop = session.hop
         ready = await self._ready(session, self.connect_timeout)
         offered = "STARTTLS" in ready.extensions
@@ -211,7 +227,7 @@ class Outbound:
             session.tls_refused = True
             raise HopFailure(_reply(decision.code, decision.status, decision.reply_text))
 
-    async def _session(self, hop: Hop, qid: str | None, first_rcpt: str) -> Session:
+    async def _session(self, hop: Hop, qid: str | None, first_rcpt: str) -> OutboundConnection:
         """A new connection to ``hop``, in clear after a failed handshake when allowed."""
         try:
             return await self.open(hop, qid, first_rcpt=first_rcpt)
@@ -222,15 +238,15 @@ class Outbound:
             return await self.open(hop, qid, use_tls=False, first_rcpt=first_rcpt)
 
     # ---- one message to one destination ------------------------------------------------------------------
-    async def deliver(self, qid: str, sender: str, sender_params: dict, recipients: list[Recipient],
-                      hops: list[Hop], content: Callable[[], Iterable[bytes]], size: int) -> dict[int, Outcome]:
+    async def deliver(self, transfer: Transfer, hops: list[Hop]) -> dict[int, Outcome]:
+        qid = transfer.qid
         results: dict[int, Outcome] = {}
-        pending = list(recipients)
+        pending = list(transfer.recipients)
         last = _reply(451, "4.4.0", "No host to deliver to")
         last_relay = ""
         for hop in hops:
             try:
-                done = await self._on_hop(hop, qid, sender, sender_params, pending, content, size)
+                done = await self._on_hop(hop, transfer.only(pending))
             except HopFailure as failure:
                 last, last_relay = failure.reply, hop.relay
                 if failure.reply.is_permanent:  # TLS_Srv PERM+: bounce, no other host
@@ -257,8 +273,7 @@ class Outbound:
             results[r.index] = Outcome(last, last_relay)
         return results
 
-    async def _on_hop(self, hop: Hop, qid: str, sender: str, sender_params: dict, recipients: list[Recipient],
-                      content, size: int) -> dict[int, Outcome]:
+    async def _on_hop(self, hop: Hop, transfer: Transfer) -> dict[int, Outcome]:
         """One transaction with ``hop``: over an idle connection kept from an earlier message if
         there is one (and again over a new one if that had gone stale), else a new connection."""
         session = self.pool.take(hop)
@@ -267,19 +282,20 @@ class Outbound:
             session = None
         if session is not None:
             try:
-                done = await self._use(session, qid, sender, sender_params, recipients, content, size)
+                done = await self._use(session, transfer)
                 if not done or not all(o.interrupted for o in done.values()):
                     return done
             except HopFailure:
                 pass
-        session = await self._session(hop, qid, recipients[0].address if recipients else "")
-        return await self._use(session, qid, sender, sender_params, recipients, content, size)
+        first = transfer.recipients[0].address if transfer.recipients else ""
+        session = await self._session(hop, transfer.qid, first)
+        return await self._use(session, transfer)
 
-    async def _use(self, session: Session, qid: str, sender: str, sender_params: dict,
-                   recipients: list[Recipient], content, size: int) -> dict[int, Outcome]:
+    async def _use(self, session: OutboundConnection, transfer: Transfer) -> dict[int, Outcome]:
         hop = session.hop
         try:
-            done = await self._transact(session, qid, sender, sender_params, recipients, content, size)
+            recipients = transfer.recipients
+            done = await self._transact(session, transfer)
             # RFC 5321 §4.5.3.1.10: recipients refused with 452 as too many for one transaction
             # go in the next transaction on the same connection, as long as each one progresses
             while session.core.ready:
@@ -287,11 +303,11 @@ class Outbound:
                 if not excess or len(excess) == len(recipients):
                     break
                 recipients = excess
-                done.update(await self._transact(session, qid, sender, sender_params, excess, content, size))
+                done.update(await self._transact(session, transfer.only(excess)))
         except (C.RemoteProtocolError, C.LocalProtocolError, TLSFailure, OSError, asyncio.TimeoutError) as err:
             await session.close()
             raise HopFailure(_reply(451, "4.4.2", f"{hop.name}: {str(err) or type(err).__name__}")) from None
-        if session.core.closed or getattr(session, "tls_refused", False):
+        if session.core.closed or session.tls_refused:
             # A connection that failed a TLS requirement (say STARTTLS was stripped) is not
             # kept: the retry must get a fresh chance to negotiate TLS.
             await session.close()
@@ -299,9 +315,9 @@ class Outbound:
             await self.pool.give_back(session)
         return done
 
-    async def _transact(self, session: Session, qid: str, sender: str, sender_params: dict,
-                        recipients: list[Recipient], content, size: int) -> dict[int, Outcome]:
+    async def _transact(self, session: OutboundConnection, transfer: Transfer) -> dict[int, Outcome]:
         hop, core = session.hop, session.core
+        recipients, sender_params, size = transfer.recipients, transfer.sender_params, transfer.size
         out: dict[int, Outcome] = {}
         ext = core.extensions
         limit = ext.get("SIZE", "")
@@ -324,13 +340,13 @@ class Outbound:
                                        elsewhere=decision.action == "tempfail")
             else:
                 sendable.append(r)
-        tx = C.Transaction(sender, tuple((r.address, r.params) for r in sendable), sender_params, size)
+        tx = C.Transaction(transfer.sender, tuple((r.address, r.params) for r in sendable), sender_params, size)
         core.send_transaction(tx)
         dsn = "DSN" in ext
         while True:
             ev = await session.event()
             if isinstance(ev, C.SendContent):
-                for chunk in content():
+                for chunk in transfer.content():
                     core.send_content(chunk)
                     await session.write(core.data_to_send())
                 core.end_content()
