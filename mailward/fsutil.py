@@ -12,6 +12,7 @@ hard link to a file elsewhere, /etc/shadow say).
 from __future__ import annotations
 
 import os
+import threading
 import stat
 from pathlib import Path
 from typing import Callable, Generic, TypeVar
@@ -69,21 +70,29 @@ T = TypeVar("T")
 
 
 class ReloadingFile(Generic[T]):
-    """A parsed file that is parsed again when it changes (one stat per look).
+    """A parsed file that is parsed again when it changes (one stat per look): the access
+    map, the route file and the aliases all reload through this one class.
 
-    A change that does not parse keeps the previous contents; ``on_error`` is told why.
-    ``load`` raises ``error_type`` for a file that does not parse.
+    A change that does not parse keeps the previous contents and is not retried until the
+    file changes again; ``on_error`` is told why. ``load`` raises ``error_type`` for a file
+    that does not parse; at start that is the caller's error (it propagates). ``on_load``
+    is told about every table put in use after the first. :meth:`refresh` is safe to call
+    from several threads: readers always see a complete table (one reference swap).
     """
 
     def __init__(self, path: Path | str | None, load: Callable[[Path], T], empty: T,
-                 error_type: type[Exception], on_error: Callable[[Exception], None]):
+                 error_type: type[Exception], on_error: Callable[[Exception], None],
+                 on_load: Callable[[T], None] | None = None):
         self.path = Path(path) if path else None
         self._load, self._error_type, self._on_error = load, error_type, on_error
+        self._on_load = on_load
+        self._lock = threading.Lock()
         self.table: T = empty
         self._stamp = None
         if self.path is not None:
+            stamp = self._stat()
             self.table = load(self.path)  # at start, a broken file is the caller's error
-            self._stamp = self._stat()
+            self._stamp = stamp
 
     def _stat(self):
         try:
@@ -92,13 +101,26 @@ class ReloadingFile(Generic[T]):
         except OSError:
             return None
 
-    def current(self) -> T:
-        if self.path is not None:
+    def refresh(self, force: bool = False) -> bool:
+        """Re-read the file if it changed (always with ``force``: SIGHUP). True when a new
+        table is in use."""
+        if self.path is None:
+            return False
+        with self._lock:
             stamp = self._stat()
-            if stamp != self._stamp:
-                self._stamp = stamp
-                try:
-                    self.table = self._load(self.path)
-                except self._error_type as err:
-                    self._on_error(err)
+            if stamp == self._stamp and not force:
+                return False
+            self._stamp = stamp
+            try:
+                table = self._load(self.path)
+            except self._error_type as err:
+                self._on_error(err)
+                return False
+            self.table = table
+        if self._on_load is not None:
+            self._on_load(table)
+        return True
+
+    def current(self) -> T:
+        self.refresh()
         return self.table

@@ -1,13 +1,18 @@
-"""The policy engine as the receiving server uses it (``mailward.receive.gate``).
+"""The receive policy: everything the receiving server decides about a connection, a
+sender and a recipient, in one object (:class:`ReceivePolicy`) over the pure checks of this
+package.
 
-:class:`ReceivePolicy` binds the pure checks of this package to the configuration and the
-access map in use, and turns each :class:`~mailward.policy.decision.Decision` into what
-the gate expects: an object with ``reply`` (a :class:`~mailward.smtp.replies.Reply`, None
-to accept with the default reply), ``log`` (extra log fields) and ``discard``.
+It binds the checks to the configuration and the access map in use (an empty map when none
+is configured: relaying, loopback and Srv_Features follow one code path either way) and to
+the two questions only the local side can answer, given by the composition root
+(:mod:`mailward.service`): ``is_local(address)`` and ``local_user_exists(address)`` — the
+same functions delivery uses, so RCPT never accepts what delivery would bounce as unknown
+(``550 5.1.1 <addr>... User unknown``; Postfix's ``local_recipient_maps``; ``postmaster``
+always exists, RFC 5321 §4.5.1). Each question returns a :class:`Verdict`.
 
 This is the edge of the policy package: it holds the map (:class:`AccessMapHolder`) and
-checks the file for changes at most once a second, from ``features``/``connect`` (one
-``stat``); :meth:`reload` is for SIGHUP. Everything else is the pure functions.
+checks the file for changes at most once a second (one ``stat``); :meth:`reload` is for
+SIGHUP. Everything else is the pure functions.
 
 Failure: a map that cannot be loaded at start-up raises ``ConfigError`` (one line:
 ``file:line: why``); later, a broken file keeps the previous map (logged by the holder).
@@ -29,8 +34,9 @@ from mailward.tls.facts import ConnectionFacts
 
 
 @dataclass(frozen=True)
-class PolicyVerdict:
-    """The gate's verdict: ``reply`` None accepts with the default reply."""
+class Verdict:
+    """What to answer: ``reply`` None accepts with the default reply; ``discard`` accepts and
+    drops the message (access map DISCARD); ``decision`` is the check's, for the log."""
 
     reply: Reply | None = None
     log: dict | None = None
@@ -38,40 +44,56 @@ class PolicyVerdict:
     decision: Decision | None = None
 
 
-def verdict(decision: Decision) -> PolicyVerdict:
-    """A decision as the gate's verdict."""
+ACCEPT = Verdict()
+
+
+def verdict(decision: Decision) -> Verdict:
+    """A decision as a verdict."""
     if decision.failed:
-        return PolicyVerdict(Reply(decision.code, decision.status, decision.reply_text), None, False, decision)
-    return PolicyVerdict(None, None, decision.action == "discard", decision)
+        return Verdict(Reply(decision.code, decision.status, decision.reply_text), None, False, decision)
+    return Verdict(None, None, decision.action == "discard", decision)
 
 
 class ReceivePolicy:
-    def __init__(self, holder: AccessMapHolder, *, local_domains=("localhost",), relay_domains=(),
+    def __init__(self, holder: AccessMapHolder | None = None, *, local_domains=("localhost",), relay_domains=(),
                  tls_perm_err: bool = False, cert_regex_issuer: str = "", cert_regex_subject: str = "",
+                 request_client_cert: bool = True, is_local=None, local_user_exists=None,
                  check_interval: float = 1.0) -> None:
-        self.holder = holder
-        self.local_domains = tuple(local_domains)
+        self.holder = holder or AccessMapHolder(None)
+        self.local_domains = tuple(d.lower().rstrip(".") for d in local_domains)
         self.relay_domains = tuple(relay_domains)
         self.tls_perm_err = tls_perm_err
         self.cert_regex_issuer = cert_regex_issuer or None
         self.cert_regex_subject = cert_regex_subject or None
+        self.request_client_cert = request_client_cert
+        self._is_local = is_local or self._in_local_domains
+        self.local_user_exists = local_user_exists or (lambda address: True)
         self.check_interval = check_interval
         self._checked = time.monotonic()
 
     @classmethod
-    def from_config(cls, config: Config) -> "ReceivePolicy | None":
-        """The engine for ``[policy] access_map``; None when no map is configured (the gate
-        then keeps its built-in rules: local domains only)."""
+    def from_config(cls, config: Config, *, is_local=None, local_user_exists=None) -> "ReceivePolicy":
+        """The policy over ``[policy] access_map`` (an empty map without one)."""
         settings = config.policy
-        if not settings.access_map:
-            return None
-        try:
-            holder = AccessMapHolder.shared(settings.access_map)
-        except AccessMapError as err:
-            raise ConfigError(f"policy.access_map: {err}") from None
+        holder = None
+        if settings.access_map:
+            try:
+                holder = AccessMapHolder.shared(settings.access_map)
+            except AccessMapError as err:
+                raise ConfigError(f"policy.access_map: {err}") from None
         return cls(holder, local_domains=config.local.domains, relay_domains=settings.relay_domains,
                    tls_perm_err=settings.tls_perm_err, cert_regex_issuer=settings.cert_regex_issuer,
-                   cert_regex_subject=settings.cert_regex_subject)
+                   cert_regex_subject=settings.cert_regex_subject,
+                   request_client_cert=config.tls.request_client_cert, is_local=is_local,
+                   local_user_exists=local_user_exists)
+
+    def _in_local_domains(self, address: str) -> bool:
+        if "@" not in address:
+            return address.lower() == "postmaster"
+        return address.rpartition("@")[2].lower().rstrip(".") in self.local_domains
+
+    def is_local(self, address: str) -> bool:
+        return self._is_local(address)
 
     # -- the map --------------------------------------------------------------------
     def reload(self) -> bool:
@@ -84,25 +106,31 @@ class ReceivePolicy:
             self.holder.maybe_reload()
         return self.holder.current
 
-    # -- the gate's questions -------------------------------------------------------
-    def features(self, conn: ConnectionFacts, request_client_cert: bool = True) -> ServerFeatures:
+    # -- the questions of a session ----------------------------------------------------
+    def features(self, conn: ConnectionFacts) -> ServerFeatures:
+        """Srv_Features: offer STARTTLS? request a client certificate?"""
         found = srv_features(self._fresh(), conn)
         if found.request_client_cert is None:
-            found = replace(found, request_client_cert=request_client_cert)
+            found = replace(found, request_client_cert=self.request_client_cert)
         return found
 
-    def connect(self, conn: ConnectionFacts) -> PolicyVerdict:
+    def connect(self, conn: ConnectionFacts) -> Verdict:
         return verdict(check_connect(self._fresh(), conn))
 
-    def tls_client(self, conn: ConnectionFacts, stage: str) -> PolicyVerdict:
+    def tls_client(self, conn: ConnectionFacts, stage: str) -> Verdict:
         return verdict(check_tls_client(self.holder.current, conn, stage, self.tls_perm_err))
 
-    def mail(self, conn: ConnectionFacts, sender: str, tls_checked: bool = False) -> PolicyVerdict:
+    def mail(self, conn: ConnectionFacts, sender: str, tls_checked: bool = True) -> Verdict:
+        """From: entries; the session has run tls_client for this MAIL already."""
         return verdict(check_mail(self.holder.current, conn, sender, self.tls_perm_err, tls_checked))
 
-    def rcpt(self, conn: ConnectionFacts, rcpt: str, local: bool = False) -> PolicyVerdict:
+    def rcpt(self, conn: ConnectionFacts, rcpt: str) -> Verdict:
+        """An unknown local user first (550 5.1.1), then To:, relaying and certificates."""
+        local = self.is_local(rcpt)
+        if local and not self.local_user_exists(rcpt):
+            return Verdict(Reply(550, "5.1.1", f"<{rcpt}>... User unknown"))
         domains = self.local_domains
-        if local and "@" in rcpt:  # the gate knows it is local (e.g. a virtual domain)
+        if local and "@" in rcpt:  # local by route or alias domain, not only local.domains
             domains = domains + (rcpt.rpartition("@")[2],)
         return verdict(check_rcpt(self.holder.current, conn, rcpt, domains, self.relay_domains,
                                   self.cert_regex_issuer, self.cert_regex_subject))

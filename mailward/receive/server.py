@@ -25,7 +25,7 @@ from mailward.receive.session import SMTPSession
 from mailward.smtp.parse import printable_address
 from mailward.smtp.replies import Reply
 from mailward.smtp.server import ServerLimits
-from mailward.spool.store import Spool
+from mailward.spool.queue import Queue
 
 NAME_CACHE_SECONDS = 300.0   # how long a client's reverse name (confirmed or not) is reused
 
@@ -41,7 +41,7 @@ class Publisher:
     """Collects the messages whose data became durable in this turn of the event loop and
     publishes them together (one folder fsync), then lets each session send its 250."""
 
-    def __init__(self, spool: Spool):
+    def __init__(self, spool: Queue):
         self.spool = spool
         self._items: list = []
 
@@ -63,7 +63,7 @@ class Publisher:
 class SMTPServer:
     """Receiving, and (given ``runner``: the process that delivers) delivering.
 
-    ``receiving``: :class:`mailward.service.Receiving`; ``listen_socks``: sockets bound by
+    ``receiving``: :class:`mailward.service.Receiving` (spool, TLS context, receive policy); ``listen_socks``: sockets bound by
     :func:`mailward.service.startup.bind`; ``notify_fd``: where a worker tells the master's
     queue runner about each accepted message (one queue id per line). With ``runner``, the
     caller holds the spool lock (``lock``, kept while this object lives)."""
@@ -83,7 +83,7 @@ class SMTPServer:
         self.policy = receiving.policy
         self.spool = receiving.spool
         self.publisher = Publisher(self.spool)
-        self.gate = receiving.gate
+        self.gate = receiving.policy    # the session asks it every question (receive policy)
         self.sessions: set[SMTPSession] = set()
         self.per_client: Counter[str] = Counter()
         self.servers: list[asyncio.base_events.Server] = []
@@ -180,8 +180,7 @@ class SMTPServer:
             log.event(40, None, reload="failed", reason=str(err), kept="previous certificates")
             return
         self.tls_context = new_context
-        if self.policy is not None:
-            self.policy.reload()
+        self.policy.reload()
         log.info(None, reload="ok", tls="reloaded")
 
     async def start(self) -> None:

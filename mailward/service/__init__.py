@@ -7,10 +7,9 @@ next hop — and so do imports: receive never imports deliver, policy and smtp i
 and only this package (and :mod:`mailward.commands` above it) imports them all. The wiring:
 
 * :func:`build_receiving` — what a receiving process needs: the spool, the server TLS
-  context (and how to rebuild it on SIGHUP), the receive policy over the shared access map,
-  and the :class:`~mailward.receive.gate.Gate` with the local recipients (one
-  :class:`~mailward.deliver.maildir.Mailboxes` decides both "does this local address exist"
-  at RCPT and "which mailbox" at delivery). A worker process builds only this: no queue
+  context (and how to rebuild it on SIGHUP), and the receive policy over the shared access
+  map with the local recipients (one :class:`~mailward.deliver.maildir.Mailboxes` decides
+  both "does this local address exist" at RCPT and "which mailbox" at delivery). A worker process builds only this: no queue
   runner, resolver pool or client TLS context just to answer RCPT.
 * :func:`build_delivery` — the queue runner over the same spool, for the process that
   delivers (the only one with ``server.workers = 1``, the master otherwise).
@@ -31,9 +30,7 @@ from mailward.deliver.aliases import AliasError, AliasTable
 from mailward.deliver.maildir import Mailboxes
 from mailward.deliver.attempt import local_address
 from mailward.deliver.routes import RouteError, RouteTable
-from mailward.policy.holder import AccessMapHolder
 from mailward.policy.receive import ReceivePolicy
-from mailward.receive.gate import Gate
 from mailward.spool.store import Spool
 from mailward.tls.context import TLSConfigError, server_context, tls_files_from_config
 
@@ -44,8 +41,7 @@ class Receiving:
     spool: Spool
     tls_context: object | None
     reload_tls: Callable[[], object | None]     # a new server context, or ConfigError
-    policy: ReceivePolicy
-    gate: Gate
+    policy: ReceivePolicy     # every receive decision (sendmail's rulesets, local users)
 
 
 def build_tls_context(config: Config):
@@ -60,18 +56,6 @@ def build_tls_context(config: Config):
         raise ConfigError(str(err)) from None
 
 
-def build_policy(config: Config) -> ReceivePolicy:
-    """sendmail's rules (mailward.policy) over the configured access map — or over an empty
-    one, so that relaying, loopback and Srv_Features follow one code path either way."""
-    policy = ReceivePolicy.from_config(config)
-    if policy is None:
-        p = config.policy
-        policy = ReceivePolicy(AccessMapHolder(None), local_domains=config.local.domains,
-                               relay_domains=p.relay_domains, tls_perm_err=p.tls_perm_err,
-                               cert_regex_issuer=p.cert_regex_issuer, cert_regex_subject=p.cert_regex_subject)
-    return policy
-
-
 def build_tables(config: Config) -> tuple[RouteTable, AliasTable]:
     try:
         return RouteTable(config.delivery.route_file or None), AliasTable(config.local.aliases or None)
@@ -83,13 +67,11 @@ def build_receiving(config: Config, spool: Spool | None = None) -> Receiving:
     spool = spool or Spool(config.spool.directory, fsync=config.spool.fsync)
     routes, aliases = build_tables(config)
     mailboxes = Mailboxes.from_config(config, aliases)
-    policy = build_policy(config)
     domains = frozenset(d.lower().rstrip(".") for d in config.local.domains)
-    gate = Gate(local_domains=config.local.domains,
-                local_user_exists=lambda address: mailboxes.find(address).exists,
-                request_client_cert=config.tls.request_client_cert, policy=policy,
-                is_local=lambda address: local_address(address, domains, routes.route))
-    return Receiving(spool, build_tls_context(config), lambda: build_tls_context(config), policy, gate)
+    policy = ReceivePolicy.from_config(
+        config, is_local=lambda address: local_address(address, domains, routes.route),
+        local_user_exists=lambda address: mailboxes.find(address).exists)
+    return Receiving(spool, build_tls_context(config), lambda: build_tls_context(config), policy)
 
 
 def build_delivery(config: Config, spool: Spool):

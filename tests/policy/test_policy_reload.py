@@ -70,7 +70,7 @@ def test_missing_file_keeps_map(tmp_path, caplog):
     with caplog.at_level(logging.ERROR, logger="mailward.policy"):
         assert not holder.maybe_reload()
     assert len(holder.current) == 1
-    assert "cannot read the file" in caplog.text
+    assert "cannot read the access map: No such file or directory; keeping the previous map" in caplog.text
 
 
 def test_open_fails_on_bad_map(tmp_path):
@@ -97,16 +97,16 @@ def _config(tmp_path, text, **policy):
 
 def test_receive_policy_from_config(tmp_path):
     config = _config(tmp_path, "TLS_Clt:127.0.0.1 ENCR:112\nSrv_Features:127.0.0.1 V\n", tls_perm_err=True)
-    policy = ReceivePolicy.from_config(config)
+    policy = ReceivePolicy.from_config(config, is_local=lambda address: address.endswith("@oracle.test"))
     plain = ConnectionFacts("localhost", "127.0.0.1")
-    verdict = policy.mail(plain, "sender@client.test")
+    verdict = policy.mail(plain, "sender@client.test", tls_checked=False)   # runs tls_client for MAIL
     assert (verdict.reply.code, verdict.reply.status, verdict.reply.text) == (
         554, "5.7.0", "encryption too weak 0 less than 112")
-    assert policy.features(plain, True).request_client_cert is False
-    assert policy.features(ConnectionFacts("x", "192.0.2.1"), True).request_client_cert is True
-    denied = policy.rcpt(ConnectionFacts("client.test", "127.0.0.2"), "user@remote.example", False)
+    assert policy.features(plain).request_client_cert is False
+    assert policy.features(ConnectionFacts("x", "192.0.2.1")).request_client_cert is True
+    denied = policy.rcpt(ConnectionFacts("client.test", "127.0.0.2"), "user@remote.example")
     assert str(denied.reply) == "550 5.7.1 <user@remote.example>... Relaying denied"
-    assert policy.rcpt(ConnectionFacts("client.test", "127.0.0.2"), "root@oracle.test", True).reply is None
+    assert policy.rcpt(ConnectionFacts("client.test", "127.0.0.2"), "root@oracle.test").reply is None
     tls = TLSFacts(verify="NO", tls_version="TLSv1.3", cipher_bits=256, alg_bits=256)
     assert policy.tls_client(ConnectionFacts("localhost", "127.0.0.1", tls=tls), "STARTTLS").reply is None
 
@@ -115,7 +115,10 @@ def test_receive_policy_discard_and_no_map(tmp_path):
     config = _config(tmp_path, "From:toss.example DISCARD\n")
     verdict = ReceivePolicy.from_config(config).mail(ConnectionFacts("h", "192.0.2.1"), "x@toss.example")
     assert verdict.reply is None and verdict.discard
-    assert ReceivePolicy.from_config(from_dict({})) is None
+    # without a map: the same rules over an empty one (relaying refused, local domains taken)
+    empty = ReceivePolicy.from_config(from_dict({}))
+    assert empty.rcpt(ConnectionFacts("h", "192.0.2.1"), "u@far.example").reply.code == 550
+    assert empty.rcpt(ConnectionFacts("h", "192.0.2.1"), "u@localhost").reply is None
 
 
 def test_receive_policy_bad_map_is_a_config_error(tmp_path):
