@@ -46,7 +46,8 @@ from mailward.deliver.routes import RouteTable, drop_self, next_hops
 from mailward.deliver.scheduler import Limits, RetryPolicy
 from mailward.dns import DNSError, Resolver
 from mailward.smtp.replies import Reply
-from mailward.spool.store import Envelope, Spool
+from mailward.spool.queue import Queue
+from mailward.spool.store import Envelope
 
 MAX_HOPS = 50                    # Received: headers before a loop is assumed (RFC 5321 §6.3; Postfix's limit)
 ALIASED = "X-MAILWARD-ALIASED"   # private recipient parameter: already expanded, never sent on
@@ -55,7 +56,7 @@ DELAY_NOTED = " (delay DSN sent)"
 
 @dataclass
 class Context:
-    spool: Spool
+    spool: Queue
     hostname: str
     local_domains: frozenset[str]
     maildir_root: object
@@ -153,7 +154,7 @@ async def _remote(ctx: Context, qid: str, env: Envelope, destination: str, domai
                                                    size), hops)
 
 
-def hop_count(spool: Spool, qid: str) -> int:
+def hop_count(spool: Queue, qid: str) -> int:
     """How many Received: headers the message has (its header section only)."""
     head = head_section(spool, qid)
     return sum(1 for line in head.split(b"\r\n") if line[:9].lower() == b"received:")

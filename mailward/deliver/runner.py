@@ -32,7 +32,7 @@ from mailward.deliver.outbound import Outbound, Pool
 from mailward.deliver.routes import RouteTable
 from mailward.deliver.scheduler import Limits, RetryPolicy, Schedule
 from mailward.dns import Resolver
-from mailward.spool.store import Spool
+from mailward.spool.queue import Queue
 
 DELIVERY_GRACE = 5.0
 
@@ -194,7 +194,7 @@ def _listen_addresses(config) -> frozenset[tuple[str, int]]:
     return frozenset(out)
 
 
-def build_runner(config, spool: Spool) -> QueueRunner:
+def build_runner(config, spool: Queue) -> QueueRunner:
     """The queue runner the server uses (the seam between receiving and delivery)."""
     from mailward.config import ConfigError
     from mailward.deliver.aliases import AliasError

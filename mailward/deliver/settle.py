@@ -24,7 +24,8 @@ from mailward.deliver.bounce import RecipientReport, build_dsn, header_block, wa
 from mailward.deliver.enqueue import enqueue
 from mailward.deliver.results import Delivered, Result, settle, duration
 from mailward.smtp.parse import printable_address
-from mailward.spool.store import Envelope, Spool
+from mailward.spool.queue import Queue
+from mailward.spool.store import Envelope
 
 DELAY_NOTED = " (delay DSN sent)"
 
@@ -32,7 +33,7 @@ DELAY_NOTED = " (delay DSN sent)"
 @dataclass(frozen=True)
 class Settling:
     """What recording needs to know about the configuration."""
-    spool: Spool
+    spool: Queue
     hostname: str
     give_up_after: float
     delay_warning: float
@@ -138,7 +139,7 @@ def _reports(ctx: Settling, env: Envelope, decided: list[Decided], now: float) -
     return reports
 
 
-def head_section(spool: Spool, qid: str) -> bytes:
+def head_section(spool: Queue, qid: str) -> bytes:
     """The message's header section (up to 1 MiB), without reading the body."""
     head = b""
     for chunk in spool.content(qid):
