@@ -1,4 +1,4 @@
-"""``mailward ca``: a private CA, keys, requests, signing, revocation, checks (issue 3).
+"""``mailward ca``: a private CA, keys, requests, signing, revocation, checks.
 
 One module per role: ``store`` (files, atomic writes, one-line errors), ``keys`` (keys,
 subjects, SANs), ``index`` (OpenSSL's index.txt), ``authority`` (init, request, sign, issue,

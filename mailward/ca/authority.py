@@ -1,6 +1,6 @@
 """A private certificate authority in a folder: make it, issue from it, sign requests.
 
-This replaces the seed's CA.pl walk-through (002: ``-newca``, ``-newreq`` with ``-nodes``,
+This replaces the CA.pl walk-through of "Securing Sendmail with TLS" ( ``-newca``, ``-newreq`` with ``-nodes``,
 ``-sign``). The folder is laid out like ``openssl ca`` expects, so either tool can use it:
 
     CA_DIR/                 mode 0700
@@ -20,7 +20,7 @@ Contract, for every public function:
   raises :class:`~mailward.ca.store.CAError` with one line naming the file, and leaves the CA
   folder exactly as it was.
 * Files are written atomically (temp + fsync + rename). Private keys written here are never
-  encrypted (a mail server must load its key unattended: seed 002, "-nodes") and are mode 0600.
+  encrypted (a mail server must load its key unattended: "Securing Sendmail with TLS", "-nodes") and are mode 0600.
 * ``passphrase`` is bytes, or a callable returning bytes that is called only when the CA key
   turns out to be encrypted (so the command line prompts only when it must).
 
@@ -351,7 +351,7 @@ def issue(ca_dir: Path, cn: str, sans: list[str] | None, cert_out: Path, key_out
     """Key + certificate in one step (request and sign without a CSR file).
 
     Without ``subject`` the certificate's DN is the CA's DN with the CN replaced by ``cn``
-    (``/C=US/ST=California/O=Example/OU=Mail/L=Town/CN=host``), the form the seed's access
+    (``/C=US/ST=California/O=Example/OU=Mail/L=Town/CN=host``), the form the access
     map examples use for CERTSUBJECT.
     """
     ca_dir = Path(ca_dir)

@@ -8,14 +8,14 @@ to run the same check at start (:func:`check_config`) and refuse to start on an 
 
 Errors (the server cannot work, or works wrongly):
   a file that is missing, unreadable or not PEM; an encrypted key (the MTA starts unattended:
-  seed 002, "cannot load the (encrypted) key at startup"); a key that does not belong to the
+  "Securing Sendmail with TLS", "cannot load the (encrypted) key at startup"); a key that does not belong to the
   certificate; an expired or not-yet-valid certificate; a private key readable by group or
   others (sendmail refuses such a key too); a certificate whose chain fails against the
   configured CAs for a reason other than "issuer not configured" (revoked, bad signature,
   expired CA); a CA certificate that expired; a CRL past its nextUpdate (OpenSSL then fails
   *every* certificate of that issuer).
 Warnings (works, but someone will be surprised):
-  expiry within 30 days; a certificate folder readable by group or others (seed 002:
+  expiry within 30 days; a certificate folder readable by group or others ("Securing Sendmail with TLS":
   ``chmod -R go-rwx``); a certificate whose issuer is not among the configured CAs; no CA
   configured (client certificates then never verify); a certificate without serverAuth; the
   server's host name not among the certificate's names; a CApath without hash links; a CRL

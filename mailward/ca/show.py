@@ -7,7 +7,7 @@ file first (one-line ``CAError`` when it cannot); :func:`format_info` renders th
 The subject and issuer are given twice: as sendmail prints them in logs before encoding
 (``/C=US/O=Example (Mail)/CN=host``, X509_NAME_oneline order) and in the ``+XX`` encoded form
 that ``${cert_subject}`` / ``${cert_issuer}`` hold and that an access map ``CERTISSUER:`` /
-``CERTSUBJECT:`` key must spell (cf/README "relaying by client certificate", seed 004;
+``CERTSUBJECT:`` key must spell ("sendmail cf/README, STARTTLS", "relaying by client certificate";
 the encoding is :func:`mailward.tls.dn.sendmail_dn`, used here, not re-implemented).
 """
 

@@ -25,7 +25,7 @@ and sendmail 8.17 observed as a sending MTA):
    4.7.0 authentication failed``) and QUIT is sent at once (inside TLS, no second EHLO);
    TEMP → the next host, then defer; PERM → the recipients bounce, no other host is tried.
 5. MAIL; then tls_rcpt (``TLS_Rcpt:``) for each recipient before its RCPT: a refused
-   recipient is not sent here (temporary → another host may take it: the seed's multiple-MX
+   recipient is not sent here (temporary → another host may take it: "Securing Sendmail with TLS"'s multiple-MX
    example, where mail for ``TLS_Rcpt:secure.domain ENCR:112`` never goes in clear to a
    backup MX; PERM → bounce). When every recipient was refused, RSET follows MAIL.
 6. The transaction (pipelined when offered); per-recipient replies become outcomes.
@@ -193,7 +193,7 @@ class Outbound:
                     log.info(None, **{"STARTTLS": "client"}, relay=hop.name, error=f"handshake failed: {reason}",
                              verify="SOFTWARE")
                     session.tls = TLSFacts(verify="SOFTWARE")
-                    decision = self._tls_server(session)  # verify=SOFTWARE always fails (seed 004)
+                    decision = self._tls_server(session)  # verify=SOFTWARE always fails ("sendmail cf/README, STARTTLS")
                     _log_policy(None, decision)
                     raise HopFailure(_reply(decision.code or 403, decision.status or "4.7.0",
                                             f"{hop.name}: TLS handshake failed: {reason}"), tls_failed=True)

@@ -1,4 +1,4 @@
-"""Access map and TLS policy with sendmail 8.12/8.17 semantics (seed 004).
+"""Access map and TLS policy with sendmail 8.12/8.17 semantics ("sendmail cf/README, STARTTLS").
 
 Public API (pure functions over an :class:`AccessMap` and
 :class:`~mailward.tls.facts.ConnectionFacts`; each returns a frozen :class:`Decision`):

@@ -4,7 +4,7 @@ A decision carries the SMTP reply (code, enhanced status, text), the ruleset tha
 and its arguments (for sendmail's log line), the access map entry that decided it and
 every key looked up on the way (for ``mailward policy test``).
 
-Reply lines follow sendmail 8.17 (reference file): ``454 4.7.0 not authenticated``; for
+Reply lines follow sendmail 8.17 (as observed): ``454 4.7.0 not authenticated``; for
 the codes sendmail prints the address with (050, 250, 252, 450, 550, 553: sendmail's
 fmtmsg), the address comes first: ``550 5.7.1 <user@remote.example>... Relaying denied``,
 ``250 2.1.5 <root@oracle.test>... Recipient ok``. Log fragments follow sendmail's

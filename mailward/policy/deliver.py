@@ -6,7 +6,7 @@
 receiving side, :meth:`AccessMapHolder.shared`) and to ``policy.tls_perm_err``. Each call
 takes the map in use at that moment, so a reload never changes a check half-way.
 
-How a delivery uses it (seed 004, "Allowing Connections"):
+How a delivery uses it (sendmail cf/README, STARTTLS, "Allowing Connections"):
 
 1. ``policy.try_tls(server_name, server_addr)`` False → do not send STARTTLS to this host.
 2. After STARTTLS (or without it: ``conn.tls.verify`` "NONE" when it was not offered, and

@@ -5,8 +5,8 @@ values: ``OK``, ``RELAY``, ``REJECT``, ``DISCARD``, ``SKIP``, ``ERROR:"550 text"
 ``ERROR:5.7.1:550 text``, ``QUARANTINE:reason`` and, as sendmail allows, a bare reply
 ``550 text``.
 
-TLS requirements (``TLS_Clt:``, ``TLS_Srv:``, ``TLS_Rcpt:``; seed 004, "Allowing
-Connections")::
+TLS requirements (``TLS_Clt:``, ``TLS_Srv:``, ``TLS_Rcpt:``; "sendmail cf/README,
+STARTTLS", "Allowing Connections")::
 
     [TEMP+|PERM+] (VERIFY | VERIFY:bits | ENCR:bits) [+ext[++ext]...]
     ext: CN | CN:name | CS:name | CI:name | CITag:tag

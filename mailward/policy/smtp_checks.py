@@ -1,6 +1,6 @@
 """The ordinary access checks of a receiving session: check_relay (connect), check_mail,
 check_rcpt with relaying — sendmail 8.17's proto.m4 with FEATURE(access_db) and
-FEATURE(blocklist_recipients), plus relaying by client certificate (seed 004, "Relaying").
+FEATURE(blocklist_recipients), plus relaying by client certificate (sendmail cf/README, STARTTLS, "Relaying").
 
 * ``check_connect``: ``Connect:`` (and untagged) on the client name and its parents, then
   the client address and its prefixes. REJECT → ``550 5.7.1 Access denied``; DISCARD,
@@ -96,7 +96,7 @@ def check_mail(amap: AccessMap, conn: ConnectionFacts, sender: str, tls_perm_err
     args = (address,)
     tls = CONTINUE_TLS if tls_checked else check_tls_client(amap, conn, "MAIL", tls_perm_err)
     if tls.failed:
-        # reference d1_encr112_plain: logged as check_mail, no address in the 454 reply
+        # as sendmail 8.17 logs it: as check_mail, no address in the 454 reply
         return Decision(tls.action, "check_mail", tls.code, tls.status, tls.text, address=address,
                         args=args, relay=relay, entry=tls.entry, lookups=tls.lookups)
     trace = Trace()

@@ -1,4 +1,4 @@
-"""The TLS checks of seed 004 ("Allowing Connections", "Disabling STARTTLS And Setting SMTP
+"""The TLS checks of sendmail's cf/README, STARTTLS section ("Allowing Connections", "Disabling STARTTLS And Setting SMTP
 Server Features"): tls_client, tls_server, tls_rcpt, try_tls and srv_features.
 
 * ``check_tls_client`` — mailward as server, after STARTTLS and at MAIL: ``TLS_Clt:`` on
@@ -14,8 +14,8 @@ Server Features"): tls_client, tls_server, tls_rcpt, try_tls and srv_features.
   request a client certificate, ``v`` request one; other letters are recorded as ignored.
 
 The requirement found is checked by :func:`tls_connection` (sendmail's TLS_connection):
-no entry → accept, except ``verify=SOFTWARE`` which always fails (seed 004). Reply codes
-and texts are sendmail 8.17's (proto.m4 and the reference file): no prefix → ``454 4.7.0``
+no entry → accept, except ``verify=SOFTWARE`` which always fails ("sendmail cf/README, STARTTLS"). Reply codes
+and texts are sendmail 8.17's (proto.m4, and sendmail 8.17 as observed): no prefix → ``454 4.7.0``
 (``554 5.7.0`` with ``tls_perm_err``, sendmail's TLS_PERM_ERR), ``TEMP+`` → ``403 4.7.0``,
 ``PERM+`` → ``503 5.7.0``.
 
@@ -58,7 +58,7 @@ def tls_connection(verify: str, entry: Entry | None, tls: TLSFacts, tls_name: st
             code, status = 503, "5.7.0"
         elif req.prefix == "TEMP":
             code, status = 403, "4.7.0"
-    if verify == "SOFTWARE":  # the handshake failed: always abort (seed 004)
+    if verify == "SOFTWARE":  # the handshake failed: always abort ("sendmail cf/README, STARTTLS")
         return code, status, "TLS handshake failed."
     if req is None:
         return None
@@ -122,7 +122,7 @@ def check_tls_client(amap: AccessMap, conn: ConnectionFacts, stage: str,
     "STARTTLS" (right after the handshake) or "MAIL" (check_mail runs this itself).
 
     A failure at STARTTLS is not the STARTTLS reply: the server answers every later MAIL
-    and RCPT with this decision's reply (reference file, d1_encr512_tls_raw) and logs
+    and RCPT with this decision's reply (as sendmail 8.17 does) and logs
     ``decision.log_fragment`` once."""
     if stage not in ("STARTTLS", "MAIL"):
         raise ValueError(f"stage must be STARTTLS or MAIL, not {stage!r}")

@@ -1,4 +1,4 @@
-"""The Received: header mailward adds, in sendmail's form (seed 004, 'Received: Header').
+"""The Received: header mailward adds, in sendmail's form ("sendmail cf/README, STARTTLS", Received: header).
 
     Received: from HELO (client_name [client_addr])
     \tby HOSTNAME (mailward VERSION) with ESMTPS id QID

@@ -2,7 +2,7 @@
 
 Why pyOpenSSL and not the stdlib ``ssl`` module: sendmail requests a client certificate,
 and a certificate that fails verification does *not* abort the handshake — the session goes
-on with verify=FAIL and policy decides later (seed 004, ``${verify}``). The stdlib's
+on with verify=FAIL and policy decides later (sendmail cf/README, STARTTLS, ``${verify}``). The stdlib's
 CERT_OPTIONAL aborts the handshake on an untrusted certificate and offers no verify
 callback (measured). pyOpenSSL's ``set_verify`` callback lets us record the first error and
 return True, so the handshake completes and we keep OpenSSL's own error text
@@ -57,7 +57,7 @@ def verify_error_text(errnum: int) -> str:
 
 
 def check_key_file(path: Path) -> None:
-    """sendmail is 'picky' about key permissions (seed 002); so are we."""
+    """sendmail is 'picky' about key permissions ("Securing Sendmail with TLS"); so are we."""
     try:
         st = path.stat()
     except OSError as err:
@@ -200,7 +200,7 @@ def _alg_bits(conn: SSL.Connection, secret_bits: int) -> int:
 
 
 def facts_after_handshake(conn: SSL.Connection) -> TLSFacts:
-    """sendmail's macros for an established session (seed 004, 'Macros related to STARTTLS')."""
+    """sendmail's macros for an established session ("sendmail cf/README, STARTTLS", macros)."""
     state = conn.get_app_data() or {}
     bits = conn.get_cipher_bits() or 0
     cert = conn.get_peer_certificate()

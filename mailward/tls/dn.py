@@ -6,7 +6,7 @@ certificate order, OpenSSL short names; OpenSSL 3 escapes ``/`` and ``+`` inside
 backslash and writes other bytes as ``\\xHH``. Before a DN goes into ``${cert_subject}`` /
 ``${cert_issuer}`` (and so into the log and the access map), sendmail replaces every
 character at or below space, at or above DEL, and each of ``< > ( ) " +`` by ``+XX``
-(cf/README, "relaying by client certificate"; seed 004). That encoded form is what an
+("sendmail cf/README, STARTTLS", "relaying by client certificate"). That encoded form is what an
 access map ``CERTISSUER:`` / ``CERTSUBJECT:`` key must contain.
 
 Pure functions, no I/O.

@@ -1,6 +1,6 @@
 """The TLS facts of one SMTP connection: sendmail's STARTTLS macros as a frozen value.
 
-Field names are the macro names of sendmail's cf/README (seed 004): ``verify``,
+Field names are the macro names of sendmail's cf/README ("sendmail cf/README, STARTTLS"): ``verify``,
 ``cipher``, ``cipher_bits``, ``alg_bits``, ``tls_version``, ``cert_subject``,
 ``cert_issuer``, ``cn_subject``, ``cn_issuer``. ``cert_subject``/``cert_issuer`` carry
 sendmail's ``+XX`` encoding, exactly as an access map key must spell them.
