@@ -21,6 +21,7 @@ One attempt is :func:`mailward.deliver.attempt.attempt`; timing is
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 
@@ -32,6 +33,7 @@ from mailward.deliver.outbound import Outbound, Pool
 from mailward.deliver.routes import RouteTable
 from mailward.deliver.scheduler import Limits, RetryPolicy, Schedule
 from mailward.dns import Resolver
+from mailward.listen import parse_listen
 from mailward.spool.queue import Queue
 
 DELIVERY_GRACE = 5.0
@@ -39,13 +41,13 @@ DELIVERY_GRACE = 5.0
 
 class QueueRunner:
     def __init__(self, ctx: Context, *, max_deliveries: int = 20, clock=time.time, grace: float = DELIVERY_GRACE):
-        self.ctx = ctx
+        # a copy of the context that submits to this runner (the caller's is not changed)
+        self.ctx = ctx = dataclasses.replace(ctx, submit=self.submit)
         self.spool = ctx.spool
         self.schedule = Schedule()
         self.clock = clock
         self.max_deliveries = max_deliveries
         self.grace = grace
-        ctx.submit = self.submit
         self._inflight: dict[str, asyncio.Task] = {}
         self._again: set[str] = set()      # submitted while in flight: try once more after
         self._wake: asyncio.Event | None = None
@@ -189,8 +191,7 @@ def _client_tls_context(config):
 def _listen_addresses(config) -> frozenset[tuple[str, int]]:
     out = set()
     for item in config.server.listen:
-        host, _, port = item.rpartition(":")
-        out.add((host.strip("[]"), int(port)))
+        out.add(parse_listen(item))
     return frozenset(out)
 
 

@@ -48,6 +48,7 @@ from pathlib import Path
 from mailward import log
 from mailward.config import Config, ConfigError
 from mailward.fsutil import give_to
+from mailward.listen import parse_listen
 from mailward.spool.store import SpoolLock
 
 PRIVILEGED_PORTS = 1024   # below this, binding needs root (or CAP_NET_BIND_SERVICE)
@@ -103,7 +104,7 @@ def account_from_config(config: Config) -> Account | None:
 
 
 def _port(item: str) -> int:
-    return int(item.rpartition(":")[2])
+    return parse_listen(item)[1]
 
 
 def root_rule(config: Config, account: Account | None) -> str | None:
@@ -133,10 +134,9 @@ def bind(config: Config) -> list[socket.socket]:
     socks: list[socket.socket] = []
     try:
         for item in config.server.listen:
-            host, _, port = item.rpartition(":")
-            host = host.strip("[]")
+            host, port = parse_listen(item)
             try:
-                infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
             except socket.gaierror as err:
                 raise ConfigError(f"{config.path}: server.listen: cannot resolve {item}: {err.strerror}") from None
             for family, kind, proto, _, addr in dict.fromkeys(infos):
