@@ -351,12 +351,12 @@ class SMTPSession(asyncio.Protocol):
 
     def _on_data_requested(self, event: ev.DataRequested) -> None:
         core = self.core
-        env = core.envelope
+        tx = core.transaction  # what the client sent; the spool's Envelope is made from it
         qid = new_queue_id()
-        smtputf8 = env.smtputf8
+        smtputf8 = tx.smtputf8
         envelope = Envelope(
-            queue_id=qid, sender=env.sender.address, sender_params=dict(env.sender.params),
-            recipients=[Recipient(r.address, dict(r.params)) for r in env.recipients],
+            queue_id=qid, sender=tx.sender.address, sender_params=dict(tx.sender.params),
+            recipients=[Recipient(r.address, dict(r.params)) for r in tx.recipients],
             received_at=time.time(), client_name=self.client_name, client_addr=self.client_addr,
             helo=core.helo or "", tls=self.tls.__dict__ if self.tls.active else {})
         try:
@@ -364,7 +364,7 @@ class SMTPSession(asyncio.Protocol):
             self.incoming.write(received_header(
                 helo=core.helo or "", client_name=self.client_name, client_addr=self.client_addr,
                 hostname=self.server.hostname, protocol=protocol_name(core.extended, self.tls.active, smtputf8),
-                queue_id=qid, tls=self.tls, recipients=[r.address for r in env.recipients],
+                queue_id=qid, tls=self.tls, recipients=[r.address for r in tx.recipients],
                 claimed_name=self.claimed_name))
         except OSError as err:
             self.incoming = None

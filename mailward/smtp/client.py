@@ -24,9 +24,12 @@ The dialogue (RFC 5321 §3, §4.1):
   with ``RSET`` so the connection can be reused for the next message.
 * :meth:`quit` sends ``QUIT``; :class:`Closed` reports the end (also on ``421`` at any time).
 
+States: :attr:`ClientConnection.state` is a :class:`~mailward.smtp.client_state.ClientState`;
+the calls allowed in each state are one table in :mod:`mailward.smtp.client_state`.
+
 Failure behaviour: a reply that is not SMTP raises :class:`RemoteProtocolError` (the next hop's
 fault: try another host, defer); calling a method in the wrong state raises
-:class:`LocalProtocolError` (our bug). Nothing else raises.
+:class:`LocalProtocolError` (our bug; the message names the state). Nothing else raises.
 """
 
 from __future__ import annotations
@@ -50,17 +53,12 @@ from mailward.smtp.client_events import (  # noqa: F401  (re-exported: the core'
     mail_params,
     rcpt_params,
 )
+from mailward.smtp import client_state as rules
+from mailward.smtp.client_state import ClientState
+from mailward.smtp.errors import LocalProtocolError, RemoteProtocolError  # noqa: F401  (the core's API)
 from mailward.smtp.replies import Reply
 
 MAX_REPLY_LINE = 4096  # generous: RFC 5321 §4.5.3.1.5 says 512 octets
-
-
-class RemoteProtocolError(Exception):
-    """The server sent something that is not an SMTP reply, or a reply out of place."""
-
-
-class LocalProtocolError(Exception):
-    """The I/O layer called the core in a state where that is not allowed."""
 
 
 # ---- reply parsing -------------------------------------------------------------------------
@@ -125,7 +123,7 @@ def parse_ehlo(reply: Reply) -> dict[str, str]:
 
 
 # ---- the state machine --------------------------------------------------------------------
-_GREETING, _EHLO, _HELO, _READY, _STARTTLS, _TLS, _TX, _CONTENT, _DATA_END, _RSET, _QUIT, _CLOSED = range(12)
+S = ClientState
 
 
 class ClientConnection:
@@ -135,7 +133,7 @@ class ClientConnection:
         self.esmtp = False
         self.tls_active = False
         self.transactions = 0           # completed on this connection (for reuse limits)
-        self._state = _GREETING
+        self._state = S.GREETING
         self._reader = ReplyReader()
         self._out: list[bytes] = []
         self._events: deque = deque()
@@ -150,7 +148,7 @@ class ClientConnection:
 
     # ---- the I/O boundary -------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
-        if self._state == _CLOSED:
+        if self._state is S.CLOSED:
             return
         if not data:  # the peer closed the connection: replies already read still count
             self._eof = True
@@ -164,73 +162,78 @@ class ClientConnection:
 
     def next_event(self):
         while not self._events:
-            if self._replies and self._state not in (_TLS, _CLOSED):
+            if self._replies and self._state not in rules.REPLIES_NOT_READ:
                 self._handle(self._replies.popleft())
-            elif self._eof and self._state != _CLOSED:
+            elif self._eof and self._state is not S.CLOSED:
                 self._finish_closed(None)
             else:
                 break
         if self._events:
             return self._events.popleft()
-        if self._state in (_READY, _TLS, _CONTENT) or self._state == _CLOSED:
+        if self._state in rules.WAITING_FOR_A_CALL:
             return WAITING
         return NEED_DATA
 
     @property
+    def state(self) -> ClientState:
+        """Where the dialogue is (:class:`mailward.smtp.client_state.ClientState`)."""
+        return self._state
+
+    @property
     def closed(self) -> bool:
-        return self._state == _CLOSED
+        return self._state is S.CLOSED
 
     @property
     def quitting(self) -> bool:
         """True when QUIT was queued or sent and its reply is awaited."""
-        return self._state == _QUIT
+        return self._state is S.QUIT
 
     @property
     def ready(self) -> bool:
         """True when a transaction (or STARTTLS, or QUIT) may be started."""
-        return self._state == _READY
+        return self._state is S.READY
 
     # ---- calls from the I/O layer -----------------------------------------------------
     def start_tls(self) -> None:
-        self._require(_READY, "start_tls")
+        rules.check_call("start_tls", self._state)
         if "STARTTLS" not in self.extensions or self.tls_active:
             raise LocalProtocolError("STARTTLS was not offered")
         self._command("STARTTLS", "STARTTLS")
-        self._state = _STARTTLS
+        self._state = S.STARTTLS
 
     def tls_started(self) -> None:
         """The handshake succeeded: start over with EHLO (RFC 3207 §4.2)."""
-        self._require(_TLS, "tls_started")
+        rules.check_call("tls_started", self._state)
         self.tls_active = True
         self.extensions = {}
         self._reader = ReplyReader()   # nothing received in clear is kept
         self._replies.clear()
         self._command(f"EHLO {self.local_name}", "EHLO")
-        self._state = _EHLO
+        self._state = S.EHLO
 
     def tls_refused_by_policy(self) -> None:
         """The handshake succeeded but the TLS policy refuses this server: say QUIT inside
         TLS at once, without a second EHLO (sendmail 8.17 after a tls_server refusal)."""
-        self._require(_TLS, "tls_refused_by_policy")
+        rules.check_call("tls_refused_by_policy", self._state)
         self.tls_active = True
         self.extensions = {}
         self._reader = ReplyReader()
         self._replies.clear()
         self._command("QUIT", "QUIT")
-        self._state = _QUIT
+        self._state = S.QUIT
 
     def send_transaction(self, tx: Transaction) -> None:
         """MAIL, RCPT for each recipient, DATA (pipelined when offered). A transaction
         without recipients is MAIL then RSET: what sendmail sends when tls_rcpt refused
         every recipient after MAIL was accepted."""
-        self._require(_READY, "send_transaction")
+        rules.check_call("send_transaction", self._state)
         self._tx = tx
         self._result = TransactionResult(rcpts=[None] * len(tx.recipients))
         ext = self.extensions
         commands = [(f"MAIL FROM:<{tx.sender}>{xtext_params(mail_params(tx, ext))}", "MAIL", -1)]
         if not tx.recipients:
             self._command(*commands[0][:2])
-            self._state = _TX
+            self._state = S.TRANSACTION
             return
         for i, (address, params) in enumerate(tx.recipients):
             commands.append((f"RCPT TO:<{address}>{xtext_params(rcpt_params(params, ext))}", "RCPT", i))
@@ -242,11 +245,11 @@ class ClientConnection:
             line, kind, index = commands[0]
             self._command(line, kind, index)
             self._unsent = deque((c[0], c[1], c[2]) for c in commands[1:])
-        self._state = _TX
+        self._state = S.TRANSACTION
 
     def send_content(self, chunk: bytes) -> None:
         """Part of the message; dot-stuffed here (RFC 5321 §4.5.2), nothing else changes."""
-        self._require(_CONTENT, "send_content")
+        rules.check_call("send_content", self._state)
         if not chunk:
             return
         stuffed = chunk.replace(b"\n.", b"\n..")
@@ -257,62 +260,57 @@ class ClientConnection:
         self._out.append(stuffed)
 
     def end_content(self) -> None:
-        self._require(_CONTENT, "end_content")
+        rules.check_call("end_content", self._state)
         # The end of data is CRLF.CRLF; a message not ending in CRLF gets one (§4.1.1.4).
         self._out.append(b".\r\n" if self._tail in (b"", b"\r\n") else b"\r\n.\r\n")
         self._expect.append(("DATA_END", -1))
-        self._state = _DATA_END
+        self._state = S.DATA_END
         assert self._result is not None
         self._result.content_sent = True
 
     def quit(self) -> None:
-        if self._state == _CLOSED:
+        rules.check_call("quit", self._state)
+        if self._state is S.CLOSED:
             return
-        if self._state not in (_READY, _GREETING, _EHLO, _HELO):
-            raise LocalProtocolError(f"quit() in state {self._state}")
         self._command("QUIT", "QUIT")
-        self._state = _QUIT
+        self._state = S.QUIT
 
     # ---- internals ------------------------------------------------------------------------
-    def _require(self, state: int, what: str) -> None:
-        if self._state != state:
-            raise LocalProtocolError(f"{what}() is not allowed now (state {self._state})")
-
     def _command(self, line: str, kind: str, index: int = -1) -> None:
         self._out.append(line.encode("utf-8") + b"\r\n")
         self._expect.append((kind, index))
 
     def _finish_closed(self, reply: Reply | None) -> None:
-        if self._state == _CLOSED:
+        if self._state is S.CLOSED:
             return
-        if self._result is not None and self._state in (_TX, _CONTENT, _DATA_END, _RSET):
+        if self._result is not None and self._state in rules.IN_TRANSACTION:
             # the transaction ends with whatever we know; missing replies count as 4xx
             lost = reply if reply is not None else Reply(451, "4.4.2", "Connection lost")
             self._result.interrupted = True
-            if self._result.data is None and self._state == _DATA_END:
+            if self._result.data is None and self._state is S.DATA_END:
                 self._result.data = lost
-            elif self._state == _TX:
+            elif self._state is S.TRANSACTION:
                 if self._result.mail is None:
                     self._result.mail = lost
                 self._result.rcpts = [r if r is not None else lost for r in self._result.rcpts]
             self._events.append(TransactionDone(self._result))
             self._result = None
-        self._state = _CLOSED
+        self._state = S.CLOSED
         self._expect.clear()
         self._events.append(Closed(reply))
 
     def _handle(self, reply: Reply) -> None:
-        if reply.code == 421 and self._state != _QUIT:  # RFC 5321 §3.8: the server is closing
+        if reply.code == 421 and self._state is not S.QUIT:  # RFC 5321 §3.8: the server is closing
             self._finish_closed(reply)
             return
-        if self._state == _GREETING:
+        if self._state is S.GREETING:
             self._events.append(Greeting(reply))
             if reply.code == 220:
                 self._command(f"EHLO {self.local_name}", "EHLO")
-                self._state = _EHLO
+                self._state = S.EHLO
             else:  # RFC 5321 §3.1: 554 greeting → QUIT and try elsewhere
                 self._command("QUIT", "QUIT")
-                self._state = _QUIT
+                self._state = S.QUIT
             return
         if not self._expect:
             raise RemoteProtocolError(f"unexpected reply: {reply}")
@@ -322,32 +320,32 @@ class ClientConnection:
     def _on_ehlo(self, reply: Reply, index: int) -> None:
         if reply.code == 250:
             self.extensions, self.esmtp = parse_ehlo(reply), True
-            self._state = _READY
+            self._state = S.READY
             self._events.append(Ready(dict(self.extensions), True, reply))
         elif reply.is_permanent and not self.tls_active:  # RFC 5321 §3.2: fall back to HELO
             self._command(f"HELO {self.local_name}", "HELO")
-            self._state = _HELO
+            self._state = S.HELO
         else:
             self._events.append(HeloFailed(reply))
             self._command("QUIT", "QUIT")
-            self._state = _QUIT
+            self._state = S.QUIT
 
     def _on_helo(self, reply: Reply, index: int) -> None:
         if reply.code == 250:
             self.extensions, self.esmtp = {}, False
-            self._state = _READY
+            self._state = S.READY
             self._events.append(Ready({}, False, reply))
         else:
             self._events.append(HeloFailed(reply))
             self._command("QUIT", "QUIT")
-            self._state = _QUIT
+            self._state = S.QUIT
 
     def _on_starttls(self, reply: Reply, index: int) -> None:
         if reply.code == 220:
-            self._state = _TLS
+            self._state = S.TLS_HANDSHAKE
             self._events.append(TLSReady())
         else:
-            self._state = _READY
+            self._state = S.READY
             self._events.append(TLSRefused(reply))
 
     def _send_next_unsent(self) -> None:
@@ -384,10 +382,10 @@ class ClientConnection:
             # RFC 2920 §3.1: every RCPT failed but DATA was accepted: send only the end
             self._out.append(b".\r\n")
             self._expect.append(("DATA_END_EMPTY", -1))
-            self._state = _DATA_END
+            self._state = S.DATA_END
             return
         if reply.code == 354:
-            self._state = _CONTENT
+            self._state = S.CONTENT
             self._line_start, self._tail = True, b""
             self._events.append(SendContent())
             return
@@ -408,7 +406,7 @@ class ClientConnection:
         assert self._result is not None
         if self._result.mail is not None and self._result.mail.is_positive:
             self._command("RSET", "RSET")
-            self._state = _RSET
+            self._state = S.RSET
         else:
             self._done()
 
@@ -419,7 +417,7 @@ class ClientConnection:
         if self._expect:  # pipelined replies still to come (e.g. DATA after a failed MAIL)
             return
         result, self._result, self._tx = self._result, None, None
-        self._state = _READY
+        self._state = S.READY
         self._events.append(TransactionDone(result))
 
     def _on_quit(self, reply: Reply, index: int) -> None:

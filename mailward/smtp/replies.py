@@ -55,6 +55,7 @@ NEED_HELO = Reply(503, "5.5.1", "Polite people say HELO first")
 NEED_MAIL = Reply(503, "5.5.1", "Need MAIL before RCPT")
 NEED_RCPT = Reply(503, "5.5.1", "Need RCPT (recipient)")
 NESTED_MAIL = Reply(503, "5.5.1", "Sender already specified")
+NO_SERVICE = Reply(503, "5.5.1", "No SMTP service here; QUIT please")  # after a refusing greeting
 NO_PARAMS_ALLOWED = Reply(501, "5.5.2", "Syntax error (no parameters allowed)")
 TLS_AFTER_START = Reply(454, "4.3.3", "TLS not available after start")
 TLS_IN_TRANSACTION = Reply(503, "5.5.0", "TLS not permitted during a mail transaction")

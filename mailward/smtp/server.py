@@ -9,7 +9,11 @@ Decisions that need the world (policy, the spool) are events that pause the core
 :meth:`respond` is called. STARTTLS is an event: the core queues ``220``, **discards every
 byte it already holds** (CVE-2011-0411: plaintext pipelined after STARTTLS must not be
 executed inside the TLS session), drops all input until :meth:`tls_started`, and then starts
-over without HELO/EHLO and without an envelope (RFC 3207 §4.2).
+over without HELO/EHLO and without a transaction (RFC 3207 §4.2).
+
+States: :attr:`ServerConnection.state` is a :class:`~mailward.smtp.server_state.ServerState`;
+which command is served in which state, what a client is told otherwise, and how the state
+moves are tables in :mod:`mailward.smtp.server_state`. This module carries out the commands.
 
 Pipelining (RFC 2920 §3.1) where the client must wait (``forbid_unauth_pipelining``): EHLO
 or HELO with more behind it gets sendmail 8.17's 554 and the rest of the session its
@@ -33,9 +37,12 @@ from dataclasses import dataclass, field
 
 from mailward.smtp import events as ev
 from mailward.smtp import replies as R
+from mailward.smtp import server_state as rules
 from mailward.smtp.data import DataReader
+from mailward.smtp.errors import LocalProtocolError
 from mailward.smtp.parse import Path, SyntaxProblem, check_xtext, parse_path
 from mailward.smtp.replies import Reply
+from mailward.smtp.server_state import ServerState
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,12 @@ class ServerLimits:
 
 
 @dataclass
-class Envelope:
+class InboundTransaction:
+    """The mail transaction a client is building (RFC 5321 §3.3): the sender of an accepted
+    MAIL and the recipients of accepted RCPTs, as the client wrote them. Not the spool's
+    envelope (:class:`mailward.spool.store.Envelope`), which the receiving session makes
+    from it at DATA; not the client core's :class:`mailward.smtp.client_events.Transaction`,
+    which is what the delivery side sends."""
     sender: Path
     recipients: list[Path] = field(default_factory=list)
 
@@ -70,7 +82,6 @@ COMMAND_REJECTED = Reply(550, "5.0.0", "Command rejected")
 PIPELINING_SYNC = Reply(554, "5.5.0", "Error: SMTP protocol synchronization")
 NUL_IN_DATA = Reply(554, "5.6.0", "Message contains a NUL character (RFC 5322 §3.5)")
 
-_COMMAND, _DATA, _WAIT, _TLS, _CLOSED, _REFUSED = range(6)
 _NOTIFY = {"SUCCESS", "FAILURE", "DELAY"}
 
 
@@ -86,11 +97,11 @@ class ServerConnection:
         self.tls_active = False
         self.helo: str | None = None
         self.extended = False
-        self.envelope: Envelope | None = None
+        self.transaction: InboundTransaction | None = None
         self.bad_commands = 0
         self.blocked: Reply | None = None   # see block()
         self.refusing: Reply | None = None  # see refuse_commands()
-        self._mode = _COMMAND
+        self._state = ServerState.CONNECTED
         # Input not yet handled is _inbuf[_pos:]: lines are taken by moving _pos, and the
         # handled part is dropped only when it is the larger half, so a long pipelined input
         # costs linear time, not a copy of the rest per line.
@@ -101,7 +112,7 @@ class ServerConnection:
         self._out_size = 0
         self.output_full = False  # next_event() stopped for its replies, not for input
         self._events: deque = deque()
-        self._pending: object | None = None
+        self._pending: object | None = None   # the decision event respond() answers
         self._reader: DataReader | None = None
 
     # ---- the I/O boundary -------------------------------------------------------------
@@ -115,10 +126,10 @@ class ServerConnection:
     def refuse(self, reply: Reply) -> None:
         """Greet with a refusal (e.g. 554); then only QUIT is served (RFC 5321 §3.1)."""
         self._send(reply)
-        self._mode = _REFUSED
+        self._enter("greeting refused")
 
     def receive_data(self, data: bytes) -> None:
-        if self._mode in (_TLS, _CLOSED):
+        if self._state in (ServerState.TLS_HANDSHAKE, ServerState.CLOSED):
             return  # nothing sent before the handshake or after close is ever executed
         if self._pos and self._pos * 2 >= len(self._inbuf):
             del self._inbuf[: self._pos]
@@ -133,41 +144,60 @@ class ServerConnection:
         return out
 
     @property
+    def state(self) -> ServerState:
+        """Where the dialogue is (:class:`mailward.smtp.server_state.ServerState`)."""
+        return self._state
+
+    @property
+    def pending(self):
+        """The decision event that :meth:`respond` answers, or None."""
+        return self._pending
+
+    @property
     def closed(self) -> bool:
-        return self._mode == _CLOSED
+        return self._state is ServerState.CLOSED
 
     @property
     def in_data(self) -> bool:
-        return self._mode == _DATA
+        return self._state is ServerState.DATA
+
+    @property
+    def input_held(self) -> int:
+        """Octets of input the core holds in memory (handled ones not yet dropped included)."""
+        return len(self._inbuf)
+
+    def _paused(self) -> bool:
+        return self._pending is not None or self._state in (ServerState.TLS_HANDSHAKE, ServerState.CLOSED)
 
     def next_event(self):
         while not self._events:
-            if self._mode in (_WAIT, _TLS, _CLOSED):
+            if self._paused():
                 return ev.PAUSED
             if self._out_size >= self.OUTPUT_HIGH_WATER:
                 self.output_full = True
                 return ev.NEED_DATA
-            progressed = self._step_data() if self._mode == _DATA else self._step_command()
+            progressed = self._step_data() if self._state is ServerState.DATA else self._step_command()
             if not progressed:
                 break
         if self._events:
             return self._events.popleft()
-        return ev.PAUSED if self._mode in (_WAIT, _TLS, _CLOSED) else ev.NEED_DATA
+        return ev.PAUSED if self._paused() else ev.NEED_DATA
 
     def respond(self, reply: Reply | None = None) -> None:
         """Answer the pending decision event (``None``: accept with the default reply)."""
         pending, self._pending = self._pending, None
-        if self._mode != _WAIT or pending is None:
-            raise RuntimeError("respond() without a pending decision")
-        self._mode = _COMMAND
+        if pending is None:
+            raise LocalProtocolError(f"respond() is not allowed in state {self._state}: no decision is pending")
         if isinstance(pending, ev.MailFrom):
             reply = reply or Reply(250, "2.1.0", f"<{pending.path.address}>... Sender ok")
             if reply.is_positive:
-                self.envelope = Envelope(pending.path)
+                self.transaction = InboundTransaction(pending.path)
+                self._enter("MAIL accepted")
         elif isinstance(pending, ev.RcptTo):
             reply = reply or Reply(250, "2.1.5", f"<{pending.path.address}>... Recipient ok")
-            if reply.is_positive and self.envelope is not None:
-                self.envelope.recipients.append(pending.path)
+            if reply.is_positive and self.transaction is not None:
+                self.transaction.recipients.append(pending.path)
+                self._enter("RCPT accepted")
         elif isinstance(pending, ev.DataRequested):
             reply = reply or R.START_DATA
             if reply.code == 354 and self._unauth_pipelining("DATA"):
@@ -177,29 +207,31 @@ class ServerConnection:
                 self._reader = DataReader(max_line=lim.max_text_line, max_size=lim.max_message_size,
                                           normalise=lim.normalise_bare_line_endings,
                                           reject_nul=lim.reject_nul_in_data)
-                self._mode = _DATA
+                self._enter("354 sent")
         elif isinstance(pending, ev.DataComplete):
             reply = reply or R.OK
-            self.envelope = None
+            self.transaction = None
+            self._enter("message answered")
         elif isinstance(pending, ev.StartTLS):
             reply = reply or R.READY_FOR_TLS
             if reply.code == 220:
                 self._send(reply)
                 self._drop_input()  # CVE-2011-0411: pipelined plaintext after STARTTLS is never run
-                self._mode = _TLS
+                self._enter("220 to STARTTLS")
                 return
         self._send(reply)
 
     def tls_started(self) -> None:
         """The handshake succeeded: a fresh session over TLS (RFC 3207 §4.2)."""
+        self._enter("TLS started")
         self.tls_active = True
         self.blocked = None
         self.refusing = None
         self.helo = None
         self.extended = False
-        self.envelope = None
+        self.transaction = None
+        self._pending = None
         self._drop_input()
-        self._mode = _COMMAND
 
     def refuse_commands(self, reply: Reply) -> None:
         """sendmail's "nullserver" mode (srvrsmtp.c), entered after a failed tls_client
@@ -220,17 +252,22 @@ class ServerConnection:
         self._close(R.shutting_down(self.hostname), "shutdown")
 
     # ---- internals ----------------------------------------------------------------------
+    def _enter(self, what: str) -> None:
+        """Move to the state after ``what`` (the table: :data:`server_state.TRANSITIONS`)."""
+        self._state = rules.next_state(what, self._state)
+
     def _send(self, reply: Reply) -> None:
         data = reply.to_bytes()
         self._out.append(data)
         self._out_size += len(data)
 
     def _close(self, reply: Reply | None, reason: str) -> None:
-        if self._mode == _CLOSED:
+        if self._state is ServerState.CLOSED:
             return
         if reply is not None:
             self._send(reply)
-        self._mode = _CLOSED
+        self._enter("closed")
+        self._pending = None  # a decision still awaited is never answered
         self._drop_input()
         self._events.append(ev.CloseConnection(reason))
 
@@ -243,12 +280,12 @@ class ServerConnection:
 
     def _decide(self, event) -> None:
         self._pending = event
-        self._mode = _WAIT
         self._events.append(event)
 
     def _reset_transaction(self, reason: str) -> None:
-        if self.envelope is not None:
-            self.envelope = None
+        if self.transaction is not None:
+            self.transaction = None
+            self._enter("transaction reset")
             self._events.append(ev.TransactionReset(reason))
 
     def _drop_input(self) -> None:
@@ -268,15 +305,16 @@ class ServerConnection:
             return True
         self._inbuf = bytearray(rest)
         self._reader = None
-        self._mode = _COMMAND
         failure = (R.MESSAGE_TOO_BIG if reader.too_big else R.TEXT_LINE_TOO_LONG if reader.line_too_long
                    else R.BARE_LINE_ENDING_IN_DATA if reader.bare_line_ending
                    else NUL_IN_DATA if reader.nul else None)
         if failure is not None:
-            self.envelope = None
+            self.transaction = None
+            self._enter("message refused")
             self._events.append(ev.DataFailed(failure))
             self._error("DATA", failure)
         else:
+            self._enter("end of data")
             self._decide(ev.DataComplete(reader.size))
         return True
 
@@ -295,7 +333,7 @@ class ServerConnection:
             if self._discarding_long_line or len(line) > limit:
                 self._discarding_long_line = False
                 self._error("(too long)", R.LINE_TOO_LONG)
-                if self._mode == _CLOSED:
+                if self._state is ServerState.CLOSED:
                     return None
                 continue
             return line
@@ -321,16 +359,28 @@ class ServerConnection:
             return True
         verb, _, arg = line.partition(" ")
         verb = verb.upper()
-        if self._mode == _REFUSED and verb != "QUIT":
-            self._send(Reply(503, "5.5.1", "No SMTP service here; QUIT please"))
+        state = self._state
+        if state is ServerState.REFUSED and not rules.served(verb, state):
+            self._send(rules.NOT_SERVED_WHEN_REFUSED)  # not counted: the client did nothing wrong
             return True
         handler = _HANDLERS.get(verb)
         if handler is None:
             self._error(verb[:16], R.SYNTAX_UNRECOGNIZED)
-        elif self.refusing is not None and verb not in _SERVED_WHEN_REFUSING:
+        elif self.refusing is not None and verb not in rules.SERVED_IN_NULLSERVER:
             self._error(verb, self.refusing)
+        elif (self.blocked is not None and verb in rules.BLOCKED_BY_CHECK_MAIL
+              and state is not ServerState.CONNECTED):
+            self._send(self.blocked)  # not counted, as sendmail's check_mail rejection
         else:
             handler(self, arg)
+        return True
+
+    def _out_of_sequence(self, verb: str) -> bool:
+        """Answer ``verb`` if the table does not serve it in this state (503, counted)."""
+        refusal = rules.out_of_sequence(verb, self._state)
+        if refusal is None:
+            return False
+        self._error(verb, refusal)
         return True
 
     # ---- commands -------------------------------------------------------------------------
@@ -367,6 +417,7 @@ class ServerConnection:
             self._error(verb, Reply(501, "5.0.0", f"{verb} requires domain address"))
             return
         self._reset_transaction(verb)
+        self._enter("HELO accepted")
         self.helo, self.extended = name, extended
         self._events.append(ev.Helo(name, extended))
         greeting = f"{self.hostname} Hello {self.client_desc}, pleased to meet you"
@@ -387,12 +438,8 @@ class ServerConnection:
         self._cmd_helo(arg, extended=True)
 
     def _cmd_mail(self, arg: str) -> None:
-        if self.helo is None:
-            return self._error("MAIL", R.NEED_HELO)
-        if self.blocked is not None:
-            return self._send(self.blocked)
-        if self.envelope is not None:
-            return self._error("MAIL", R.NESTED_MAIL)
+        if self._out_of_sequence("MAIL"):
+            return
         if arg[:5].upper() != "FROM:":
             return self._error("MAIL", Reply(501, "5.5.2", "Syntax error in parameters: expected MAIL FROM:<address>"))
         try:
@@ -425,18 +472,17 @@ class ServerConnection:
                 raise SyntaxProblem(Reply(555, "5.5.4", f"{key} parameter unrecognized"))
 
     def _cmd_rcpt(self, arg: str) -> None:
-        if self.blocked is not None and self.helo is not None:
-            return self._send(self.blocked)
-        if self.envelope is None:
-            return self._error("RCPT", R.NEED_MAIL if self.helo else R.NEED_HELO)
+        if self._out_of_sequence("RCPT"):
+            return
+        transaction = self.transaction
         if arg[:3].upper() != "TO:":
             return self._error("RCPT", Reply(501, "5.5.2", "Syntax error in parameters: expected RCPT TO:<address>"))
         try:
-            path = parse_path(arg[3:], kind="RCPT", smtputf8=self.envelope.smtputf8)
+            path = parse_path(arg[3:], kind="RCPT", smtputf8=transaction.smtputf8)
             self._check_rcpt_params(path)
         except SyntaxProblem as problem:
             return self._error("RCPT", problem.reply)
-        if len(self.envelope.recipients) >= self.limits.max_recipients:
+        if len(transaction.recipients) >= self.limits.max_recipients:
             self._send(R.TOO_MANY_RECIPIENTS)  # not the client's fault: no error count
             return
         self._decide(ev.RcptTo(path))
@@ -459,10 +505,8 @@ class ServerConnection:
             return
         if arg.strip():
             return self._error("DATA", Reply(501, "5.5.4", "DATA takes no parameters"))
-        if self.envelope is None:
-            return self._error("DATA", R.NEED_MAIL if self.helo else R.NEED_HELO)
-        if not self.envelope.recipients:
-            return self._error("DATA", R.NEED_RCPT)
+        if self._out_of_sequence("DATA"):
+            return
         self._decide(ev.DataRequested())
 
     def _cmd_rset(self, arg: str) -> None:
@@ -492,13 +536,10 @@ class ServerConnection:
             return self._error("STARTTLS", R.TLS_NOT_AVAILABLE)
         if arg.strip():
             return self._error("STARTTLS", R.NO_PARAMS_ALLOWED)
-        if self.envelope is not None:
-            return self._error("STARTTLS", R.TLS_IN_TRANSACTION)
+        if self._out_of_sequence("STARTTLS"):
+            return
         self._decide(ev.StartTLS())
 
-
-# Served as usual in sendmail's nullserver mode (see refuse_commands()).
-_SERVED_WHEN_REFUSING = frozenset({"QUIT", "HELO", "EHLO", "NOOP", "RSET"})
 
 _HANDLERS = {
     "HELO": ServerConnection._cmd_helo,

@@ -7,8 +7,8 @@ from tests.fuzzing import examples  # noqa: E402
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailward.smtp import events as ev
-from mailward.smtp.server import ServerConnection, ServerLimits
+from mailward.smtp.server import ServerLimits
+from tests.smtp.driver import ServerDriver
 
 LIMITS = ServerLimits(max_command_line=128, max_text_line=200, max_message_size=4000, max_bad_commands=50)
 # Whether a client waited for a reply shows only in how its bytes were split, so the splitting
@@ -21,29 +21,10 @@ WORDS = [b"EHLO c\r\n", b"HELO c\r\n", b"MAIL FROM:<a@b.example>\r\n", b"MAIL FR
          b"BDAT 10\r\n", b"VRFY x\r\n", b"MAIL FROM:<a@b> SIZE=1\r\n", "é".encode(), b"\xff"]
 
 
-def run(chunks, decide=True, limits=LIMITS):
-    core = ServerConnection("mx.test", "c [127.0.0.1]", limits, starttls_available=True)
-    core.greet("hi")
-    out, seen = [], []
-    for chunk in chunks:
-        core.receive_data(chunk)
-        for _ in range(10000):  # a hang would exhaust this
-            event = core.next_event()
-            if event is ev.NEED_DATA:
-                break
-            if event is ev.PAUSED:
-                if core._mode == 2 and decide:  # waiting for a decision
-                    core.respond(None)
-                    continue
-                if isinstance(seen[-1] if seen else None, ev.StartTLS):
-                    core.tls_started()
-                    continue
-                break
-            seen.append(event)
-        else:
-            raise AssertionError("core did not settle")
-        out.append(core.data_to_send())
-    return b"".join(out), seen
+def run(chunks, limits=LIMITS):
+    d = ServerDriver(limits, client_desc="c [127.0.0.1]", greeting="hi", auto_tls=True, max_steps=10000)
+    out = [d.feed(chunk) for chunk in chunks]
+    return b"".join(out), d.events
 
 
 @settings(max_examples=examples(300), deadline=None)
