@@ -14,12 +14,42 @@ and one read of input. Such a client makes no progress, so the command timeout e
 and a transport that cannot drain is aborted rather than left to hold its buffer.
 Failure behaviour: no exception from a peer's bytes escapes; a spool error gives
 452 4.3.1 and the partial file is removed; a TLS failure logs verify=SOFTWARE and closes.
+
+State: where the connection is is one :class:`Phase` (GREETING, OPEN, CLOSED); a message
+being made durable is :attr:`SMTPSession.committing` beside it, because its commit goes on
+(and its queue file is kept) when the client leaves before the 250.
+
+SECURITY
+    Faces the network. The client controls: every byte and when it arrives (before the
+    greeting, one byte a second, pipelined without end, never reading our replies), when it
+    disconnects (at every stage, during the handshake, before our 250), its TLS handshake
+    and certificate, the addresses, parameters and HELO name it sends, and its reverse DNS
+    (a PTR record proves nothing: a name is used only once its forward lookup confirms it).
+
+    Bounded, and by what: the time for a command by ``server.idle_timeout`` (300 s, RFC 5321
+    §4.5.3.2.7), for each DATA block by ``server.data_timeout``, for the handshake by
+    ``server.tls_handshake_timeout`` — each ends the session with 421, and the timers are
+    re-armed only for whole commands or lines, so dribbled bytes do not keep a session
+    alive; bytes before the greeting by ``EARLY_INPUT_LIMIT`` (then closed); replies waiting
+    in the transport by ``WRITE_HIGH_WATER`` (reading stops; a transport that cannot drain
+    is aborted); input and replies inside the core by its limits (``server.max_*``, see
+    :mod:`mailward.smtp.server`); disk by ``spool.min_free_space`` (452 4.3.1 at MAIL);
+    connections by ``server.max_connections`` and ``server.max_connections_per_client``
+    (:meth:`mailward.receive.server.SMTPServer.admit`).
+
+    Must never happen: a 250 for a message that is not durable (the spool's commit comes
+    first); a partial or refused message left in the spool; the client's words posing as a
+    field or a line of the log (addresses and bytes are escaped: ``printable_address``,
+    ``_printable``); plaintext read before or during the TLS handshake handled as a command
+    inside TLS (CVE-2011-0411: the core drops it, and nothing read in clear after STARTTLS
+    reaches it); an exception from a peer's bytes escaping into the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import errno
 import logging
 import time
@@ -32,36 +62,53 @@ from mailward.smtp import replies as R
 from mailward.smtp.parse import printable_address
 from mailward.smtp.replies import Reply
 from mailward.smtp.server import PROTOCOL_ERROR, ServerConnection
-from mailward.spool.store import Envelope, Recipient, new_queue_id
+from mailward.spool.store import Envelope, Incoming, Recipient, new_queue_id
 from mailward.tls.engine import TLSClosed, TLSEngine, TLSFailure
 from mailward.tls.facts import NO_TLS, ConnectionFacts, TLSFacts
+
+
+class Phase(enum.Enum):
+    """Where a session's connection is. A message being made durable is not a phase
+    (:attr:`SMTPSession.committing`): its commit goes on after the client has gone."""
+    GREETING = "before the 220: the client's name is being looked up; its bytes are held"
+    OPEN = "the core is driven by what the client sends"
+    CLOSED = "nothing read is handled any more; the transport is closing or closed"
 
 
 class SMTPSession(asyncio.Protocol):
     WRITE_HIGH_WATER = 65536   # transport buffer above which reading stops
     WRITE_LOW_WATER = 16384    # ... and below which it starts again
+    EARLY_INPUT_LIMIT = 65536  # octets held before the greeting; more closes the connection
 
     def __init__(self, server):
         self.server = server                  # mailward.receive.server.SMTPServer
         self.settings = server.config.server
         self.transport: asyncio.Transport | None = None
-        self.core: ServerConnection | None = None
-        self.engine: TLSEngine | None = None
-        self.tls: TLSFacts = NO_TLS
+        self.core: ServerConnection | None = None    # made when the greeting is sent
         self.client_addr = ""
-        self.client_name = ""
-        self.incoming = None
-        self.spool_error = False
-        self.discard = False
+        self.client_name = ""                 # sendmail's ${client_name}: a confirmed name or [addr]
+        # The connection (see Phase) and the work that can outlive it.
+        self.phase = Phase.GREETING
+        self.committing = False               # a message is being made durable; reading is paused
+        self._early = bytearray()             # bytes before the greeting (EARLY_INPUT_LIMIT)
         self._timer: asyncio.TimerHandle | None = None
-        self._greeted = False
-        self._early = bytearray()  # bytes before the greeting (bounded below)
-        self._closed = False
-        self._busy = False  # an async decision (spool commit) is pending
-        self._write_paused = False    # the transport holds more than WRITE_HIGH_WATER
-        self._reading_paused = False
-        self._tls_mail_verdict = None  # tls_client at MAIL, cached until the TLS state changes
-        self._tls_out = b""            # TLS records not yet written
+        # Backpressure.
+        self._write_paused = False            # the transport holds more than WRITE_HIGH_WATER
+        self._reading_paused = False          # pause_reading() is in effect
+        # The message being received.
+        self.incoming: Incoming | None = None  # its spool file, from DATA to the end of data
+        self.spool_error: OSError | None = None  # a write of its text failed: 451/452 at the end
+        self.discard = False                  # the access map said DISCARD at MAIL
+        # TLS.
+        self.engine: TLSEngine | None = None  # after STARTTLS
+        self.tls: TLSFacts = NO_TLS           # the facts of the handshake, once it succeeded
+        self.request_cert = True              # ask for a client certificate (Srv_Features V/v)
+        self._tls_mail_verdict: Verdict | None = None  # tls_client at MAIL, until the TLS state changes
+        self._tls_out = b""                   # TLS records not yet written
+
+    @property
+    def _closed(self) -> bool:
+        return self.phase is Phase.CLOSED
 
     # ---- asyncio.Protocol --------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -73,7 +120,7 @@ class SMTPSession(asyncio.Protocol):
         if refusal is not None:
             transport.write(refusal.to_bytes())
             transport.close()
-            self._closed = True
+            self.phase = Phase.CLOSED
             return
         self._arm(self.settings.idle_timeout)
         asyncio.get_running_loop().create_task(self._greet())
@@ -107,7 +154,7 @@ class SMTPSession(asyncio.Protocol):
         else:
             date = time.strftime("%a, %d %b %Y %H:%M:%S %z")
             self.core.greet(f"{self.server.hostname} ESMTP mailward; {date}")
-        self._greeted = True
+        self.phase = Phase.OPEN
         self._pump()
 
     def data_received(self, data: bytes) -> None:
@@ -148,13 +195,13 @@ class SMTPSession(asyncio.Protocol):
             data = plain
             if not data:
                 return
-        if not self._greeted:
+        if self.phase is Phase.GREETING:
             self._early += data  # handled after the greeting (bounded by the line limits)
-            if len(self._early) > 65536:
+            if len(self._early) > self.EARLY_INPUT_LIMIT:
                 self._close()
             return
         self.core.receive_data(data)
-        if not self._busy:
+        if not self.committing:
             self._pump()
 
     def pause_writing(self) -> None:
@@ -164,11 +211,11 @@ class SMTPSession(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._write_paused = False
         self._update_reading()
-        if self.core is not None and not self._closed and not self._busy:
+        if self.phase is Phase.OPEN and not self.committing:
             self._pump()  # replies the core held back, for input it already has
 
     def _update_reading(self) -> None:
-        pause = self._busy or self._write_paused
+        pause = self.committing or self._write_paused
         if pause == self._reading_paused or self._closed:
             return
         self._reading_paused = pause
@@ -178,7 +225,7 @@ class SMTPSession(asyncio.Protocol):
             self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
+        self.phase = Phase.CLOSED
         if self._timer:
             self._timer.cancel()
         self._abort_incoming()
@@ -256,7 +303,7 @@ class SMTPSession(asyncio.Protocol):
     def _close(self) -> None:
         if self._closed:
             return
-        self._closed = True
+        self.phase = Phase.CLOSED
         if self.engine is not None and self.engine.handshake_done:
             try:
                 self.transport.write(self._tls_out + self.engine.close())
@@ -268,7 +315,7 @@ class SMTPSession(asyncio.Protocol):
         """close() lets the last replies drain; a peer that does not read them is cut off:
         at once if the transport is already above its high-water mark, else after the
         command timeout."""
-        self._closed = True
+        self.phase = Phase.CLOSED
         if self._write_paused:
             self.transport.abort()
             return
@@ -288,7 +335,7 @@ class SMTPSession(asyncio.Protocol):
 
     @property
     def idle(self) -> bool:
-        return self.core is None or not (self.core.in_data or self._busy)
+        return self.core is None or not (self.core.in_data or self.committing)
 
     # ---- the event loop over the core --------------------------------------------------
     def _pump(self) -> None:
@@ -313,7 +360,7 @@ class SMTPSession(asyncio.Protocol):
             handler = _DISPATCH.get(type(event))
             if handler is not None:
                 handler(self, event)
-            if self._busy:
+            if self.committing:
                 self._flush()
                 return
 
@@ -371,7 +418,7 @@ class SMTPSession(asyncio.Protocol):
             self._storage_problem(err)
             core.respond(R.STORAGE_FULL if err.errno in (errno.ENOSPC, errno.EDQUOT) else R.LOCAL_ERROR)
             return
-        self.spool_error = False
+        self.spool_error = None
         core.respond(None)
 
     def _storage_problem(self, err: OSError) -> None:
@@ -380,7 +427,7 @@ class SMTPSession(asyncio.Protocol):
                   directory=str(self.server.spool.directory))
 
     def _on_chunk(self, event: ev.DataChunk) -> None:
-        if self.incoming is None or self.spool_error:
+        if self.incoming is None or self.spool_error is not None:
             return
         try:
             self.incoming.write(event.data)
@@ -401,14 +448,14 @@ class SMTPSession(asyncio.Protocol):
             log.info(incoming.envelope.queue_id, stat="discarded by the access map", relay=self.relay)
             self.core.respond(Reply(250, "2.0.0", f"{incoming.envelope.queue_id} Message accepted for delivery"))
             return
-        self._busy = True
+        self.committing = True
         self._update_reading()
         future = asyncio.wrap_future(self.server.spool.sync_async(incoming))
         future.add_done_callback(lambda f: self.server.publisher.add(self, incoming, f.exception()))
 
     def committed(self, incoming, err: Exception | None) -> None:
         """The spool's answer for our message: None once it is durable in queue/."""
-        self._busy = False
+        self.committing = False
         incoming.envelope.size = incoming.content_size
         if self._closed:
             # The client is gone before our 250: it will retry, so the copy we hold is a
@@ -454,7 +501,8 @@ class SMTPSession(asyncio.Protocol):
 
     def _note_handshake(self) -> None:
         """Once per handshake, however the read that completed it ended: every completed
-        handshake logs its facts, as sendmail does (reference, b_s_client)."""
+        handshake logs its facts, as sendmail 8.17 does (also when s_client sends its
+        Finished and close_notify in one segment)."""
         if self.engine is not None and self.engine.facts is not None and not self.tls.active:
             self._tls_established()
 
@@ -470,7 +518,8 @@ class SMTPSession(asyncio.Protocol):
         verdict = self.server.gate.tls_client(self.facts(), "STARTTLS")
         if verdict.reply is not None:
             # Reported at MAIL and RCPT, not at the handshake, and the next EHLO offers only
-            # ENHANCEDSTATUSCODES: sendmail's nullserver mode (reference, d1_encr512_tls_raw).
+            # ENHANCEDSTATUSCODES: sendmail 8.17's nullserver mode after a tls_client refusal
+            # (sendmail cf/README, STARTTLS: tls_client).
             fields = {"ruleset": "tls_client", "arg1": t.verify, "arg2": "STARTTLS"}
             fields.update(verdict.log or {})
             fields.update(relay=self.relay, reject=str(verdict.reply))
@@ -506,7 +555,7 @@ class SMTPSession(asyncio.Protocol):
 
     def _on_pipelining_violation(self, event: ev.PipeliningViolation) -> None:
         if event.after in ("EHLO", "HELO"):
-            # sendmail 8.17's words (reference, f_pipelined_before)
+            # sendmail 8.17's words for a client that did not wait for the EHLO reply
             self._log_text(logging.INFO, f"rejecting server {event.after} from {self.relay} due to traffic "
                            "before response", reject=str(PROTOCOL_ERROR), command=event.after, relay=self.relay,
                            seen=_printable(event.seen))
