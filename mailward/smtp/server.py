@@ -28,6 +28,32 @@ were taken. The I/O layer takes them, and stops reading while the peer does not 
 
 Failure behaviour: a client mistake is answered and counted; after ``max_bad_commands``
 the core answers 421 and closes. Nothing here raises on any input.
+
+SECURITY
+    Faces the network: every byte given to :meth:`ServerConnection.receive_data` is the
+    client's, split wherever the client or the network split it, sent when it chose (before
+    the greeting, after STARTTLS, before the 354) and in any quantity. Addresses, parameters,
+    the HELO name and message text are the client's words; they leave the core unchanged in
+    events, and whoever logs or stores them escapes them (:func:`parse.printable_address`).
+
+    Bounded, each by a setting (``server.*`` in the configuration, carried by
+    :class:`ServerLimits`): a command line by ``max_command_line`` (512 octets, RFC 5321
+    §4.5.3.1.4) — a longer one is answered 500 and dropped as it arrives, never buffered; a
+    text line by ``max_text_line`` (1000, §4.5.3.1.6) and a message by ``max_message_size``
+    (RFC 1870: 552) — past either, the rest is read to its end and not kept; recipients by
+    ``max_recipients`` (100, §4.5.3.1.8; then 452, §4.5.3.1.10); client errors by
+    ``max_bad_commands`` (20; then 421 and close). Replies held for a client that does not read: ``OUTPUT_HIGH_WATER``.
+    Input held: what one read delivered plus one unfinished line; parsing it costs linear
+    time however it is pipelined. Time is bounded by the I/O layer's timers
+    (:mod:`mailward.receive.session`).
+
+    Must never happen: a command that arrived in clear before the TLS handshake is executed
+    inside the TLS session (CVE-2011-0411); anything but ``CRLF.CRLF`` ends the message text
+    (SMTP smuggling: a bare LF or CR, as in ``LF.LF``, is refused with 554 after the real end,
+    RFC 5321 §2.3.8, §4.1.1.4); message text sent before the 354 is taken as text
+    (``forbid_unauth_pipelining``); a NUL octet is stored (``reject_nul_in_data``, RFC 5322
+    §3.5); an envelope survives RSET, HELO/EHLO, STARTTLS or a refused message; an exception
+    escapes on any input (a property test feeds the core random bytes).
 """
 
 from __future__ import annotations
@@ -74,7 +100,7 @@ class InboundTransaction:
 
 
 # sendmail 8.17 to EHLO or HELO with traffic behind it, and to every command after that
-# (reference, f_pipelined_before).
+# (as sendmail 8.17 answers a client that does not wait for the EHLO reply, RFC 2920 §3.1).
 PROTOCOL_ERROR = Reply(554, "5.5.0", "SMTP protocol error")
 COMMAND_REJECTED = Reply(550, "5.0.0", "Command rejected")
 # Postfix ≥ 3.9 (smtpd_forbid_unauth_pipelining) to bytes before the greeting or behind DATA;
@@ -237,12 +263,13 @@ class ServerConnection:
         """sendmail's "nullserver" mode (srvrsmtp.c), entered after a failed tls_client
         check at STARTTLS: QUIT, HELO, EHLO, NOOP, RSET and unknown commands are served as
         usual, every other command gets ``reply`` (counted as an error), and EHLO offers
-        only ENHANCEDSTATUSCODES (reference, d1_encr512_tls_raw and d2_verify_nocert)."""
+        only ENHANCEDSTATUSCODES (as sendmail 8.17 does after a tls_client refusal at
+        STARTTLS; sendmail cf/README, STARTTLS: tls_client)."""
         self.refusing = reply
 
     def block(self, reply: Reply | None) -> None:
         """Answer every MAIL and RCPT with ``reply`` (a tls_client check failed at MAIL,
-        without STARTTLS: sendmail's check_mail rejects, reference d2_verify_plain)."""
+        without STARTTLS: sendmail 8.17's check_mail rejects them)."""
         self.blocked = reply
 
     def timeout(self) -> None:
@@ -408,7 +435,7 @@ class ServerConnection:
         if seen:
             # RFC 2920 §3.1: EHLO ends a group; a client that does not wait for its reply
             # cannot know what the server offers. sendmail 8.17 answers 554 and then
-            # rejects every command but QUIT, HELO, EHLO, NOOP and RSET (f_pipelined_before).
+            # rejects every command but QUIT, HELO, EHLO, NOOP and RSET (its nullserver mode).
             self._events.append(ev.PipeliningViolation(verb, seen))
             self._error(verb, PROTOCOL_ERROR)
             self.refuse_commands(COMMAND_REJECTED)
@@ -529,7 +556,8 @@ class ServerConnection:
         self._send(R.HELP)
 
     def _cmd_starttls(self, arg: str) -> None:
-        # Checks in the order real sendmail 8.17 applies them (reference file, b_* blocks).
+        # Checks in the order sendmail 8.17 applies them (as observed: STARTTLS after STARTTLS,
+        # without a certificate, with a parameter, inside a transaction).
         if self.tls_active:
             return self._error("STARTTLS", R.TLS_AFTER_START)
         if not self.starttls_available:

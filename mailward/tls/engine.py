@@ -4,6 +4,29 @@ The asyncio layer owns the transport; this object only transforms bytes, so the 
 serves the SMTP server (after STARTTLS) and the delivery client. Renegotiation is disabled
 in the context (OP_NO_RENEGOTIATION); a peer that tries it gets a TLS alert, and the
 session fails as a :class:`TLSFailure`.
+
+Failure behaviour: whatever the peer sends, :meth:`TLSEngine.feed` returns or raises
+:class:`TLSFailure` (the reason, and the alert to send in ``__cause__.output``) or
+:class:`TLSClosed` (close_notify); nothing else.
+
+SECURITY
+    Faces the network: every record given to :meth:`TLSEngine.feed` is the peer's — its
+    ClientHello or ServerHello, its certificate chain (verified by OpenSSL with the
+    context's CA files and CRLs, :mod:`mailward.tls.context`), alerts, a close_notify at any
+    moment, renegotiation attempts, records cut anywhere or garbage instead of a handshake.
+
+    Bounded: each call reads and writes OpenSSL's buffers in pieces of one record plus its
+    overhead (``_CHUNK``), and returns no more plaintext than the ciphertext it was given
+    decrypts to; the oldest protocol version by ``tls.min_version`` and the TLS 1.2 suites by
+    ``tls.ciphers``. How long a handshake may take is the caller's timer
+    (``server.tls_handshake_timeout`` on the receiving side).
+
+    Must never happen: plaintext returned before the handshake completed (what the peer sent
+    in clear is never application data); a completed handshake whose facts (``facts``:
+    verify, cipher, bits, the certificate's DNs) are lost because an error or a close_notify
+    came in the same read (``facts`` is set before anything is raised); a failed
+    verification silently ending the session — it is a fact (``verify=FAIL``) for policy
+    to judge (sendmail cf/README, STARTTLS: ``${verify}``); renegotiation.
 """
 
 from __future__ import annotations
