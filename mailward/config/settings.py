@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
+from mailward.listen import parse_listen
+
 # A path setting: an absolute Path once loaded, or "" when the file leaves it empty (the
 # settings that name an optional file are off when empty; callers test it with ``if``).
 FilePath = Path | Literal[""]
@@ -43,10 +45,12 @@ def setting(default: Any, *, doc: str, minimum: float | None = None,
 
 
 def _listen_check(value: tuple[str, ...]) -> str | None:
+    """server.listen: the entries start-up will bind, read by the same parser (mailward.listen)."""
     for item in value:
-        host, sep, port = item.rpartition(":")
-        if not sep or not port.isdigit() or not (0 < int(port) < 65536) or not host:
-            return f"HOST:PORT entries like \"127.0.0.1:2525\" or \"[::1]:25\" (not {item!r})"
+        try:
+            parse_listen(item)
+        except ValueError as err:
+            return str(err)
     return None
 
 
