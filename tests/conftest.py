@@ -72,6 +72,8 @@ class MTA:
         settings["server"].setdefault("hostname", "mx.test")
         settings.setdefault("spool", {}).setdefault("directory", "spool")
         settings.setdefault("local", {}).setdefault("maildir_root", "maildir")
+        # most tests mail made-up users: accept them unless the test lists its users
+        settings["local"].setdefault("accept_unknown_users", not settings["local"].get("users"))
         settings.setdefault("log", {}).setdefault("file", "mailward.log")
         self.settings = settings
         self.config = base / "mailward.toml"

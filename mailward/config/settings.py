@@ -157,7 +157,11 @@ class LocalSettings:
 
     domains: tuple[str, ...] = setting(("localhost",), doc="Domains delivered on this machine.")
     maildir_root: FilePath = setting("maildir", doc="Each local user's Maildir is MAILDIR_ROOT/USER/.")
-    users: tuple[str, ...] = setting((), doc="Local users that exist; empty accepts every local part.")
+    users: tuple[str, ...] = setting((), doc=(
+        "Local users that exist (with the aliases and the folders already under maildir_root)."))
+    accept_unknown_users: bool = setting(False, doc=(
+        "Accept mail for any local part that maps to a mailbox name, not only known users (unknown ones get "
+        "550 5.1.1 at RCPT otherwise, as Postfix's local_recipient_maps)."))
     aliases: FilePath = setting("", doc=(
         "Aliases file (sendmail form: 'name: target, target'); targets are local users, remote addresses or "
         "other aliases. Empty: no aliases."))

@@ -102,7 +102,7 @@ def local_address(address: str, local_domains, route=None) -> bool:
 async def _local(ctx: Context, qid: str, env: Envelope, r: PendingRecipient) -> tuple[Reply, str]:
     """(reply, mailer) for one local recipient."""
     if ctx.mailboxes is None:
-        ctx.mailboxes = maildir.Mailboxes(ctx.maildir_root, ctx.users, ctx.aliases, accept_unknown=not ctx.users)
+        ctx.mailboxes = maildir.Mailboxes(ctx.maildir_root, ctx.users, ctx.aliases)
     found = ctx.mailboxes.find(r.address)
     domain = domain_of(r.address) or ctx.hostname
     if found.alias and ALIASED not in r.params:

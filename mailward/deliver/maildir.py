@@ -136,13 +136,11 @@ class Mailboxes:
 
     @classmethod
     def from_config(cls, config, aliases: AliasTable | None = None) -> "Mailboxes":
-        """From ``[local]``. Until ``local.accept_unknown_users`` is a setting, an empty
-        ``local.users`` accepts every local part, as before."""
+        """From ``[local]``: ``users``, ``aliases``, ``maildir_root``, ``accept_unknown_users``."""
         local = config.local
         if aliases is None:
             aliases = AliasTable(local.aliases or None)
-        accept = getattr(local, "accept_unknown_users", not local.users)
-        return cls(local.maildir_root, local.users, aliases, accept_unknown=bool(accept))
+        return cls(local.maildir_root, local.users, aliases, accept_unknown=local.accept_unknown_users)
 
     def _alias_targets(self) -> frozenset[str]:
         """Mailbox names of the bare (local) targets in the aliases file, per version of it."""

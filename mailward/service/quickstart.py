@@ -22,7 +22,7 @@ QUICKSTART_SETTINGS = {
     "server": {"hostname": "localhost", "listen": ["127.0.0.1:2525"]},
     "tls": {"cert_file": "certs/server.pem", "key_file": "certs/server-key.pem", "ca_file": "ca/ca.pem"},
     "spool": {"directory": "spool"},
-    "local": {"domains": ["localhost"], "maildir_root": "maildir"},
+    "local": {"domains": ["localhost"], "maildir_root": "maildir", "users": ["user"]},
 }
 
 

@@ -89,6 +89,7 @@ class Harness:
         settings.setdefault("spool", {}).setdefault("fsync", False)
         settings.setdefault("spool", {}).setdefault("directory", str(base / "spool"))
         settings.setdefault("local", {}).setdefault("maildir_root", str(base / "maildir"))
+        settings["local"].setdefault("accept_unknown_users", not settings["local"].get("users"))
         self.base = base
         self.config = from_dict(settings, base / "mailward.toml")
         self.spool = Spool(self.config.spool.directory, fsync=False)

@@ -21,15 +21,16 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from mailward.config import SCHEMA
+from mailward.config import SCHEMA, from_dict
 from mailward.deliver import maildir
 from mailward.deliver.aliases import AliasTable
 from mailward.deliver.maildir import Mailboxes, mailbox_name
 
-# The setting that opens every local part; until the configuration has it, an empty
-# local.users does that (and then these tests need not say so).
+# local.accept_unknown_users opens every local part; until the configuration has that setting,
+# an empty local.users does it and a non-empty one closes. The tests say which they want.
 HAS_ACCEPT_KEY = "accept_unknown_users" in {k.name for k in SCHEMA["local"]}
 OPEN = {"accept_unknown_users": True} if HAS_ACCEPT_KEY else {}
+CLOSED = {"accept_unknown_users": False} if HAS_ACCEPT_KEY else {}
 
 
 # ---- the name of each mailbox -------------------------------------------------------------------
@@ -135,7 +136,7 @@ def folders(mta) -> set[str]:
 
 def test_rcpt_and_delivery_agree_on_a_utf8_user(make_mta):
     """The issue's case: RCPT accepted üser@localhost and delivery bounced it as unknown."""
-    mta = make_mta({"local": {"domains": ["localhost"], "users": ["üser"]}})
+    mta = make_mta({"local": {"domains": ["localhost"], "users": ["üser"], **CLOSED}})
     replies, data = transaction(mta, ["üser@localhost", "Üser@localhost", "user@localhost"], utf8=True)
     assert replies["üser@localhost"][0] == 250
     assert replies["Üser@localhost"] == (550, "5.1.1 <Üser@localhost>... User unknown")
@@ -149,7 +150,7 @@ def test_rcpt_and_delivery_agree_on_a_utf8_user(make_mta):
 
 
 def test_postmaster_always_exists(make_mta):
-    mta = make_mta({"local": {"domains": ["localhost"], "users": ["someone"]}})
+    mta = make_mta({"local": {"domains": ["localhost"], "users": ["someone"], **CLOSED}})
     replies, data = transaction(mta, ["Postmaster", "POSTMASTER@localhost", "postmaster+x@localhost"])
     assert [code for code, _ in replies.values()] == [250, 250, 250] and data[0] == 250
     files = mta.wait_mail("postmaster", count=3)
@@ -181,7 +182,8 @@ def test_addresses_that_used_to_fold_land_in_distinct_maildirs(make_mta):
 def test_unknown_users_are_refused_at_rcpt(make_mta, tmp_path):
     aliases = tmp_path / "aliases"
     aliases.write_text("team: alice, carol\n")
-    mta = make_mta({"local": {"domains": ["localhost", "mx.test"], "users": ["bob"], "aliases": str(aliases)}},
+    mta = make_mta({"local": {"domains": ["localhost", "mx.test"], "users": ["bob"], "aliases": str(aliases),
+                             **CLOSED}},
                    start=False)
     (mta.maildir / "dave" / "new").mkdir(parents=True)        # a Maildir that is already there
     mta.start()
@@ -202,7 +204,9 @@ def test_unknown_users_are_refused_at_rcpt(make_mta, tmp_path):
 
 @pytest.mark.skipif(not HAS_ACCEPT_KEY, reason="local.accept_unknown_users is not a setting yet")
 def test_by_default_only_known_users_exist(make_mta):
-    mta = make_mta({"local": {"domains": ["localhost"]}}, start=False)
+    assert from_dict({}).local.accept_unknown_users is False
+    # the default, written out: the test fixtures accept made-up users unless told otherwise
+    mta = make_mta({"local": {"domains": ["localhost"], "accept_unknown_users": False, **CLOSED}}, start=False)
     (mta.maildir / "user").mkdir(parents=True)
     mta.start()
     replies, data = transaction(mta, ["user@localhost", "root@localhost", "postmaster"])
