@@ -55,7 +55,7 @@ import logging
 import time
 
 from mailward import log
-from mailward.receive.gate import Gate, Verdict
+from mailward.policy.receive import ReceivePolicy, Verdict
 from mailward.receive.received import protocol_name, received_header
 from mailward.smtp import events as ev
 from mailward.smtp import replies as R
@@ -131,7 +131,7 @@ class SMTPSession(asyncio.Protocol):
             return
         desc = f"{self.client_name} [{self.client_addr}]" if self.client_name != f"[{self.client_addr}]" \
             else self.client_name
-        gate: Gate = self.server.gate
+        gate: ReceivePolicy = self.server.gate
         facts = self.facts()
         features = gate.features(facts)
         self.request_cert = features.request_client_cert
