@@ -36,26 +36,27 @@ from __future__ import annotations
 
 import re
 from collections import deque
+
+from mailward.smtp import client_state as rules
 from mailward.smtp.client_events import (  # noqa: F401  (re-exported: the core's API)
-    Greeting,
-    Ready,
-    HeloFailed,
-    TLSReady,
-    TLSRefused,
-    SendContent,
-    TransactionDone,
-    Closed,
     NEED_DATA,
     WAITING,
+    Closed,
+    Greeting,
+    HeloFailed,
+    Ready,
+    SendContent,
+    TLSReady,
+    TLSRefused,
     Transaction,
+    TransactionDone,
     TransactionResult,
-    xtext_params,
     mail_params,
     rcpt_params,
+    xtext_params,
 )
-from mailward.smtp import client_state as rules
 from mailward.smtp.client_state import ClientState
-from mailward.smtp.errors import LocalProtocolError, RemoteProtocolError  # noqa: F401  (the core's API)
+from mailward.smtp.errors import LocalProtocolError, RemoteProtocolError
 from mailward.smtp.replies import Reply
 
 MAX_REPLY_LINE = 4096  # generous: RFC 5321 §4.5.3.1.5 says 512 octets

@@ -13,7 +13,7 @@ holds replies back (``output_full``), as the session does once they are written.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from mailward.smtp import events as ev
 from mailward.smtp.replies import Reply

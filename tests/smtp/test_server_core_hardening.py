@@ -109,23 +109,11 @@ def test_text_arriving_while_the_354_is_decided_is_refused():
     def decide(event):
         if isinstance(event, ev.DataRequested):
             d.core.receive_data(b"early text\r\n")  # arrives while the 354 is being decided
-        return None
 
     d = session(decide=decide)
     d.send(b"EHLO c\r\n")
     assert d.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nDATA\r\n")[-1] == SYNC
     assert d.core.closed
-
-
-def test_legitimate_pipelining_is_served():
-    d = session()
-    d.send(b"EHLO c\r\n")
-    out = d.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nRCPT TO:<v@mx.test>\r\nDATA\r\n")
-    assert codes(out) == ["250", "250", "250", "354"]
-    # after the end of data the next transaction may follow at once (RFC 2920 §3.1)
-    out = d.send(b"body\r\n.\r\nMAIL FROM:<a@b>\r\nRCPT TO:<u@mx.test>\r\nDATA\r\n")
-    assert codes(out) == ["250", "250", "250", "354"]
-    assert codes(d.send(b"two\r\n.\r\nQUIT\r\n")) == ["250", "221"]
 
 
 def test_bytes_before_the_greeting_are_refused():
