@@ -206,3 +206,60 @@ def test_the_command_line_shows_the_line_and_exits_2(tmp_path):
                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert run.returncode == 2
     assert run.stderr == f"mailward: {path}: server.hostnme: unknown key; expected one of {_SERVER_KEYS}\n"
+
+
+# ---- where the file is: -c, $MAILWARD_CONFIG, /etc/mailward/mailward.toml -------------------------
+
+def _mailward(args, tmp_path, env_config=None):
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "MAILWARD_CONFIG"}
+    if env_config is not None:
+        env["MAILWARD_CONFIG"] = str(env_config)
+    return subprocess.run([sys.executable, "-m", "mailward", *args], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path, env=env)
+
+
+def _small_config(tmp_path, name="mailward.toml"):
+    path = tmp_path / name
+    path.write_text(f'[spool]\ndirectory = "{tmp_path / name}.spool"\n')
+    return path
+
+
+def test_default_path_is_etc_unless_the_environment_names_one(monkeypatch):
+    from mailward.config import default_path
+    monkeypatch.delenv("MAILWARD_CONFIG", raising=False)
+    assert default_path() == FILE
+    monkeypatch.setenv("MAILWARD_CONFIG", "/srv/mail/mailward.toml")
+    assert default_path() == Path("/srv/mail/mailward.toml")
+
+
+def test_commands_read_mailward_config_without_c(tmp_path):
+    path = _small_config(tmp_path)
+    run = _mailward(["queue", "list"], tmp_path, env_config=path)
+    assert run.returncode == 0, run.stderr
+    assert "0 messages in the queue" in run.stdout
+
+
+def test_c_wins_over_the_environment(tmp_path):
+    good = _small_config(tmp_path)
+    run = _mailward(["queue", "-c", str(good), "list"], tmp_path, env_config=tmp_path / "nothing.toml")
+    assert run.returncode == 0, run.stderr
+
+
+def test_a_missing_default_file_is_one_line_with_the_fix(tmp_path):
+    missing = tmp_path / "absent.toml"
+    run = _mailward(["queue", "list"], tmp_path, env_config=missing)
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+    assert str(missing) in run.stderr and "MAILWARD_CONFIG" in run.stderr
+    assert "-c FILE" in run.stderr and "mailward quickstart" in run.stderr
+
+
+def test_policy_check_reads_the_configs_access_map(tmp_path):
+    amap = tmp_path / "access"
+    amap.write_text("TLS_Clt:client.example\tENCR:128\n")
+    path = tmp_path / "mailward.toml"
+    path.write_text(f'[policy]\naccess_map = "{amap}"\n')
+    run = _mailward(["policy", "check"], tmp_path, env_config=path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == f"{amap}: 1 entries, syntax OK\n"

@@ -173,6 +173,9 @@ def cmd_check(args) -> int:
     from mailward.ca.check import check_tls_files
     hostname = None
     files = dict(cert=args.cert, key=args.key, ca_file=args.ca_file, ca_path=args.ca_path, crl=args.crl)
+    if args.config is None and not any(files.values()):
+        from mailward.config import default_path
+        args.config = default_path()  # $MAILWARD_CONFIG, else /etc/mailward/mailward.toml
     if args.config:
         from mailward.config import load
         config = load(args.config)
@@ -184,8 +187,6 @@ def cmd_check(args) -> int:
         if not files["cert"] and not files["key"]:
             print(f"{args.config}: [tls] cert_file is empty: STARTTLS is not offered; nothing to check")
             return 0
-    elif not any(files.values()):
-        raise CAError("ca check: give -c CONFIG or at least --cert and --key")
     problems = check_tls_files(files["cert"], files["key"], files["ca_file"], files["ca_path"], files["crl"],
                                hostname=args.hostname or hostname)
     for problem in problems:
@@ -288,7 +289,9 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     p = cmd("check", cmd_check, "check the server's TLS files: load, key matches, chain, expiry, permissions")
-    p.add_argument("-c", "--config", metavar="CONFIG", help="read the files from the config's [tls] section")
+    p.add_argument("-c", "--config", metavar="CONFIG",
+                   help="read the files from the config's [tls] section (without -c and without --cert/--key: "
+                        "$MAILWARD_CONFIG, else /etc/mailward/mailward.toml)")
     p.add_argument("--cert", metavar="FILE")
     p.add_argument("--key", metavar="FILE")
     p.add_argument("--ca-file", metavar="FILE")

@@ -1,5 +1,8 @@
 """``mailward policy``: test the access map against given facts, or check its syntax.
 
+Without FILE / ``--map``, both read the map named by the config's ``policy.access_map``
+(``-c FILE``, default ``$MAILWARD_CONFIG``, else /etc/mailward/mailward.toml).
+
 ``mailward policy check FILE`` parses the map: ``FILE: N entries`` and exit 0, or the first
 bad line as ``FILE:LINE: why`` on standard error and exit 2 (duplicate keys are warnings).
 
@@ -23,6 +26,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from mailward import config as config_mod
+from mailward.config import ConfigError
 from mailward.policy.accessmap import AccessMap, AccessMapError
 from mailward.policy.decision import Decision
 from mailward.policy.smtp_checks import check_connect, check_mail, check_rcpt
@@ -39,11 +44,18 @@ def register(subparsers) -> None:
     sub = policy.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
 
     check = sub.add_parser("check", help="check an access map's syntax (exit 2 with FILE:LINE: why)")
-    check.add_argument("file", help="the access map (sendmail text format)")
+    check.add_argument("file", nargs="?", help="the access map (sendmail text format); default: the config's "
+                                               "policy.access_map")
+    check.add_argument("-c", "--config", type=Path, default=config_mod.default_path(),
+                       help="the config whose policy.access_map is checked when FILE is not given "
+                            "(default: $MAILWARD_CONFIG, else /etc/mailward/mailward.toml)")
     check.set_defaults(func=cmd_check)
 
     test = sub.add_parser("test", help="show the lookups and decisions for given connection facts")
-    test.add_argument("--map", "-m", required=True, metavar="FILE", help="the access map")
+    test.add_argument("--map", "-m", metavar="FILE", help="the access map (default: the config's policy.access_map)")
+    test.add_argument("-c", "--config", type=Path, default=config_mod.default_path(),
+                      help="the config whose policy.access_map is used when --map is not given "
+                           "(default: $MAILWARD_CONFIG, else /etc/mailward/mailward.toml)")
     test.add_argument("--role", choices=("server", "client"), default="server",
                       help="server: mailward receives from --client-*; client: mailward delivers to --server-*")
     test.add_argument("--client-name", default="", help="${client_name}: the client's verified name, or [addr]")
@@ -79,7 +91,19 @@ def _load(path: str) -> AccessMap:
     return AccessMap.load(Path(path))
 
 
+def _map_file(given: str | None, config: Path) -> str:
+    """The map named on the command line, else the config's policy.access_map."""
+    if given:
+        return given
+    cfg = config_mod.load(config)
+    if not cfg.policy.access_map:
+        raise ConfigError(f"{config}: policy.access_map is empty: no access map to use; fix: name the map "
+                          f"(mailward policy check FILE, policy test --map FILE) or set policy.access_map")
+    return str(cfg.policy.access_map)
+
+
 def cmd_check(args) -> int:
+    args.file = _map_file(args.file, args.config)
     try:
         amap = _load(args.file)
     except AccessMapError as err:
@@ -184,6 +208,7 @@ def _route_server(route_text: str, server_addr: str) -> tuple[str, str]:
 
 
 def cmd_test(args) -> int:
+    args.map = _map_file(args.map, args.config)
     try:
         amap = _load(args.map)
     except AccessMapError as err:

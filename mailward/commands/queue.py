@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 from mailward import config as config_mod
 from mailward.cli import UsageError
@@ -202,7 +203,8 @@ def _route(args) -> int:
 def register(subparsers) -> None:
     q = subparsers.add_parser("queue", help="look at and manage the mail queue",
                               description="Look at and manage the mail queue (safe while the server runs).")
-    q.add_argument("-c", "--config", required=True, help="the TOML config file")
+    q.add_argument("-c", "--config", default=config_mod.default_path(), type=Path,
+                   help="the TOML config file (default: $MAILWARD_CONFIG, else /etc/mailward/mailward.toml)")
     sub = q.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
     p = sub.add_parser("list", help="id, size, age, state, sender and recipients of each message")
     p.set_defaults(func=_list)

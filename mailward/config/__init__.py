@@ -14,17 +14,20 @@ one-line documentation in the field's metadata. From them come:
 - :mod:`.render`: :func:`default_config_text` (``mailward config``, quickstart) and
   :func:`reference_markdown` (README.md, written by scripts/update-readme-config).
 
+Without ``-c``, commands read :func:`default_path` (``$MAILWARD_CONFIG``, else
+/etc/mailward/mailward.toml).
+
 Import from ``mailward.config``; the submodules are its parts, not separate interfaces.
 """
 
-from mailward.config.load import ConfigError, from_dict, load
+from mailward.config.load import ConfigError, default_path, from_dict, load
 from mailward.config.render import default_config_text, reference_markdown
 from mailward.config.schema import SCHEMA, SECTIONS, Key
 from mailward.config.settings import (Config, DeliverySettings, FilePath, LocalSettings, LogSettings,
                                       PolicySettings, ServerSettings, SpoolSettings, TLSSettings)
 
 __all__ = [
-    "Config", "ConfigError", "load", "from_dict", "default_config_text", "reference_markdown",
+    "Config", "ConfigError", "default_path", "load", "from_dict", "default_config_text", "reference_markdown",
     "ServerSettings", "TLSSettings", "SpoolSettings", "LocalSettings", "PolicySettings",
     "DeliverySettings", "LogSettings", "FilePath", "SCHEMA", "SECTIONS", "Key",
 ]
