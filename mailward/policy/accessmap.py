@@ -20,6 +20,12 @@ works unchanged)::
 * A key seen twice keeps its first value (makemap without ``-r``); the later line is kept
   in :attr:`AccessMap.warnings`.
 
+* A key whose tag is one sendmail knows but mailward does not implement (``Spam:``,
+  ``ClientRate:``, ``GreetPause:`` ...; :data:`UNIMPLEMENTED_TAGS`), or a tag neither knows
+  (``Local_*`` tags of a site's own rulesets among them), is kept but has no effect; each
+  such line is a warning in :attr:`AccessMap.warnings` naming the line and the tag, so an
+  operator moving from sendmail learns what is not enforced instead of trusting it silently.
+
 Values are checked at load time for the tags whose meaning mailward implements (see
 :mod:`mailward.policy.rhs`). A bad line raises :class:`AccessMapError` naming the file,
 the line and why; nothing else escapes the parser (property-tested).
@@ -38,6 +44,47 @@ from pathlib import Path
 from typing import NamedTuple
 
 import mailward.policy.rhs as _rhs
+
+
+# Tags the sendmail distribution's rulesets look up in the access map (sendmail cf/README,
+# "Anti-Spam Configuration Control", "Delay all checks", "Connection Control", "Rate Control",
+# "Queue Group Definitions", "STARTTLS", "SMTP AUTHENTICATION") that mailward does not act on,
+# with what each does in sendmail (for the warning).
+UNIMPLEMENTED_TAGS = {
+    "spam": "FEATURE(delay_checks): spam friend/hater",
+    "clientrate": "FEATURE(ratecontrol): connection rate limit",
+    "clientconn": "FEATURE(conncontrol): concurrent connection limit",
+    "greetpause": "FEATURE(greet_pause): pause before the greeting",
+    "authinfo": "FEATURE(authinfo): SMTP AUTH credentials for delivery",
+    "qgrp": "FEATURE(queuegroup): queue group selection",
+    "clt_features": "client features for delivery",
+    "badrcpt": "bad recipient throttling",
+}
+# Tags mailward looks up (mailward.policy.rhs, smtp_checks, tls_checks).
+IMPLEMENTED_TAGS = frozenset({"connect", "from", "to", "tls_clt", "tls_srv", "tls_rcpt", "try_tls",
+                              "srv_features", "certissuer", "certsubject", "ipv6"})
+_TAG_WARNINGS_MAX = 100  # a map of 10,000 ClientRate: lines gets 100 lines and a count, not 10,000
+
+
+def unimplemented_tag(key: str) -> str | None:
+    """Why the tag of ``key`` has no effect in mailward, or None (untagged, or a tag it implements)."""
+    colon = key.find(":")
+    if colon <= 0:
+        return None
+    tag = key[:colon]
+    tag_l = tag.lower()
+    if tag_l in IMPLEMENTED_TAGS or not _TAG_NAME.match(tag):
+        return None
+    what = UNIMPLEMENTED_TAGS.get(tag_l)
+    if what is not None:
+        return f"{tag}: tag not implemented by mailward (sendmail {what}); the entry has no effect"
+    if tag_l.startswith("local_"):
+        return f"{tag}: tag for a site's own sendmail rulesets (LOCAL_RULESETS), which mailward does not run; " \
+               "the entry has no effect"
+    return f"{tag}: tag not implemented by mailward (not a sendmail tag either); the entry has no effect"
+
+
+_TAG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class AccessMapError(Exception):
@@ -139,6 +186,7 @@ class AccessMap:
         intern = sys.intern
         check = _rhs.check_value
         checked: dict[tuple[str, str], str | None] = {}
+        tag_warnings = 0
         for number, raw in enumerate(text.split("\n"), 1):  # lines end at LF only, as in makemap
             line = raw.strip()
             if not line or line[0] == "#":
@@ -158,6 +206,12 @@ class AccessMap:
                 problem = check(key, value)
             if problem:
                 raise AccessMapError(source, number, problem)
+            if ":" in key and key[:key.find(":")].lower() not in IMPLEMENTED_TAGS:
+                unused = unimplemented_tag(key)
+                if unused:
+                    tag_warnings += 1
+                    if tag_warnings <= _TAG_WARNINGS_MAX:
+                        amap.warnings.append(f"{source}:{number}: {unused}")
             key = _normalise_key(key)
             if key in index:
                 first = amap._lines[index[key]]
@@ -168,6 +222,9 @@ class AccessMap:
             keys_append(key)
             values_append(intern(value) if len(value) < 24 else value)
             lines_append(number)
+        if tag_warnings > _TAG_WARNINGS_MAX:
+            amap.warnings.append(f"{source}: {tag_warnings - _TAG_WARNINGS_MAX} more entries with tags mailward "
+                                 "does not implement (not listed)")
         return amap
 
     @classmethod
