@@ -42,6 +42,8 @@ from mailward.ca.store import CAError, is_encrypted_key, load_certs, load_privat
 from mailward.tls.dn import name_components, oneline
 
 WARN_DAYS = 30
+CONFIG_NAMES = {"cert": "tls.cert_file", "key": "tls.key_file", "ca_file": "tls.ca_file", "ca_path": "tls.ca_path",
+                "crl": "tls.crl_file"}
 CRL_WARN_DAYS = 7
 
 
@@ -178,8 +180,14 @@ def _check_ca_path(c: _Checker, ca_path: Path) -> None:
 def check_tls_files(cert_file: Path | str | None, key_file: Path | str | None,
                     ca_file: Path | str | None = None, ca_path: Path | str | None = None,
                     crl_file: Path | str | None = None, *, hostname: str | None = None,
-                    when: dt.datetime | None = None) -> list[Problem]:
-    """All problems with these files (empty paths are "not configured"); never raises."""
+                    when: dt.datetime | None = None, names: dict[str, str] | None = None) -> list[Problem]:
+    """All problems with these files (empty paths are "not configured"); never raises.
+
+    ``names`` says where each file was named (keys cert, key, ca_file, ca_path, crl), for the
+    advice: by default the config settings (``tls.cert_file`` ...); ``mailward ca check``
+    passes ``--cert`` etc. for files given on its command line.
+    """
+    names = {**CONFIG_NAMES, **(names or {})}
     p = lambda v: Path(v) if v else None  # noqa: E731 - "" means not configured
     cert_file, key_file, ca_file, ca_path, crl_file = map(p, (cert_file, key_file, ca_file, ca_path, crl_file))
     c = _Checker(when or dt.datetime.now(dt.timezone.utc))
@@ -192,7 +200,7 @@ def check_tls_files(cert_file: Path | str | None, key_file: Path | str | None,
         try:
             chain = load_certs(cert_file)
         except CAError as err:
-            c.error(cert_file, str(err).split(": ", 1)[-1], _issue_cmd("HOST", cert_file, key_file or Path("KEY")))
+            _cert_problem(c, cert_file, key_file, names["cert"], str(err).split(": ", 1)[-1])
         if chain:
             info = describe(chain[0], c.when)
             cn = info.cn_subject
@@ -215,14 +223,24 @@ def check_tls_files(cert_file: Path | str | None, key_file: Path | str | None,
             data = read_bytes(key_file, "a PEM private key")
         except CAError as err:
             data = None
-            c.error(key_file, str(err).split(": ", 1)[-1], fix)
-        if data is not None:
+            if not key_file.exists() and not key_file.is_symlink():
+                c.error(key_file, f"no such file (named by {names['key']})",
+                        f"check the path in {names['key']}; only if the key is truly lost, make a new pair: {fix}")
+            else:
+                c.error(key_file, str(err).split(": ", 1)[-1], fix)
+        if data is not None and _is_certificate_only(data):
+            # A certificate is usually mode 0644: saying "readable by others" would send the
+            # operator to chmod a file that is not a key at all.
+            c.error(key_file, f"holds a certificate, not a private key ({names['key']} names a certificate)",
+                    f"set {names['key']} to the private key made with the certificate (e.g. the -key.pem file "
+                    f"written by mailward ca issue --key-out), not to {cert_file or 'the certificate'}")
+        elif data is not None:
             c.private_mode(key_file, "the private key")
             if key_file.parent.resolve() != (cert_file.parent.resolve() if cert_file else None):
                 c.folder_mode(key_file.parent.resolve())
             if is_encrypted_key(data):
                 c.error(key_file, "the private key is encrypted; the server starts unattended and cannot "
-                                  "type a passphrase", fix)
+                                  "type a passphrase", _decrypt_cmd(key_file))
             else:
                 try:
                     key = load_private_key(key_file)
@@ -265,6 +283,38 @@ def check_tls_files(cert_file: Path | str | None, key_file: Path | str | None,
         _check_chain(c, cert_file, key_file, chain, ca_file if ca_certs else None,
                      ca_path if ca_path and ca_path.is_dir() else None, crls)
     return c.problems
+
+
+def _cert_problem(c: _Checker, cert_file: Path, key_file: Path | None, name: str, why: str) -> None:
+    """cert_file cannot be loaded. A wrong path is the usual cause; re-issuing with --force
+    would also overwrite the key (and a key that other servers pin), so it is never the first advice."""
+    if not cert_file.exists() and not cert_file.is_symlink():
+        key = f" {key_file}" if key_file else ""
+        c.error(cert_file, f"no such file (named by {name})",
+                f"check the path in {name} (a typo, or the file moved?); do not re-issue to fix a path: "
+                f"mailward ca issue --force would overwrite the key{key} as well")
+        return
+    try:
+        data = cert_file.read_bytes()
+    except OSError:
+        data = b""
+    if b"PRIVATE KEY" in data and b"BEGIN CERTIFICATE" not in data:
+        c.error(cert_file, f"holds a private key, not a certificate ({name} names a key)",
+                f"set {name} to the certificate file and the key's path in the key setting")
+        return
+    c.error(cert_file, why, f"check that {name} names the server's certificate (PEM); if it is damaged, "
+                            f"issue a new pair: {_issue_cmd('HOST', cert_file, key_file or Path('KEY'))}")
+
+
+def _is_certificate_only(data: bytes) -> bool:
+    """A PEM file with a certificate and no private key in it."""
+    return b"-----BEGIN CERTIFICATE-----" in data and b"PRIVATE KEY-----" not in data
+
+
+def _decrypt_cmd(key_file: Path) -> str:
+    """How to write the key without its passphrase, keeping it private (mode 0600 throughout)."""
+    return (f"write it decrypted: (umask 077; openssl pkey -in {key_file} -out {key_file}.new) "
+            f"(asks for the passphrase), then mv {key_file}.new {key_file} and chmod 600 {key_file}")
 
 
 def check_config(config) -> list[Problem]:

@@ -187,8 +187,11 @@ def cmd_check(args) -> int:
         if not files["cert"] and not files["key"]:
             print(f"{args.config}: [tls] cert_file is empty: STARTTLS is not offered; nothing to check")
             return 0
+    given = dict(cert=args.cert, key=args.key, ca_file=args.ca_file, ca_path=args.ca_path, crl=args.crl)
+    options = dict(cert="--cert", key="--key", ca_file="--ca-file", ca_path="--ca-path", crl="--crl")
+    names = {k: options[k] for k, v in given.items() if v}   # the rest: the config's tls.* settings
     problems = check_tls_files(files["cert"], files["key"], files["ca_file"], files["ca_path"], files["crl"],
-                               hostname=args.hostname or hostname)
+                               hostname=args.hostname or hostname, names=names)
     for problem in problems:
         print(problem)
     errors = sum(p.severity == "error" for p in problems)

@@ -141,3 +141,72 @@ def test_check_config_reads_tls_and_hostname(server, ca_dir, tmp_path):
     problems = check_config(config)
     assert [p.severity for p in problems] == ["warning"] and "wrong.example" in problems[0].what
     assert check_config(from_dict({}, tmp_path / "mailward.toml")) == []  # no cert_file: nothing to check
+
+
+# ---- advice that is right: a wrong path, an encrypted key, a certificate given as the key -------
+
+def _config(tmp_path, cert, key, ca_dir):
+    config = tmp_path / "mailward.toml"
+    config.write_text(f'[server]\nhostname = "mx.example"\n[tls]\ncert_file = "{cert}"\nkey_file = "{key}"\n'
+                      f'ca_file = "{ca_dir / "ca.pem"}"\n')
+    return config
+
+
+def test_missing_certificate_names_the_setting_and_does_not_advise_reissuing(server, ca_dir, tmp_path, cli):
+    _, key = server
+    missing = tmp_path / "certs" / "mx-cert.pem"
+    result = cli("ca", "check", "-c", _config(tmp_path, missing, key, ca_dir))
+    assert result.returncode == 1
+    line = next(l for l in result.stdout.splitlines() if str(missing) in l)
+    assert line.startswith(f"error: {missing}: no such file (named by tls.cert_file)")
+    assert "check the path in tls.cert_file" in line
+    fix = line.split("; fix: ", 1)[1]
+    assert "would overwrite the key" in fix and not fix.startswith("mailward ca issue")
+    # on the command line, the option is named instead of the setting
+    result = cli("ca", "check", "--cert", missing, "--key", key)
+    assert "no such file (named by --cert)" in result.stdout and "check the path in --cert" in result.stdout
+
+
+def test_encrypted_key_advice_decrypts_it_and_keeps_it_private(server, ca_dir, certs, tmp_path, cli, openssl):
+    cert, key = server
+    private = serialization.load_pem_private_key(key.read_bytes(), None)
+    atomic_write(key, key_pem(private, b"secret"), 0o600)
+    result = cli("ca", "check", "-c", _config(tmp_path, cert, key, ca_dir))
+    assert result.returncode == 1
+    line = next(l for l in result.stdout.splitlines() if "encrypted" in l)
+    assert line.startswith(f"error: {key}: the private key is encrypted")
+    assert f"(umask 077; openssl pkey -in {key} -out {key}.new)" in line
+    assert f"mv {key}.new {key}" in line and f"chmod 600 {key}" in line
+    # the advice works: done as it says (with the passphrase given), the check is clean
+    run = openssl("pkey", "-in", key, "-out", f"{key}.new", "-passin", "pass:secret")
+    assert run.returncode == 0, run.stderr
+    os.replace(f"{key}.new", key)
+    os.chmod(key, 0o600)
+    assert cli("ca", "check", "-c", _config(tmp_path, cert, key, ca_dir)).returncode == 0
+
+
+def test_certificate_given_as_the_key_is_diagnosed_as_that(server, ca_dir, tmp_path, cli):
+    cert, _ = server
+    os.chmod(cert, 0o644)   # a certificate's usual mode: not a permission problem
+    problems = check_tls_files(cert, cert, ca_dir / "ca.pem")
+    p = _only(problems, "error", "holds a certificate, not a private key")
+    assert p.file == str(cert) and "tls.key_file" in p.what and "set tls.key_file to the private key" in p.fix
+    assert not [q for q in problems if "readable by group" in q.what]
+    result = cli("ca", "check", "-c", _config(tmp_path, cert, cert, ca_dir))
+    assert result.returncode == 1 and "readable by group" not in result.stdout
+    assert f"error: {cert}: holds a certificate, not a private key (tls.key_file names a certificate)" \
+        in result.stdout
+
+
+def test_key_given_as_the_certificate_is_diagnosed_as_that(server, ca_dir):
+    _, key = server
+    p = _only(check_tls_files(key, key, ca_dir / "ca.pem"), "error", "holds a private key, not a certificate")
+    assert "tls.cert_file" in p.what and "--force" not in p.fix
+
+
+def test_serve_refuses_a_certificate_given_as_the_key_in_one_line(server, ca_dir, tmp_path, cli):
+    cert, _ = server
+    result = cli("serve", "-c", _config(tmp_path, cert, cert, ca_dir))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "holds a certificate, not a private key" in result.stderr and "readable by group" not in result.stderr
