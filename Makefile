@@ -19,8 +19,9 @@ $(VENV)/.test: pyproject.toml $(VENV)/.runtime
 	touch $@
 
 ## run: create the data folder on first start (CA, certificates, config) and run the MTA on 127.0.0.1:2525
+##      (make run LISTEN=127.0.0.1:2600: another address for a new data folder)
 run: $(VENV)/.runtime
-	$(BIN)/mailward quickstart $(DATA)
+	$(BIN)/mailward quickstart $(DATA) $(if $(LISTEN),--listen $(LISTEN))
 
 ## test: install what the tests need (PyPI and Debian packages) and run the whole suite
 test: $(VENV)/.test

@@ -14,7 +14,7 @@ def _serve(args: argparse.Namespace) -> int:
     from mailward.service.serve import serve
 
     cfg = config_mod.load(args.config)
-    log.setup(cfg.log.level, cfg.log.file, cfg.log.json)
+    log.setup_from_config(cfg)
     return serve(cfg)
 
 
@@ -23,10 +23,14 @@ def _quickstart(args: argparse.Namespace) -> int:
     from mailward.service.serve import serve
 
     data = Path(args.data)
-    made = create_data_folder(data)
+    made = create_data_folder(data, listen=args.listen)
     cfg = config_mod.load(data / "mailward.toml")
-    print(banner(data, made), file=sys.stderr, flush=True)
-    log.setup(cfg.log.level, cfg.log.file, cfg.log.json)
+    if args.listen and list(cfg.server.listen) != [args.listen]:
+        print(f"mailward: note: {cfg.path} exists and "
+              f"listens on {', '.join(cfg.server.listen)}; --listen {args.listen} only applies to a new "
+              f"data folder (edit server.listen there)", file=sys.stderr)
+    print(banner(cfg, made), file=sys.stderr, flush=True)
+    log.setup_from_config(cfg)
     return serve(cfg)
 
 
@@ -34,7 +38,7 @@ def _worker(args: argparse.Namespace) -> int:
     from mailward.service.master import run_worker
 
     cfg = config_mod.load(args.config)
-    log.setup(cfg.log.level, cfg.log.file, cfg.log.json)
+    log.setup_from_config(cfg)
     return run_worker(cfg, [int(fd) for fd in args.fds.split(",") if fd], args.notify_fd)
 
 
@@ -51,8 +55,11 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("quickstart", help="create a data folder on first start, then serve",
                               description="Create DATA (CA, server certificate, commented config) when "
-                                          "missing, then run the MTA on 127.0.0.1:2525.")
+                                          "missing, then run the MTA on the address of its configuration "
+                                          "(127.0.0.1:2525 unless --listen says otherwise).")
     p.add_argument("data", help="data folder, e.g. ./data")
+    p.add_argument("--listen", default="", metavar="HOST:PORT",
+                   help="server.listen of a new data folder (default 127.0.0.1:2525; make run LISTEN=...)")
     p.set_defaults(func=_quickstart)
 
     p = subparsers.add_parser("worker", help="a receiving process started by serve (server.workers > 1)",

@@ -4,8 +4,13 @@ accepted messages, signals.
 Contract: :class:`SMTPServer` is given what it needs, built elsewhere
 (:func:`mailward.service.build_receiving`: spool, TLS context, policy, gate) and, in the
 process that delivers, the queue runner — receive does not build or import the delivery side.
-SIGHUP reloads certificates, keys, CA files and CRLs (and the access map) without dropping
-open connections; a failed reload keeps the old ones and logs why. SIGTERM/SIGINT: stop
+SIGHUP calls ``on_reload`` (set by :mod:`mailward.service.reload`: the whole configuration
+is read again and the receiving components are rebuilt and handed over with :meth:`swap`);
+without it, certificates, keys, CA files, CRLs and the access map are reloaded. Either way no
+open connection is dropped (a session keeps its timers and limits; its next command asks the
+new policy), and a failed reload keeps what was in use and logs why. ``on_ready`` is called
+once the sockets accept, ``on_stopping`` when a stop begins (the service manager's
+READY=1/STOPPING=1). SIGTERM/SIGINT: stop
 listening, give open sessions ``shutdown_grace`` seconds, then 421; in-flight deliveries
 finish or stay queued.
 """
@@ -17,6 +22,7 @@ import os
 import signal
 import time
 from collections import Counter
+from typing import Callable
 
 from mailward import log
 from mailward.config import Config, ConfigError
@@ -91,6 +97,9 @@ class SMTPServer:
         self.resolver = Resolver(list(config.delivery.resolver), timeout=config.delivery.dns_timeout)
         self._free_checked, self._free, self._block = -1.0, 0, 4096
         self._stopping = asyncio.Event()
+        self.on_reload: Callable[[], None] | None = None     # SIGHUP: rebuild (mailward.service.reload)
+        self.on_ready: Callable[[], None] | None = None      # accepting connections
+        self.on_stopping: Callable[[], None] | None = None   # a stop has begun
 
     # ---- admission ---------------------------------------------------------------------
     def admit(self, session: SMTPSession) -> Reply | None:
@@ -174,6 +183,9 @@ class SMTPServer:
 
     # ---- lifecycle -----------------------------------------------------------------------
     def reload(self) -> None:
+        if self.on_reload is not None:
+            self.on_reload()
+            return
         try:
             new_context = self._reload_tls()
         except ConfigError as err:
@@ -182,6 +194,20 @@ class SMTPServer:
         self.tls_context = new_context
         self.policy.reload()
         log.info(None, reload="ok", tls="reloaded")
+
+    def swap(self, config: Config, receiving) -> None:
+        """Use a new configuration and what :func:`mailward.service.build_receiving` built from
+        it, for every new connection and every next command of the open ones. The listening
+        sockets, the spool and the runner stay (changing them needs a restart)."""
+        self.config = config
+        self.hostname = config.server.hostname
+        self.limits = limits_from_config(config.server)
+        self.tls_context = receiving.tls_context
+        self._reload_tls = receiving.reload_tls
+        self.policy = self.gate = receiving.policy
+        self.resolver = Resolver(list(config.delivery.resolver), timeout=config.delivery.dns_timeout)
+        self._name_cache.clear()
+        self.forget_free_space()
 
     async def start(self) -> None:
         if self.run_delivery:
@@ -196,6 +222,8 @@ class SMTPServer:
                  starttls="on" if self.tls_context else "off", pid=os.getpid())
 
     async def stop(self) -> None:
+        if self.on_stopping is not None:
+            self.on_stopping()
         for server in self.servers:
             server.close()
         grace = self.config.server.shutdown_grace
@@ -223,5 +251,7 @@ class SMTPServer:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         if self.run_delivery:
             loop.add_signal_handler(signal.SIGUSR1, self.runner.flush)
+        if self.on_ready is not None:   # accepting, and SIGHUP/SIGTERM are handled
+            self.on_ready()
         await self._stopping.wait()
         await self.stop()

@@ -8,7 +8,8 @@ in turn; each worker receives, writes to the shared spool with the same durabili
 and tells the master about each accepted message through a pipe (one queue id per line). A
 worker that dies is started again; messages it had accepted are in the spool, and a lost
 notice is made good by the master's periodic adoption of unknown queue files. SIGHUP goes to
-every worker (certificate and access-map reload); SIGUSR1 flushes the master's queue; SIGTERM
+every worker once the master has read the configuration again (:mod:`mailward.service.reload`:
+the master rebuilds its runner's tables, each worker its receiving side); SIGUSR1 flushes the master's queue; SIGTERM
 stops the workers (each gives its sessions ``shutdown_grace``), then delivery.
 
 Workers inherit the master's spool lock (the same open file), so the spool stays locked until
@@ -31,7 +32,8 @@ import sys
 from mailward import log
 from mailward.config import Config
 from mailward.receive.server import SMTPServer
-from mailward.service import build_delivery, build_receiving
+from mailward.service import build_delivery, build_receiving, notify
+from mailward.service.reload import Reloader
 from mailward.service.startup import Ready
 from mailward.spool.store import Spool
 
@@ -56,13 +58,22 @@ class Master:
         self._respawn_at = [0.0] * config.server.workers
         self._stopping = asyncio.Event()
         self._pending = b""
+        self.reloader = Reloader(config, runner=self.runner, after=self._reloaded)
+        # Workers that said "ready" (their SIGHUP handler is in place: a SIGHUP before it would
+        # kill them), and those that were still starting when a reload came (they get it once
+        # ready). The service manager hears READY=1 once every worker accepts.
+        self._ready: set[int] = set()
+        self._hup_when_ready: set[int] = set()
+        self._announced = False
 
     def _spawn(self, index: int) -> None:
         fds = [s.fileno() for s in self.socks]
         cmd = [sys.executable, "-m", "mailward", "worker", "-c", str(self.config.path),
                "--fds", ",".join(map(str, fds)), "--notify-fd", str(self.notify_w)]
-        # the lock's descriptor goes along, unused: it keeps the spool locked while a worker lives
-        self.workers[index] = subprocess.Popen(cmd, pass_fds=fds + [self.notify_w, self.lock.fileno()])
+        # the lock's descriptor goes along, unused: it keeps the spool locked while a worker lives;
+        # only the master talks to the service manager (systemd's NotifyAccess=main)
+        env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+        self.workers[index] = subprocess.Popen(cmd, pass_fds=fds + [self.notify_w, self.lock.fileno()], env=env)
         self._started[index] = asyncio.get_running_loop().time()
 
     def _read_notices(self) -> None:
@@ -73,13 +84,39 @@ class Master:
         lines = (self._pending + data).split(b"\n")
         self._pending = lines.pop()
         for line in lines:
-            if line:
+            if line.startswith(b"ready "):
+                self._worker_ready(int(line[6:] or 0))
+            elif line:
                 self.runner.submit(line.decode("ascii", "replace"))
+
+    def _worker_ready(self, pid: int) -> None:
+        self._ready.add(pid)
+        if pid in self._hup_when_ready:
+            self._hup_when_ready.discard(pid)
+            try:
+                os.kill(pid, signal.SIGHUP)
+            except ProcessLookupError:
+                pass
+        live = {p.pid for p in self.workers if p is not None and p.poll() is None}
+        if not self._announced and live and live <= self._ready:
+            self._announced = True
+            notify.ready(f"accepting mail on {', '.join(self.config.server.listen)} "
+                         f"with {len(self.workers)} workers")
 
     def _signal_workers(self, sig: int) -> None:
         for proc in self.workers:
             if proc is not None and proc.poll() is None:
-                proc.send_signal(sig)
+                if sig == signal.SIGHUP and proc.pid not in self._ready:
+                    self._hup_when_ready.add(proc.pid)
+                else:
+                    proc.send_signal(sig)
+
+    def _reloaded(self, config: Config) -> None:
+        """After SIGHUP, once the master has read the file again (its runner): the workers
+        follow. A broken file never gets here, so it is reported once, and every process
+        keeps what it has."""
+        self.config = config
+        self._signal_workers(signal.SIGHUP)
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -124,11 +161,12 @@ class Master:
             self._spawn(i)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._signal_workers(signal.SIGHUP))
+        loop.add_signal_handler(signal.SIGHUP, self.reloader)
         loop.add_signal_handler(signal.SIGUSR1, self.runner.flush)
         log.info(None, daemon="started", listen=",".join(self.config.server.listen),
                  workers=len(self.workers), pid=os.getpid())
         await self._watch()
+        notify.stopping()
         self._signal_workers(signal.SIGTERM)
         deadline = loop.time() + self.config.server.shutdown_grace + 10
         while any(p is not None and p.poll() is None for p in self.workers) and loop.time() < deadline:
@@ -163,5 +201,13 @@ def run_worker(config: Config, fds: list[int], notify_fd: int) -> int:
     for sock in socks:
         sock.setblocking(False)
     server = SMTPServer(config, build_receiving(config), listen_socks=socks, notify_fd=notify_fd)
+    server.on_reload = Reloader(config, server=server, announce=False)
+
+    def ready() -> None:   # the master sends SIGHUP only after this (see Master._worker_ready)
+        try:
+            os.write(notify_fd, f"ready {os.getpid()}\n".encode())
+        except OSError:
+            pass
+    server.on_ready = ready
     asyncio.run(_serve_while_master_lives(server, os.getppid()))
     return 0

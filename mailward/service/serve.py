@@ -6,6 +6,11 @@ Contract: ``serve(config)`` starts only when the configuration and the TLS files
 nothing); then it recovers the spool (drops partial messages), re-queues what was accepted
 before, and accepts connections — in this process (``server.workers = 1``) or in workers
 started by a master that delivers (:mod:`mailward.service.master`).
+
+Under systemd (``Type=notify``, contrib/mailward.service) the service manager is told READY=1
+once the sockets accept, RELOADING=1 and READY=1 around each SIGHUP reload
+(:mod:`mailward.service.reload`), STOPPING=1 when SIGTERM begins the stop
+(:mod:`mailward.service.notify`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import asyncio
 from mailward import log
 from mailward.config import Config, ConfigError
 from mailward.receive.server import SMTPServer
-from mailward.service import build_delivery, build_receiving
+from mailward.service import build_delivery, build_receiving, notify
 from mailward.service.startup import prepare
 
 
@@ -43,5 +48,9 @@ def serve(config: Config) -> int:
     receiving = build_receiving(config)
     runner = build_delivery(config, receiving.spool)
     server = SMTPServer(config, receiving, listen_socks=ready.socks, lock=ready.lock, runner=runner)
+    from mailward.service.reload import Reloader
+    server.on_reload = Reloader(config, server=server, runner=runner)
+    server.on_ready = lambda: notify.ready(f"accepting mail on {', '.join(config.server.listen)}")
+    server.on_stopping = notify.stopping
     asyncio.run(server.run_forever())
     return 0

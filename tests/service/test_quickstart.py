@@ -1,0 +1,44 @@
+"""make run / mailward quickstart: the address comes from --listen (LISTEN=), and the banner
+and its swaks command are built from the configuration actually served."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from mailward import config as config_mod
+from mailward.service.quickstart import banner, create_data_folder
+
+
+def test_listen_goes_into_the_new_config_and_the_banner(tmp_path):
+    data = tmp_path / "data"
+    made = create_data_folder(data, listen="127.0.0.1:2600")
+    cfg = config_mod.load(data / "mailward.toml")
+    assert list(cfg.server.listen) == ["127.0.0.1:2600"]
+    text = banner(cfg, made)
+    assert "listening on 127.0.0.1:2600 with STARTTLS" in text
+    assert f"swaks --server 127.0.0.1:2600 --tls --tls-verify --tls-ca-path {data.resolve()}/ca/ca.pem" in text
+    assert "--to user@localhost" in text
+    assert "2525" not in text
+    for name in ("ca/ca.pem", "certs/server.pem", "certs/server-key.pem", "mailward.toml", "spool", "maildir"):
+        assert f"{data}/{name}" in text, name      # every file it made is listed
+    assert "created:" not in banner(cfg, create_data_folder(data))   # a second start makes nothing
+
+
+def test_the_banner_follows_an_edited_config(tmp_path):
+    data = tmp_path / "data"
+    create_data_folder(data)
+    path = data / "mailward.toml"
+    path.write_text(path.read_text().replace('"127.0.0.1:2525"', '"[::1]:2700"')
+                    .replace('users = ["user"]', 'users = ["alice"]'))
+    text = banner(config_mod.load(path), [])
+    assert "listening on [::1]:2700" in text and "swaks --server [::1]:2700" in text
+    assert "--to alice@localhost" in text and "2525" not in text
+
+
+def test_a_bad_listen_is_one_line(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "mailward", "quickstart", str(tmp_path / "d"), "--listen", "2600"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1
+    assert run.stderr.startswith("mailward: --listen: expected HOST:PORT") and "Traceback" not in run.stderr
+    assert not (tmp_path / "d" / "mailward.toml").exists()
