@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "mailward.commands.queue",   # queue
     "mailward.commands.ca",      # ca
     "mailward.commands.policy",  # policy
+    "mailward.commands.sendmail",  # sendmail (and the sendmail, mailq, newaliases scripts)
 )
 
 
