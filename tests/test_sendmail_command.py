@@ -26,7 +26,7 @@ USERS = {"local": {"users": ["alice", "bob", "carol"], "domains": ["localhost", 
 def sendmail(mta, *args: str, stdin: bytes = b"", env: dict | None = None, prog: list[str] | None = None,
              timeout: float = 20) -> subprocess.CompletedProcess:
     cmd = (prog or [sys.executable, "-m", "mailward", "sendmail"]) + list(args)
-    full_env = dict(os.environ, MAILWARD_CONFIG=str(mta.config), **(env or {}))
+    full_env = {**os.environ, "MAILWARD_CONFIG": str(mta.config), "HOME": str(mta.base), **(env or {})}
     return subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout, env=full_env, check=False, cwd=mta.base)
 
 
@@ -64,6 +64,12 @@ def test_unknown_option_and_bad_mode_are_usage_errors(make_mta):
         one_line_error(proc)
     proc = sendmail(mta, stdin=b"Subject: x\n\nno one\n")
     assert proc.returncode == 64 and "no recipients" in one_line_error(proc)
+    assert "no one" in (mta.base / "dead.letter").read_text()
+    proc = sendmail(mta, "-t", stdin=b"To: a b c <x y@z>\nSubject: x\n\nbad\n")
+    assert proc.returncode == 65 and "'x y@z' is not a valid address" in one_line_error(proc)
+    proc = sendmail(mta, "-f", "bad sender@x", "alice", stdin=b"x\n")
+    assert proc.returncode == 65 and "the sender (-f)" in one_line_error(proc)
+    assert queue_files(mta) == []
 
 
 def test_missing_or_broken_config_is_ex_config(make_mta, tmp_path):

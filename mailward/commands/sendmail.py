@@ -263,6 +263,18 @@ def save_dead_letter(content: bytes, sender: str) -> str:
 
 # ---- the modes ------------------------------------------------------------------------------
 
+def checked(address: str, what: str, kind: str) -> str:
+    """The address as the SMTP server would accept it (RFC 5321 §4.1.2), or Failure 65: an
+    address that reaches the spool must be one a next hop can be sent."""
+    from mailward.smtp.parse import SyntaxProblem, parse_path
+
+    try:
+        return parse_path(f"<{address}>" + ("" if address.isascii() or kind == "RCPT" else " SMTPUTF8"),
+                          kind=kind, smtputf8=True).address
+    except SyntaxProblem as err:
+        raise Failure(f"{what} {address!r} is not a valid address ({err.reply.text})", EX_DATAERR) from None
+
+
 def send(opts: Options, cfg, stdin, out) -> int:
     from mailward import submit
 
@@ -271,24 +283,27 @@ def send(opts: Options, cfg, stdin, out) -> int:
     sender = qualify(opts.sender, domain) if opts.sender else ("" if opts.sender == "" else f"{user}@{domain}")
     data = read_message(stdin, opts.ignore_dots, cfg.server.max_message_size)
     content = submit.crlf(data)
-    recipients = [qualify(r, domain) for arg in opts.recipients for r in arg.split(",") if r.strip()]
-    if opts.extract:
-        head, _ = submit.split_head(content)
-        recipients += [qualify(r, domain) for r in submit.recipients_from_headers(submit.header_fields(head))]
-    recipients = list(dict.fromkeys(recipients))
-    if not recipients:
-        raise Failure("no recipients: give them as arguments, or use -t to take them from To:, Cc: and Bcc:",
-                      EX_USAGE)
-    content = submit.complete_headers(content, sender=sender, full_name=opts.full_name, domain=domain,
-                                      drop_bcc=opts.extract)
-    sub = submit.Submission(sender, recipients, content, user=user, uid=uid)
     try:
-        result = submit.submit(sub, cfg)
-    except submit.SubmitError as err:
-        if err.exit_code == EX_TEMPFAIL:
-            raise Failure(f"the message was not taken: {err}; {save_dead_letter(content, sender)}; "
-                          "fix: start mailward (mailward serve) and send it again", EX_TEMPFAIL) from None
-        raise Failure(f"the message was not taken: {err}", err.exit_code) from None
+        if sender:
+            sender = checked(sender, "the sender (-f)", "MAIL")
+        recipients = [checked(qualify(r, domain), "the recipient", "RCPT")
+                      for arg in opts.recipients for r in arg.split(",") if r.strip()]
+        if opts.extract:
+            head, _ = submit.split_head(content)
+            recipients += [checked(qualify(r, domain), "the recipient in To:/Cc:/Bcc:", "RCPT")
+                           for r in submit.recipients_from_headers(submit.header_fields(head))]
+        recipients = list(dict.fromkeys(recipients))
+        if not recipients:
+            raise Failure("no recipients: give them as arguments, or use -t to take them from To:, Cc: and Bcc:",
+                          EX_USAGE)
+        content = submit.complete_headers(content, sender=sender, full_name=opts.full_name, domain=domain,
+                                          drop_bcc=opts.extract)
+        result = submit.submit(submit.Submission(sender, recipients, content, user=user, uid=uid), cfg)
+    except (Failure, submit.SubmitError) as err:
+        code = err.code if isinstance(err, Failure) else err.exit_code
+        again = "send it again later" if code == EX_TEMPFAIL else "correct it and send it again"
+        raise Failure(f"the message was not taken: {err}; {save_dead_letter(content, sender)}; fix: {again}",
+                      code) from None
     except Exception as err:  # noqa: BLE001 -- a bug: keep the message, say so in one line
         raise Failure(f"internal error ({type(err).__name__}: {err}); the message was not taken; "
                       f"{save_dead_letter(content, sender)}; please report it", EX_SOFTWARE) from None
