@@ -102,6 +102,14 @@ def crlf(data: bytes) -> bytes:
     return data
 
 
+def drop_mbox_from(content: bytes) -> bytes:
+    """A first line ``From sender date`` (an mbox separator some programs write) is not a
+    header: sendmail and Postfix drop it."""
+    if content.startswith(b"From "):
+        return content.partition(b"\r\n")[2]
+    return content
+
+
 def split_head(content: bytes) -> tuple[bytes, bytes]:
     """(header section with its final CRLF, body with the separating empty line); a text that
     does not start with a header line is all body."""

@@ -104,10 +104,11 @@ def test_cron_style_t_f_oi_delivers_with_bcc_removed(make_mta):
 
 def test_a_lone_dot_ends_the_message_without_i(make_mta):
     mta = make_mta(USERS)
-    proc = sendmail(mta, "-v", "alice", stdin=b"Subject: dot\n\nfirst\n.\nnever read\n")
+    proc = sendmail(mta, "-v", "alice", stdin=b"From app Tue Dec  1 00:00:00 2026\nSubject: dot\n\nfirst\n.\nnever read\n")
     assert proc.returncode == 0, proc.stderr
     text = mta.wait_message("alice", proc.stdout.split(b":")[0].decode())
     assert "first" in text and "never read" not in text
+    assert "From app" not in text and "Subject: dot" in text
 
 
 def test_daemon_down_message_kept_and_delivered_at_start(make_mta):
@@ -273,6 +274,9 @@ def test_ordinary_user_submits_over_smtp_and_tempfails_when_down(make_mta):
         assert proc.returncode == 0, proc.stderr
         assert "handed to the mailward server" in proc.stdout.decode()
         assert "(from nobody@localhost" not in mta.wait_message("alice", "from nobody")
+        mailq = subprocess.run(python + ["-m", "mailward", "sendmail", "-bp"], capture_output=True, env=env,
+                               preexec_fn=drop, cwd=home, timeout=20, check=False)
+        assert mailq.returncode == 77 and "run it as root or as server.user" in one_line_error(mailq)
         mta.stop()
         proc = run()
         assert proc.returncode == 75 and "not taken" in one_line_error(proc)

@@ -282,7 +282,7 @@ def send(opts: Options, cfg, stdin, out) -> int:
     user, uid = login_name()
     sender = qualify(opts.sender, domain) if opts.sender else ("" if opts.sender == "" else f"{user}@{domain}")
     data = read_message(stdin, opts.ignore_dots, cfg.server.max_message_size)
-    content = submit.crlf(data)
+    content = submit.drop_mbox_from(submit.crlf(data))
     try:
         if sender:
             sender = checked(sender, "the sender (-f)", "MAIL")
@@ -365,11 +365,30 @@ def newaliases(cfg, out) -> int:
     return EX_OK
 
 
+def need_spool(cfg, what: str) -> bool:
+    """-bp and -q read the spool folder itself: only root and server.user may (77 otherwise).
+    False: there is no spool yet (no server has ever run)."""
+    directory = Path(cfg.spool.directory)
+    try:
+        os.stat(directory)
+        readable = os.access(directory, os.R_OK | os.X_OK) and (
+            not os.path.isdir(directory / "queue") or os.access(directory / "queue", os.R_OK | os.X_OK))
+    except FileNotFoundError:
+        return False
+    except OSError:
+        readable = False
+    if not readable:
+        raise Failure(f"{directory}: {what} needs to read the spool (spool.directory), which this user may not; "
+                      "fix: run it as root or as server.user", EX_NOPERM)
+    return True
+
+
 def flush(cfg, out) -> int:
     from mailward.spool.store import PID_FILE, running_server
     from mailward.submit import wake_server
 
     directory = Path(cfg.spool.directory)
+    need_spool(cfg, "-q (run the queue)")
     if running_server(directory) is None:
         raise Failure(f"{directory / PID_FILE}: no running mailward server to run the queue; fix: start it: "
                       f"mailward serve -c {cfg.path}", EX_TEMPFAIL)
@@ -380,6 +399,9 @@ def flush(cfg, out) -> int:
 def list_queue(cfg) -> int:
     from mailward.cli import main as mailward_main
 
+    if not need_spool(cfg, "mailq (-bp)"):
+        print(f"mail queue is empty ({cfg.spool.directory} does not exist yet)")
+        return EX_OK
     sys.stdout.flush()
     return EX_OK if mailward_main(["queue", "-c", str(cfg.path), "list"]) == 0 else EX_TEMPFAIL
 
