@@ -24,6 +24,8 @@ _COMMAND_MODULES = (
     "mailward.commands.ca",      # ca
     "mailward.commands.policy",  # policy
     "mailward.commands.sendmail",  # sendmail (and the sendmail, mailq, newaliases scripts)
+    "mailward.commands.check",   # check
+    "mailward.commands.config",  # config show (added to serve's 'config')
 )
 
 

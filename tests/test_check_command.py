@@ -54,3 +54,82 @@ def test_many_unimplemented_lines_are_summarised():
     amap = AccessMap.from_text("".join(f"ClientRate:192.0.2.{i} 2\n" for i in range(1, 251)), "access")
     assert len(amap.warnings) == 101
     assert amap.warnings[-1] == "access: 150 more entries with tags mailward does not implement (not listed)"
+
+
+# ---- mailward check ----------------------------------------------------------------------------
+
+def _clean(tmp_path: Path, pki) -> Path:
+    (tmp_path / "access").write_text("Connect:127.0.0.1 RELAY\nTLS_Clt:client.test VERIFY:128\n")
+    (tmp_path / "routes").write_text("example.net esmtp:[192.0.2.25]\n")
+    (tmp_path / "aliases").write_text("postmaster: alice\nhelp: alice, bob@example.net\n")
+    path = tmp_path / "mailward.toml"
+    path.write_text(f'[server]\nhostname = "localhost"\n'
+                    f'[tls]\ncert_file = "{pki.server_cert}"\nkey_file = "{pki.server_key}"\nca_file = "{pki.ca}"\n'
+                    '[local]\nusers = ["alice"]\naliases = "aliases"\n[policy]\naccess_map = "access"\n'
+                    '[delivery]\nroute_file = "routes"\n')
+    return path
+
+
+def test_a_clean_setup_exits_0(tmp_path, pki):
+    path = _clean(tmp_path, pki)
+    run = mailward("check", "-c", path, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout == f"{path}: ok\n" and run.stderr == ""
+
+
+def test_check_reads_mailward_config_without_c(tmp_path, pki):
+    path = _clean(tmp_path, pki)
+    run = mailward("check", cwd=tmp_path, env_config=path)
+    assert run.returncode == 0 and run.stdout == f"{path}: ok\n"
+
+
+def test_every_problem_of_every_file_with_its_line(tmp_path, pki):
+    path = _clean(tmp_path, pki)
+    (tmp_path / "access").write_text("Connect:127.0.0.1 RELAY\nTLS_Clt:x VERFY\nGreetPause:localhost 0\nTo:x\n")
+    (tmp_path / "routes").write_text("a.example esmtp:[x\nb.example smtp:y\nb.example smtp:y\n")
+    (tmp_path / "aliases").write_text("bob: alice, |/bin/prog\nx y\nadmin: nobody\n")
+    text = path.read_text().replace(f'cert_file = "{pki.server_cert}"', 'cert_file = "certs/missing.pem"')
+    path.write_text(text.replace('users = ["alice"]', 'users = ["alice", ""]'))
+    run = mailward("check", "-c", path, cwd=tmp_path)
+    assert run.returncode == 2 and "Traceback" not in run.stdout + run.stderr
+    out = run.stdout.splitlines()
+    at = lambda prefix: [l for l in out if l.startswith(prefix)]  # noqa: E731
+    missing = tmp_path / "certs" / "missing.pem"
+    assert at(f"{path}:4: error: tls.cert_file {missing}: no such file")
+    assert at(f"{tmp_path / 'access'}:2: error: unknown TLS requirement 'VERFY'")
+    assert at(f"{tmp_path / 'access'}:3: warning: GreetPause: tag not implemented by mailward")
+    assert at(f"{tmp_path / 'access'}:4: error: no value for key 'To:x'")
+    assert at(f"{tmp_path / 'routes'}:1: error: unbalanced brackets")
+    assert at(f"{tmp_path / 'routes'}:3: error: b.example is routed twice")
+    assert at(f"{tmp_path / 'aliases'}:1: error: target '|/bin/prog' is not supported")
+    assert at(f"{tmp_path / 'aliases'}:2: error: expected 'name: target, target'")
+    assert at(f"{tmp_path / 'aliases'}:3: warning: alias admin: target 'nobody' is not a local user")
+    assert at(f"{path}:8: error: local.users: '' cannot be a mailbox name")
+    assert out[-1] == f"{path}: 8 errors, 2 warnings: the server would not start"
+
+
+def test_every_config_key_problem_at_once(tmp_path):
+    path = tmp_path / "mailward.toml"
+    path.write_text('[server]\nhostnme = "x"\nworkers = 0\n[tls]\nmin_version = "SSLv3"\n[bogus]\n')
+    run = mailward("check", "-c", path, cwd=tmp_path)
+    assert run.returncode == 2
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith(f"{path}:2: error: server.hostnme: unknown key")
+    assert lines[1] == f"{path}:3: error: server.workers: expected an integer >= 1, got 0"
+    assert lines[2].startswith(f"{path}:5: error: tls.min_version: expected one of")
+    assert lines[3].startswith(f"{path}:6: error: [bogus]: unknown section")
+    assert lines[4] == f"{path}: 4 errors, 0 warnings: the server would not start"
+
+
+def test_toml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "mailward.toml"
+    path.write_text('[server]\n\nhostname = \n')
+    run = mailward("check", "-c", path, cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stdout.splitlines()[0].startswith(f"{path}:3: error: not valid TOML: ")
+
+
+def test_a_missing_default_config_is_one_problem_with_the_fix(tmp_path):
+    run = mailward("check", cwd=tmp_path, env_config=tmp_path / "absent.toml")
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "MAILWARD_CONFIG" in run.stdout and "mailward quickstart" in run.stdout

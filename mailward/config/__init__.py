@@ -11,7 +11,8 @@ one-line documentation in the field's metadata. From them come:
 
 - :mod:`.schema`: ``SCHEMA``, the keys of each section as the loader sees them;
 - :mod:`.load`: :func:`load` and :func:`from_dict`, which check a file against ``SCHEMA``;
-- :mod:`.render`: :func:`default_config_text` (``mailward config``, quickstart) and
+- :mod:`.render`: :func:`default_config_text` (``mailward config``, quickstart),
+  :func:`effective_config_text` (``mailward config show [--non-default]``) and
   :func:`reference_markdown` (README.md, written by scripts/update-readme-config).
 
 Without ``-c``, commands read :func:`default_path` (``$MAILWARD_CONFIG``, else
@@ -20,14 +21,15 @@ Without ``-c``, commands read :func:`default_path` (``$MAILWARD_CONFIG``, else
 Import from ``mailward.config``; the submodules are its parts, not separate interfaces.
 """
 
-from mailward.config.load import ConfigError, default_path, from_dict, load
-from mailward.config.render import default_config_text, reference_markdown
+from mailward.config.load import ConfigError, default_path, from_dict, key_lines, load, problems
+from mailward.config.render import default_config_text, effective_config_text, reference_markdown
 from mailward.config.schema import SCHEMA, SECTIONS, Key
 from mailward.config.settings import (Config, DeliverySettings, FilePath, LocalSettings, LogSettings,
                                       PolicySettings, ServerSettings, SpoolSettings, TLSSettings)
 
 __all__ = [
-    "Config", "ConfigError", "default_path", "load", "from_dict", "default_config_text", "reference_markdown",
+    "Config", "ConfigError", "default_path", "load", "problems", "key_lines", "from_dict", "default_config_text",
+    "effective_config_text", "reference_markdown",
     "ServerSettings", "TLSSettings", "SpoolSettings", "LocalSettings", "PolicySettings",
     "DeliverySettings", "LogSettings", "FilePath", "SCHEMA", "SECTIONS", "Key",
 ]
