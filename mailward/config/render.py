@@ -1,4 +1,5 @@
-"""What is generated from the schema: the commented default file and the README's reference table.
+"""What is generated from the schema: the commented default file, the README's reference table,
+and the effective configuration of a loaded file (``mailward config show``).
 
 Both list every key of :data:`~mailward.config.schema.SCHEMA` in file order with its default
 (as TOML) and its one-line documentation; neither holds any text of its own about a key.
@@ -8,6 +9,7 @@ tests/test_readme.py checks that it is there.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from mailward.config.schema import SCHEMA
@@ -18,6 +20,8 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, Path):
+        value = str(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -50,3 +54,26 @@ def reference_markdown() -> str:
         for key in keys:
             rows.append(f"| `{section}.{key.name}` | `{_toml_value(key.default)}` | {key.doc} |")
     return "\n".join(rows)
+
+
+def effective_config_text(config, non_default: bool = False) -> str:
+    """The loaded configuration as TOML: every key with the value in use (paths absolute), or
+    with ``non_default`` only the keys whose value differs from the default (``postconf -n``).
+
+    The text loads back to the same configuration.
+    """
+    base = config.path.parent if config.path else Path.cwd()
+    where = str(config.path) if config.path else "<config>"
+    what = "settings that differ from the defaults" if non_default else "every setting, as in use"
+    lines = [f"# mailward configuration read from {where}: {what}.", ""]
+    for section, keys in SCHEMA.items():
+        settings = getattr(config, section)
+        body = []
+        for key in keys:
+            value = getattr(settings, key.name)
+            if non_default and value == key.convert(key.default, base):
+                continue
+            body.append(f"{key.name} = {_toml_value(value)}")
+        if body or not non_default:
+            lines += [f"[{section}]", *body, ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
