@@ -58,7 +58,7 @@ def test_options_as_postfix_sendmail_accepts_them():
 
 def test_unknown_option_and_bad_mode_are_usage_errors(make_mta):
     mta = make_mta(start=False)
-    for args in (["-Z"], ["-bd"], ["-bt"], ["-f"]):
+    for args in (["-Z"], ["-bd"], ["-bt"], ["-f"], ["-n", "alice"]):
         proc = sendmail(mta, *args)
         assert proc.returncode == 64, proc
         one_line_error(proc)

@@ -39,8 +39,8 @@ flush``); ``-bv`` verify addresses (local or remote, and whether a local user ex
 check the aliases file (mailward re-reads it when it changes: there is no database to
 build). Accepted and ignored, as Postfix's sendmail does: ``-B TYPE``, ``-h N``, ``-L``,
 ``-N DSN``, ``-O``, ``-R RET``, ``-V ENVID``, ``-X``, ``-e``, ``-p``, ``-A``, every other
-``-oX`` option, ``-G``, ``-U``, ``-c``, ``-m``, ``-n``, ``-x``, ``-qINTERVAL``. Refused with
-exit 64: ``-bd`` (run ``mailward serve``), other ``-b`` modes, unknown options.
+``-oX`` option, ``-G``, ``-U``, ``-c``, ``-m``, ``-x``, ``-qINTERVAL``. Refused with
+exit 64: ``-n`` (as Postfix), ``-bd`` (run ``mailward serve``), other ``-b`` modes, unknown options.
 
 EXIT CODES (sysexits.h): 0 taken; 64 EX_USAGE (a bad option, no recipients); 65 EX_DATAERR
 (the message can never be taken: too big, refused with 5xx); 67 EX_NOUSER (``-bv`` or the
@@ -75,7 +75,7 @@ PROG = "sendmail"
 # Postfix sendmail(1): options that take a value (glued or as the next word) ...
 _WITH_VALUE = set("ABCFLNORVXbefhoprq")
 # ... and flags accepted and ignored
-_IGNORED_FLAGS = set("GUcmnx")
+_IGNORED_FLAGS = set("GUcmx")
 
 
 class Failure(Exception):
@@ -144,6 +144,8 @@ def parse(argv: list[str], prog: str = PROG) -> Options:
                 opts.verbose = True
             elif letter == "I":
                 opts.mode = "i"
+            elif letter == "n":                 # Postfix: "-n option not supported"
+                raise Failure("-n: option not supported (aliases are always expanded)", EX_USAGE)
             elif letter in _IGNORED_FLAGS:
                 opts.ignored.append("-" + letter)
             else:
