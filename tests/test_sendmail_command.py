@@ -74,9 +74,10 @@ def test_unknown_option_and_bad_mode_are_usage_errors(make_mta):
 
 def test_missing_or_broken_config_is_ex_config(make_mta, tmp_path):
     mta = make_mta(start=False)
-    proc = sendmail(mta, "-C", str(tmp_path / "nope.toml"), "alice", stdin=b"x\n")
+    proc = sendmail(mta, "-C", str(tmp_path / "nope.toml"), "alice", stdin=b"Subject: cron output\n\nx\n")
     assert proc.returncode == 78
     assert "nope.toml" in one_line_error(proc) and "-C FILE" in proc.stderr.decode()
+    assert "cron output" in (mta.base / "dead.letter").read_text()
     bad = tmp_path / "bad.toml"
     bad.write_text("[server]\nmax_command_line = 'big'\n")
     proc = sendmail(mta, "-C", str(bad), "alice", stdin=b"x\n")

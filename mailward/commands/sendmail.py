@@ -245,6 +245,12 @@ def read_message(stream, ignore_dots: bool, limit: int) -> bytes:
     return data
 
 
+def crlf_text(data: bytes) -> bytes:
+    from mailward.submit import crlf
+
+    return crlf(data)
+
+
 def save_dead_letter(content: bytes, sender: str) -> str:
     """Append the message to ~/dead.letter (mbox form); returns where, or why not."""
     home = os.environ.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
@@ -468,11 +474,22 @@ def run(argv: list[str], prog: str = PROG, stdin=None, stdout=None) -> int:
     stdin = stdin if stdin is not None else sys.stdin.buffer
     out_text = sys.stdout
     if argv[:1] == ["--help"]:
-        print(__doc__, file=out_text)
+        try:
+            print(__doc__, file=out_text)
+        except BrokenPipeError:
+            pass
         return EX_OK
     try:
         opts = parse(argv, prog)
-        cfg = load_config(opts)
+        try:
+            cfg = load_config(opts)
+        except Failure as err:
+            if opts.mode == "m" and not opts.flush:    # a message is waiting on stdin: keep it
+                data = read_message(stdin, opts.ignore_dots, 1 << 30) if not stdin.isatty() else b""
+                if data:
+                    err = Failure(f"{err}; the message was not taken; {save_dead_letter(crlf_text(data), '')}",
+                                  err.code)
+            raise err from None
         if opts.flush and opts.mode == "m" and not opts.recipients:
             return flush(cfg, out_text)
         if opts.mode == "p":
