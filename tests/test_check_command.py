@@ -133,3 +133,19 @@ def test_a_missing_default_config_is_one_problem_with_the_fix(tmp_path):
     run = mailward("check", cwd=tmp_path, env_config=tmp_path / "absent.toml")
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "MAILWARD_CONFIG" in run.stdout and "mailward quickstart" in run.stdout
+
+
+def test_the_delivery_client_certificate_is_checked_too(tmp_path, pki):
+    path = _clean(tmp_path, pki)
+    path.write_text(path.read_text() + f'client_cert_file = "{pki.client_cert}"\nclient_key_file = "{pki.client_cert}"\n')
+    run = mailward("check", "-c", path, cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stdout.splitlines()[0] == (
+        f"{path}:15: error: delivery.client_key_file {pki.client_cert}: holds a certificate, not a private key "
+        f"(delivery.client_key_file names a certificate); fix: set delivery.client_key_file to the private key "
+        f"made with the certificate (e.g. the -key.pem file written by mailward ca issue --key-out), not to "
+        f"{pki.client_cert}")
+    path.write_text(path.read_text().replace(f'client_key_file = "{pki.client_cert}"',
+                                             f'client_key_file = "{pki.client_key}"'))
+    run = mailward("check", "-c", path, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout

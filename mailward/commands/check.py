@@ -1,7 +1,8 @@
 """``mailward check [-c FILE]``: everything a start would load, checked, every problem at once.
 
 What it reads, in the order ``serve`` does: the config file (TOML, every key), the TLS files
-of ``[tls]`` (:func:`mailward.ca.check.check_config`), the access map
+of ``[tls]`` (:func:`mailward.ca.check.check_config`), the delivery client certificate
+(``delivery.client_cert_file`` / ``client_key_file``), the access map
 (``policy.access_map``), the route file (``delivery.route_file``,
 :func:`mailward.deliver.routes.load_routes`), the aliases (``local.aliases``,
 :func:`mailward.deliver.aliases.load_aliases`) and the local users (``local.users``).
@@ -114,6 +115,26 @@ def check_tls(report: Report, cfg) -> None:
             report.add(p.severity, p.file, f"{p.what}; fix: {p.fix}")
 
 
+def check_client_tls(report: Report, cfg) -> None:
+    """delivery.client_cert_file / client_key_file: the pair presented to next hops that ask."""
+    from mailward.ca.check import check_tls_files
+
+    d = cfg.delivery
+    if not d.client_cert_file and not d.client_key_file:
+        return
+    names = {"cert": "delivery.client_cert_file", "key": "delivery.client_key_file"}
+    settings = {str(d.client_cert_file): names["cert"], str(d.client_key_file): names["key"]}
+    for p in check_tls_files(d.client_cert_file, d.client_key_file, names=names):
+        if "serverAuth" in p.what or "no ca_file or ca_path" in p.what:
+            continue   # server-side advice: a client certificate needs neither
+        p_fix = p.fix.replace("[tls] cert_file", names["cert"]).replace("[tls] key_file", names["key"])
+        name = settings.get(p.file)
+        if name:
+            report.add(p.severity, report.setting(name), f"{name} {p.file}: {p.what}; fix: {p_fix}")
+        else:
+            report.add(p.severity, p.file, f"{p.what}; fix: {p_fix}")
+
+
 def check_access_map(report: Report, cfg) -> None:
     from mailward.policy.accessmap import AccessMap, AccessMapError
 
@@ -207,6 +228,7 @@ def _check(args) -> int:
         except OSError:
             pass
         check_tls(report, cfg)
+        check_client_tls(report, cfg)
         check_access_map(report, cfg)
         check_routes(report, cfg)
         aliases = check_aliases(report, cfg)
