@@ -306,3 +306,20 @@ def test_bsd_mailx_sends_through_our_sendmail(make_mta, tmp_path):
     for user in ("alice", "bob"):
         text = mta.wait_message(user, "via mailx")
         assert "Subject: via mailx" in text and "mailx body" in text
+
+
+def test_root_gives_its_queue_file_to_the_spool_owner(make_mta):
+    """A server that runs as server.user must read what root queued, whatever root's umask."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    nobody = pwd.getpwnam("nobody")
+    mta = make_mta(USERS, start=False)
+    for d in (mta.spool, mta.spool / "incoming", mta.spool / "queue"):
+        d.mkdir(mode=0o700, exist_ok=True)
+        os.chown(d, nobody.pw_uid, nobody.pw_gid)
+    proc = sendmail(mta, "-v", "alice", stdin=b"Subject: umask\n\nx\n",
+                    prog=["sh", "-c", f'umask 077; exec {sys.executable} -m mailward sendmail "$@"', "sendmail"])
+    assert proc.returncode == 0, proc.stderr
+    (qid,) = queue_files(mta)
+    st = os.stat(mta.spool / "queue" / qid)
+    assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid)
