@@ -10,7 +10,7 @@ field's default. Relative paths are resolved against the folder of the config fi
 Where the file is: :func:`default_path` — ``$MAILWARD_CONFIG`` when set, else
 ``/etc/mailward/mailward.toml`` — is the default of every command's ``-c``, so a command works
 without ``-c`` on a server; ``-c FILE`` still wins. A missing default file is one line that names
-the path and the three ways out (``-c FILE``, ``MAILWARD_CONFIG``, ``mailward quickstart``).
+the path and the three ways out (``-c FILE``, ``MAILWARD_CONFIG``, ``mailward quickstart DIR``).
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def _read(path: Path) -> str:
         if path == default_path():
             via = f"${ENV_VAR}" if os.environ.get(ENV_VAR) else "the default config file"
             raise ConfigError(f"{path}: no such file ({via}); fix: give the file with -c FILE, set {ENV_VAR}=FILE, "
-                              f"or create one with 'mailward quickstart'") from None
+                              f"or create one with 'mailward quickstart DIR' (it writes DIR/mailward.toml)") from None
         raise ConfigError(f"{path}: cannot read the config file: {err.strerror}; fix: check the path given "
                           f"with -c") from None
     except OSError as err:
