@@ -184,6 +184,15 @@ class LogFile(logging.handlers.WatchedFileHandler):
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         return os.fdopen(fd, "a", encoding=self.encoding or "utf-8", errors=self.errors)
 
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A file that cannot be reopened (rotated into a folder we cannot write): one line on
+        standard error, not logging's traceback; the mail goes on."""
+        err = sys.exc_info()[1]
+        try:
+            sys.stderr.write(f"mailward: {self.baseFilename}: log.file: cannot write: {err}\n")
+        except Exception:
+            pass
+
 
 def journal_stderr() -> bool:
     """True when standard error is the journal's stream ($JOURNAL_STREAM is 'DEVICE:INODE'

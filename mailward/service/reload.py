@@ -33,6 +33,7 @@ from mailward import log
 from mailward.config import Config, ConfigError
 from mailward.service import build_delivery, build_receiving
 from mailward.service import notify
+from mailward.service.startup import check_tls_files
 
 # Settings whose change needs a restart, and why (what is already done with the old value).
 RESTART_KEYS = {
@@ -108,12 +109,13 @@ class Reloader:
             pending = restart_needed(self.config, new)
             new = keep_restart_settings(self.config, new)
             if self.announce:
-                from mailward.service.serve import check_tls_files
                 check_tls_files(new)
             receiving = None
             if self.server is not None:
                 receiving = build_receiving(new, self.server.spool)
                 receiving.policy.reload()   # the access map is shared per file: read it now
+            elif self.runner is not None:   # a master: its workers will build this; check it once here
+                build_receiving(new, self.runner.spool)
             if self.runner is not None:
                 rebuild_runner(self.runner, new)
             log.setup_from_config(new)      # reopens the log file (logrotate)

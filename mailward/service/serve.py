@@ -17,26 +17,11 @@ from __future__ import annotations
 
 import asyncio
 
-from mailward import log
-from mailward.config import Config, ConfigError
+from mailward.config import Config
 from mailward.receive.server import SMTPServer
 from mailward.service import build_delivery, build_receiving, notify
-from mailward.service.startup import prepare
-
-
-def check_tls_files(config: Config) -> None:
-    """``mailward ca check`` at start: errors stop the server (one line), warnings are logged."""
-    from mailward.ca.check import check_config
-
-    problems = check_config(config)
-    errors = [p for p in problems if p.severity == "error"]
-    for p in problems:
-        if p.severity != "error":
-            log.event(30, None, check="warning", file=p.file, problem=p.what, fix=p.fix)
-    if errors:
-        first = errors[0]
-        more = f" (and {len(errors) - 1} more: mailward ca check -c {config.path})" if len(errors) > 1 else ""
-        raise ConfigError(f"{first.file}: {first.what}; fix: {first.fix}{more}")
+from mailward.service.reload import Reloader
+from mailward.service.startup import check_tls_files, prepare
 
 
 def serve(config: Config) -> int:
@@ -48,7 +33,6 @@ def serve(config: Config) -> int:
     receiving = build_receiving(config)
     runner = build_delivery(config, receiving.spool)
     server = SMTPServer(config, receiving, listen_socks=ready.socks, lock=ready.lock, runner=runner)
-    from mailward.service.reload import Reloader
     server.on_reload = Reloader(config, server=server, runner=runner)
     server.on_ready = lambda: notify.ready(f"accepting mail on {', '.join(config.server.listen)}")
     server.on_stopping = notify.stopping

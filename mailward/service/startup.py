@@ -252,6 +252,21 @@ def check_tables(config: Config) -> None:
     ReceivePolicy.from_config(config)
 
 
+def check_tls_files(config: Config) -> None:
+    """``mailward ca check`` at start: errors stop the server (one line), warnings are logged."""
+    from mailward.ca.check import check_config
+
+    problems = check_config(config)
+    errors = [p for p in problems if p.severity == "error"]
+    for p in problems:
+        if p.severity != "error":
+            log.event(30, None, check="warning", file=p.file, problem=p.what, fix=p.fix)
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more: mailward ca check -c {config.path})" if len(errors) > 1 else ""
+        raise ConfigError(f"{first.file}: {first.what}; fix: {first.fix}{more}")
+
+
 def prepare(config: Config) -> Ready:
     check_tables(config)
     account = account_from_config(config)
