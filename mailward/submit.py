@@ -40,7 +40,7 @@ import re
 import signal
 import smtplib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mailward import __version__
@@ -78,7 +78,6 @@ class Submission:
     content: bytes                   # CRLF line ends, headers added, without our Received:
     user: str = ""                   # the invoking account, for the Received: header
     uid: int = -1
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -145,7 +144,9 @@ def recipients_from_headers(fields: list[tuple[str, bytes]]) -> list[str]:
 
 
 def complete_headers(content: bytes, *, sender: str, full_name: str, domain: str, drop_bcc: bool) -> bytes:
-    """The message with Bcc: removed (-t) and From:, Date:, Message-ID: added when missing."""
+    """The message with Bcc: removed and From:, Date:, Message-ID: added when missing (a
+    "To: undisclosed-recipients:;" too when no recipient header is left, as Postfix's cleanup).
+    Bcc: goes with or without -t: a header that names the blind copies must reach no one."""
     head, body = split_head(content)
     fields = header_fields(head)
     if drop_bcc:

@@ -29,8 +29,10 @@ message is not taken (the server down and the spool not writable, a full disk...
 appended to ``~/dead.letter`` (as sendmail does) and the command exits 75 with one line.
 
 OPTIONS. ``-t`` recipients from To:, Cc: and Bcc: (added to those on the command line, as
-Postfix does; Bcc: is removed); ``-f SENDER`` / ``-r SENDER`` the envelope sender (``<>``:
-the null sender); ``-F NAME`` the full name for a From: header added when the message has
+Postfix does; Bcc: is removed from every message, with -t or without); ``-f SENDER`` /
+``-r SENDER`` the envelope sender (``<>``: the null sender; default: the invoking user at
+the local domain); unqualified names get the local domain (``server.hostname`` when it is in
+``local.domains``, else the first of ``local.domains``), so a bare ``root`` stays here; ``-F NAME`` the full name for a From: header added when the message has
 none; ``-i`` / ``-oi`` a line holding a single dot does not end the message; ``-v`` say
 where the message went; ``-bm`` (the default) read a message; ``-bp`` list the queue
 (= ``mailward queue list``); ``-q`` ask the server to run the queue (= ``mailward queue
@@ -305,7 +307,7 @@ def send(opts: Options, cfg, stdin, out) -> int:
             raise Failure("no recipients: give them as arguments, or use -t to take them from To:, Cc: and Bcc:",
                           EX_USAGE)
         content = submit.complete_headers(content, sender=sender, full_name=opts.full_name, domain=domain,
-                                          drop_bcc=opts.extract)
+                                          drop_bcc=True)
         result = submit.submit(submit.Submission(sender, recipients, content, user=user, uid=uid), cfg)
     except (Failure, submit.SubmitError) as err:
         code = err.code if isinstance(err, Failure) else err.exit_code
