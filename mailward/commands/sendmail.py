@@ -29,20 +29,21 @@ message is not taken (the server down and the spool not writable, a full disk...
 appended to ``~/dead.letter`` (as sendmail does) and the command exits 75 with one line.
 
 OPTIONS. ``-t`` recipients from To:, Cc: and Bcc: (added to those on the command line, as
-Postfix does; Bcc: is removed from every message, with -t or without); ``-f SENDER`` /
-``-r SENDER`` the envelope sender (``<>``: the null sender; default: the invoking user at
-the local domain); unqualified names get the local domain (``server.hostname`` when it is in
-``local.domains``, else the first of ``local.domains``), so a bare ``root`` stays here; ``-F NAME`` the full name for a From: header added when the message has
-none; ``-i`` / ``-oi`` a line holding a single dot does not end the message; ``-v`` say
-where the message went; ``-bm`` (the default) read a message; ``-bp`` list the queue
-(= ``mailward queue list``); ``-q`` ask the server to run the queue (= ``mailward queue
-flush``); ``-bv`` verify addresses (local or remote, and whether a local user exists);
-``-bs`` SMTP on standard input and output, relayed to the local server; ``-bi`` / ``-I``
-check the aliases file (mailward re-reads it when it changes: there is no database to
-build). Accepted and ignored, as Postfix's sendmail does: ``-B TYPE``, ``-h N``, ``-L``,
-``-N DSN``, ``-O``, ``-R RET``, ``-V ENVID``, ``-X``, ``-e``, ``-p``, ``-A``, every other
-``-oX`` option, ``-G``, ``-U``, ``-c``, ``-m``, ``-x``, ``-qINTERVAL``. Refused with
-exit 64: ``-n`` (as Postfix), ``-bd`` (run ``mailward serve``), other ``-b`` modes, unknown options.
+Postfix does; Bcc: is removed from every message, with -t or without); ``-f SENDER`` / ``-r
+SENDER`` the envelope sender (``<>``: the null sender; default: the invoking user at the local
+domain); unqualified names get the local domain (``server.hostname`` when it is in
+``local.domains``, else the first of ``local.domains``), so a bare ``root`` stays here; ``-F
+NAME`` the full name for a From: header added when the message has none; ``-i`` / ``-oi`` a
+line holding a single dot does not end the message; ``-v`` say where the message went; ``-bm``
+(the default) read a message; ``-bp`` list the queue (= ``mailward queue list``); ``-q`` ask
+the server to run the queue (= ``mailward queue flush``); ``-bv`` verify addresses (local or
+remote, and whether a local user exists); ``-bs`` SMTP on standard input and output, relayed to
+the local server; ``-bi`` / ``-I`` check the aliases file (mailward re-reads it when it
+changes: there is no database to build). Accepted and ignored, as Postfix's sendmail does: ``-B
+TYPE``, ``-h N``, ``-L``, ``-N DSN``, ``-O``, ``-R RET``, ``-V ENVID``, ``-X``, ``-e``, ``-p``,
+``-A``, every other ``-oX`` option, ``-G``, ``-U``, ``-c``, ``-m``, ``-x``, ``-qINTERVAL``.
+Refused with exit 64: ``-n`` (as Postfix), ``-bd`` (run ``mailward serve``), other ``-b``
+modes, unknown options.
 
 EXIT CODES (sysexits.h): 0 taken; 64 EX_USAGE (a bad option, no recipients); 65 EX_DATAERR
 (the message can never be taken: too big, refused with 5xx); 67 EX_NOUSER (``-bv`` or the
