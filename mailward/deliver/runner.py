@@ -1,8 +1,9 @@
 """The queue runner: takes committed messages from the spool and delivers them, on time.
 
 Contract (the seam the server uses): :func:`build_runner` returns an object with ``start()``,
-``submit(qid)``, ``flush()``, ``async stop()`` and ``async idle()``; :func:`local_user_check`
-tells whether a local address has a mailbox (RCPT answers ``550 5.1.1`` if not).
+``submit(qid)``, ``flush()``, ``async stop()`` and ``async idle()``. Which local addresses
+exist is :class:`mailward.deliver.maildir.Mailboxes`' decision, which the composition root
+(:mod:`mailward.service`) also hands to RCPT.
 
 * ``start()`` reads the spool: every message already there is scheduled again at the time its
   history asks (never tried → now; deferred → last attempt + backoff), so a crash or restart
@@ -226,20 +227,3 @@ def build_runner(config, spool: Queue) -> QueueRunner:
                   mailboxes=Mailboxes.from_config(config, aliases))
     return QueueRunner(ctx, max_deliveries=d.max_deliveries)
 
-
-def local_user_check(config):
-    """A function telling whether a local address exists here; RCPT answers 550 5.1.1 if not.
-
-    It is :meth:`Mailboxes.find`, the decision delivery makes too (postmaster, ``local.users``,
-    ``local.aliases`` and their local targets, folders already under ``local.maildir_root``;
-    every local part that has a folder name when unknown users are accepted).
-    """
-    try:
-        aliases = AliasTable(config.local.aliases or None)
-    except Exception:  # build_runner reports a broken aliases file with its line
-        aliases = AliasTable(None)
-    mailboxes = Mailboxes.from_config(config, aliases)
-
-    def exists(address: str) -> bool:
-        return mailboxes.find(address).exists
-    return exists
