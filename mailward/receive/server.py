@@ -10,9 +10,8 @@ without it, certificates, keys, CA files, CRLs and the access map are reloaded. 
 open connection is dropped (a session keeps its timers and limits; its next command asks the
 new policy), and a failed reload keeps what was in use and logs why. ``on_ready`` is called
 once the sockets accept, ``on_stopping`` when a stop begins (the service manager's
-READY=1/STOPPING=1). SIGTERM/SIGINT: stop
-listening, give open sessions ``shutdown_grace`` seconds, then 421; in-flight deliveries
-finish or stay queued.
+READY=1/STOPPING=1). SIGTERM/SIGINT: stop listening, give open sessions ``shutdown_grace``
+seconds, then 421; in-flight deliveries finish or stay queued.
 """
 
 from __future__ import annotations

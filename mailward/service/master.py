@@ -7,10 +7,13 @@ processes, not forks of a process with threads) that inherit the sockets and acc
 in turn; each worker receives, writes to the shared spool with the same durability contract,
 and tells the master about each accepted message through a pipe (one queue id per line). A
 worker that dies is started again; messages it had accepted are in the spool, and a lost
-notice is made good by the master's periodic adoption of unknown queue files. SIGHUP goes to
-every worker once the master has read the configuration again (:mod:`mailward.service.reload`:
-the master rebuilds its runner's tables, each worker its receiving side); SIGUSR1 flushes the master's queue; SIGTERM
-stops the workers (each gives its sessions ``shutdown_grace``), then delivery.
+notice is made good by the master's periodic adoption of unknown queue files. A worker whose
+SIGHUP handler is in place says ``ready PID`` on the same pipe; the service manager hears
+READY=1 once every worker has. SIGHUP: the master reads the configuration again
+(:mod:`mailward.service.reload`: its runner's tables), then sends SIGHUP on to every ready
+worker (each rebuilds its receiving side; one still starting gets it once ready); SIGUSR1
+flushes the master's queue; SIGTERM stops the workers (each gives its sessions
+``shutdown_grace``), then delivery.
 
 Workers inherit the master's spool lock (the same open file), so the spool stays locked until
 the last process of this server has exited, even when the master is killed; a worker whose

@@ -42,3 +42,30 @@ def test_a_bad_listen_is_one_line(tmp_path):
     assert run.returncode == 2 and run.stderr.count("\n") == 1
     assert run.stderr.startswith("mailward: --listen: expected HOST:PORT") and "Traceback" not in run.stderr
     assert not (tmp_path / "d" / "mailward.toml").exists()
+
+
+def test_quickstart_serves_where_its_banner_says(tmp_path):
+    import signal
+    import smtplib
+    import time
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mailward", "quickstart", str(tmp_path / "data"),
+                             "--listen", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        deadline = time.time() + 60
+        while time.time() < deadline and "daemon=started" not in "".join(lines):
+            line = proc.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+        text = "".join(lines)
+        assert f"swaks --server 127.0.0.1:{port} --tls" in text, text
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            assert s.ehlo()[0] == 250
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
