@@ -106,3 +106,26 @@ def test_a_missing_log_folder_is_one_line(tmp_path):
     assert run.returncode == 2
     assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
     assert f"log.file: the folder {tmp_path}/no/such/folder does not exist; fix: mkdir -p" in run.stderr
+
+
+def test_a_real_server_logs_to_syslog(make_mta, tmp_path):
+    from mailward.config import LogSettings
+
+    if "syslog" not in LogSettings.__dataclass_fields__:
+        pytest.skip("log.syslog / log.syslog_address are not declared in mailward/config/settings.py yet")
+    path = str(tmp_path / "dev-log")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(15)
+        mta = make_mta({"log": {"file": "", "syslog": True, "syslog_address": path}}, start=False)
+        proc = subprocess.Popen([sys.executable, "-m", "mailward", "serve", "-c", str(mta.config)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            lines = []
+            while not any("daemon=started" in x for x in lines):
+                lines.append(sock.recv(4096).decode())
+        finally:
+            proc.terminate()
+            proc.wait(20)
+    started = next(x for x in lines if "daemon=started" in x)
+    assert started.startswith("<22>") and f" mailward[{proc.pid}]: daemon=started" in started
