@@ -149,3 +149,15 @@ def test_the_delivery_client_certificate_is_checked_too(tmp_path, pki):
                                              f'client_key_file = "{pki.client_key}"'))
     run = mailward("check", "-c", path, cwd=tmp_path)
     assert run.returncode == 0, run.stdout
+
+
+def test_the_server_logs_the_unimplemented_tags_when_it_loads_the_map(tmp_path, make_mta):
+    amap = tmp_path / "access"
+    amap.write_text("Connect:127.0.0.1 RELAY\nClientRate:127.0.0.1 2\n")
+    mta = make_mta({"policy": {"access_map": str(amap)}})
+    try:
+        text = mta.wait_log(f"{amap}:2: ClientRate: tag not implemented by mailward")
+        line = next(line for line in text.splitlines() if "ClientRate:" in line)
+        assert "the entry has no effect" in line and "Connect:" not in text
+    finally:
+        mta.stop()
