@@ -241,8 +241,19 @@ class LogSettings:
 
     level: Literal["debug", "info", "notice", "warning", "error"] = setting("info", doc=
         "Least severe level logged.")
-    file: FilePath = setting("", doc="Log file; empty logs to standard error.")
+    file: FilePath = setting("", doc=(
+        "Log file, created 0640, reopened when rotated and on SIGHUP; empty: standard error (under systemd in "
+        "the journal's format with <N> priorities)."))
     json: bool = setting(False, doc="Write structured JSON lines instead of sendmail-style lines.")
+    syslog: bool = setting(False, doc=(
+        "Log to the system logger through log.syslog_address instead of log.file or standard error; the syslog "
+        "daemon adds time and host name (rsyslog's mail.log, which logwatch reads; the journal as mailward)."))
+    syslog_address: str = setting("/dev/log", doc=(
+        "A unix datagram socket (@NAME for the abstract namespace), or HOST:PORT for remote syslog over UDP "
+        "(RFC 3164, with this host's name)."))
+    facility: Literal["kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+                      "authpriv", "ftp", "local0", "local1", "local2", "local3", "local4", "local5", "local6",
+                      "local7"] = setting("mail", doc="Syslog facility of every line.")
 
 
 @dataclass(frozen=True)
