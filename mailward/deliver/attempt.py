@@ -7,8 +7,8 @@ For each such recipient:
   a new queued message to its targets (same sender, NOTIFY/ORCPT kept), and the recipient is
   done; otherwise the message goes into the Maildir that
   :meth:`mailward.deliver.maildir.Mailboxes.find` names — the decision RCPT made too. An
-  address without a mailbox bounces with ``550 5.1.1`` (RCPT already refused it unless it
-  is an alias target, or the user went away while the message was queued).
+  address without a mailbox bounces with ``550 5.1.1``: RCPT refuses those, so this is a
+  user or alias gone while the message was queued, or a message queued here for one (a DSN).
 * **remote**: recipients are grouped by destination (route key or domain), the hops come
   from :mod:`mailward.deliver.routes`/:mod:`mailward.dns`, and :class:`Outbound` delivers,
   at most ``max_per_destination`` connections per destination at once.

@@ -19,9 +19,9 @@ WHO EXISTS. :meth:`Mailboxes.find` is the one decision that RCPT (``550 5.1.1 Us
 unknown``) and delivery share: an address is an alias (a name in ``local.aliases``, expanded
 before delivery) and/or has a mailbox. A mailbox exists for ``postmaster`` (RFC 5321 §4.5.1),
 for the names in ``local.users``, for bare local targets of ``local.aliases``, for a folder
-already under ``local.maildir_root``, and — only with ``accept_unknown`` — for every local part
-that has a name. Postfix's ``local_recipient_maps`` is the model: mail for a user who does
-not exist is refused while the client is still there, not bounced later.
+already under ``local.maildir_root``, and — only with ``local.accept_unknown_users`` — for
+every local part that has a name. Postfix's ``local_recipient_maps`` is the model: mail for a
+user who does not exist is refused while the client is still there, not bounced later.
 
 DELIVERY. :func:`deliver` writes the message to ``USER/tmp/NAME``, fsyncs it, renames it into
 ``USER/new/`` and fsyncs that folder; only then does the caller record the recipient as

@@ -21,16 +21,15 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from mailward.config import SCHEMA, from_dict
+from mailward.config import from_dict
 from mailward.deliver import maildir
 from mailward.deliver.aliases import AliasTable
 from mailward.deliver.maildir import Mailboxes, mailbox_name
 
-# local.accept_unknown_users opens every local part; until the configuration has that setting,
-# an empty local.users does it and a non-empty one closes. The tests say which they want.
-HAS_ACCEPT_KEY = "accept_unknown_users" in {k.name for k in SCHEMA["local"]}
-OPEN = {"accept_unknown_users": True} if HAS_ACCEPT_KEY else {}
-CLOSED = {"accept_unknown_users": False} if HAS_ACCEPT_KEY else {}
+# local.accept_unknown_users opens every local part (the test fixtures' default unless a test
+# lists its users); each test here says which it wants.
+OPEN = {"accept_unknown_users": True}
+CLOSED = {"accept_unknown_users": False}
 
 
 # ---- the name of each mailbox -------------------------------------------------------------------
@@ -202,11 +201,10 @@ def test_unknown_users_are_refused_at_rcpt(make_mta, tmp_path):
     assert re.search(r"reject=550 5\.1\.1 <eve@localhost>\.\.\. User unknown", mta.log_text())
 
 
-@pytest.mark.skipif(not HAS_ACCEPT_KEY, reason="local.accept_unknown_users is not a setting yet")
 def test_by_default_only_known_users_exist(make_mta):
     assert from_dict({}).local.accept_unknown_users is False
     # the default, written out: the test fixtures accept made-up users unless told otherwise
-    mta = make_mta({"local": {"domains": ["localhost"], "accept_unknown_users": False, **CLOSED}}, start=False)
+    mta = make_mta({"local": {"domains": ["localhost"], **CLOSED}}, start=False)
     (mta.maildir / "user").mkdir(parents=True)
     mta.start()
     replies, data = transaction(mta, ["user@localhost", "root@localhost", "postmaster"])
