@@ -15,7 +15,8 @@ plus ``OK`` (no requirement: sendmail's "some other value in access map: accept"
 override a bare-tag default). ``Try_TLS:`` takes ``NO`` (or ``YES``); ``Srv_Features:``
 takes letters; ``CERTISSUER:`` takes ``RELAY`` or ``SUBJECT``; ``CERTSUBJECT:`` ``RELAY``.
 Other tags (``Spam:``, ``ClientRate:``, ``AuthInfo:`` ...) are kept but not checked, so a
-sendmail file using features mailward lacks still loads.
+sendmail file using features mailward lacks still loads; the map warns about each one
+(``FILE:LINE``, the tag), as do ``mailward check`` and ``mailward policy check``.
 
 Keywords are case-insensitive, as sendmail's rule matching is. Pure functions, no I/O.
 """

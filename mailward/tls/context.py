@@ -68,7 +68,7 @@ def check_key_file(path: Path) -> None:
     text = path.read_bytes()
     if b"ENCRYPTED" in text:
         raise TLSConfigError(f"{path}: private key is encrypted and cannot be loaded at startup; "
-                             f"fix: write it unencrypted (mailward ca request / openssl pkey -in {path} -out {path})")
+                             f"fix: decrypt it ((umask 077; openssl pkey -in {path} -out {path}.new) && mv {path}.new {path})")
 
 
 def _verify_callback(conn: SSL.Connection, cert, errnum: int, depth: int, ok: int) -> bool:
