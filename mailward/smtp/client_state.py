@@ -7,17 +7,16 @@ whose message names the state), and the states in which the core waits for a cal
 
 The dialogue (RFC 5321 §3, §4.1; RFC 3207 §4.2; RFC 2920 §3.1)::
 
-    GREETING --220--> EHLO --250--> READY <-----------------------------------+
-                       |5xx          |  |  start_tls()                       |
-                       v             |  +--> STARTTLS --220--> TLS_HANDSHAKE  |
-                      HELO --250-----+           |other          |tls_started() -> EHLO
-                                     |           +----> READY    |tls_refused_by_policy() -> QUIT
-                                     | send_transaction()
-                                     v
-                                 TRANSACTION --354--> CONTENT --end_content()--> DATA_END
-                                     |  (refused before DATA: RSET if MAIL was accepted)  |
-                                     +--> RSET --------------------------------> READY <--+
-    quit(): QUIT --221--> CLOSED;   a 421 at any time, or the peer closing: CLOSED.
+    GREETING --220--> EHLO --250--> READY;   EHLO --5xx--> HELO --250--> READY
+             (a greeting other than 220, EHLO refused with 4xx or inside TLS, HELO refused: QUIT)
+    READY --start_tls()--> STARTTLS --220--> TLS_HANDSHAKE --tls_started()--> EHLO
+                                    --other--> READY     --tls_refused_by_policy()--> QUIT
+    READY --send_transaction()--> TRANSACTION --354--> CONTENT --end_content()--> DATA_END
+    DATA_END --its reply--> READY   (354 after every RCPT was refused: only the end, DATA_END)
+    TRANSACTION --refused before the content--> RSET --its reply--> READY
+                                                (or READY at once when MAIL was refused)
+    GREETING/EHLO/HELO/READY --quit()--> QUIT --221--> CLOSED
+    any state --421, or the peer closes--> CLOSED
 """
 
 from __future__ import annotations

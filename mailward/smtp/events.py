@@ -51,7 +51,8 @@ class DataFailed:
 
 @dataclass(frozen=True)
 class TransactionReset:
-    """The envelope was discarded (RSET, HELO/EHLO, STARTTLS, failed DATA)."""
+    """The transaction was discarded (``reason``: "RSET", "HELO", "EHLO" or "pipelining");
+    a refused message is :class:`DataFailed`, an answered one :class:`DataComplete`."""
     reason: str
 
 

@@ -1,7 +1,8 @@
 """SMTP replies: a code, an enhanced status code (RFC 3463) and text, rendered as bytes.
 
 Texts follow sendmail 8.17 as observed (the wording of its srvrsmtp.c) where sendmail has
-such a reply, and otherwise say what is wrong and, where it helps, the RFC section. Multi-line replies use ``code-`` continuation (RFC 5321 §4.2.1).
+such a reply, and otherwise say what is wrong and, where it helps, the RFC section.
+Multi-line replies use ``code-`` continuation (RFC 5321 §4.2.1).
 """
 
 from __future__ import annotations

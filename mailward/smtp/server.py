@@ -42,17 +42,18 @@ SECURITY
     text line by ``max_text_line`` (1000, §4.5.3.1.6) and a message by ``max_message_size``
     (RFC 1870: 552) — past either, the rest is read to its end and not kept; recipients by
     ``max_recipients`` (100, §4.5.3.1.8; then 452, §4.5.3.1.10); client errors by
-    ``max_bad_commands`` (20; then 421 and close). Replies held for a client that does not read: ``OUTPUT_HIGH_WATER``.
-    Input held: what one read delivered plus one unfinished line; parsing it costs linear
-    time however it is pipelined. Time is bounded by the I/O layer's timers
-    (:mod:`mailward.receive.session`).
+    ``max_bad_commands`` (20; then 421 and close). Replies held for a client that does not
+    read: ``OUTPUT_HIGH_WATER``. Input held: what one read delivered plus one unfinished
+    line; parsing it costs linear time however it is pipelined. Time is bounded by the I/O
+    layer's timers (:mod:`mailward.receive.session`).
 
     Must never happen: a command that arrived in clear before the TLS handshake is executed
     inside the TLS session (CVE-2011-0411); anything but ``CRLF.CRLF`` ends the message text
-    (SMTP smuggling: a bare LF or CR, as in ``LF.LF``, is refused with 554 after the real end,
-    RFC 5321 §2.3.8, §4.1.1.4); message text sent before the 354 is taken as text
+    (SMTP smuggling: a bare LF or CR, as in ``LF.LF``, refuses the message with 554 after its
+    real end, or with ``bare_line_endings = "normalise"`` becomes CRLF; RFC 5321 §2.3.8,
+    §4.1.1.4); message text sent before the 354 is taken as text
     (``forbid_unauth_pipelining``); a NUL octet is stored (``reject_nul_in_data``, RFC 5322
-    §3.5); an envelope survives RSET, HELO/EHLO, STARTTLS or a refused message; an exception
+    §3.5); a transaction survives RSET, HELO/EHLO, STARTTLS or a refused message; an exception
     escapes on any input (a property test feeds the core random bytes).
 """
 

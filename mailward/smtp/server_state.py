@@ -5,18 +5,17 @@ the states each command is served in, what a client is told when it sends a comm
 sequence, and which events move the core from one state to another.
 :mod:`mailward.smtp.server` decides *what* a served command does.
 
-The dialogue (RFC 5321 §3.3, §4.1.4; RFC 3207 §4.2)::
+The dialogue (RFC 5321 §3.3, §4.1.4; RFC 3207 §4.2), as :data:`TRANSITIONS` has it::
 
-    CONNECTED --HELO/EHLO--> GREETED --MAIL--> MAIL_ACCEPTED --RCPT--> RCPT_ACCEPTED
-        ^                      ^  ^                  |                   |  |  (RCPT)
-        |                      |  +----RSET, HELO----+-------------------+  |
-        |                      |                                            DATA: 354
-        |                      +-- the message's reply -- END_OF_DATA <-- DATA
-        |                      +-- a refused message (size, line, bare CR/LF, NUL) -- DATA
-        +-- tls_started() -- TLS_HANDSHAKE <-- 220 to STARTTLS (from CONNECTED or GREETED)
-
-    REFUSED: greeted with a refusal (RFC 5321 §3.1), only QUIT is served.
-    CLOSED: after QUIT, too many errors, a timeout, a shutdown or a pipelining violation.
+    CONNECTED         --HELO/EHLO-->          GREETED
+    GREETED           --MAIL accepted-->      MAIL_ACCEPTED --RCPT accepted--> RCPT_ACCEPTED
+    RCPT_ACCEPTED     --354 to DATA-->        DATA          --CRLF.CRLF-->     END_OF_DATA
+    END_OF_DATA       --the message's reply-> GREETED
+    DATA              --message refused (size, line length, bare CR/LF, NUL)--> GREETED
+    MAIL_/RCPT_ACCEPTED --RSET, HELO/EHLO-->  GREETED
+    CONNECTED/GREETED --220 to STARTTLS-->    TLS_HANDSHAKE --tls_started()--> CONNECTED
+    CONNECTED         --a refusing greeting-> REFUSED: only QUIT is served (RFC 5321 §3.1)
+    any state         --QUIT, too many errors, timeout, shutdown, pipelining violation--> CLOSED
 
 A decision (MAIL, RCPT, DATA, the end of data, STARTTLS) pauses the core in its state until
 ``respond()``; the reply moves it on or leaves it where it was.

@@ -1,6 +1,7 @@
-"""The access map inside the running server, scenario by scenario from the sendmail 8.17
-reference (../shared/reference/sendmail-8.17-observed.txt, blocks d1-d5 and e): the same
-replies at the same commands, and the same log lines."""
+"""The access map inside the running server, scenario by scenario as sendmail 8.17 answers
+them (as observed; sendmail cf/README, STARTTLS: TLS_Clt with ENCR and VERIFY, relaying by
+CERTISSUER and CERTSUBJECT, Srv_Features — the test names follow the observed scenarios):
+the same replies at the same commands, and the same log lines."""
 
 from __future__ import annotations
 

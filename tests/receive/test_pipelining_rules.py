@@ -1,6 +1,6 @@
 """RFC 2920 §3.1 on a real server: EHLO and DATA end a command group, and nothing comes
 before the greeting. A client that does not wait is answered as sendmail 8.17 answers it
-(EHLO: reference f_pipelined_before) or as Postfix ≥ 3.9 does (smtpd_forbid_unauth_pipelining:
+(EHLO: 554, then its nullserver mode) or as Postfix ≥ 3.9 does (smtpd_forbid_unauth_pipelining:
 DATA, and bytes before the greeting); legitimate pipelining (MAIL, RCPT..., DATA) still works."""
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """After a failed tls_client check at STARTTLS, mailward answers as sendmail 8.17 does
-(reference, d1_encr512_tls_raw and d2_verify_nocert): the next EHLO offers only
-ENHANCEDSTATUSCODES, MAIL and RCPT get the tls_client reply, QUIT is served."""
+(as observed with TLS_Clt ENCR:512 and VERIFY; sendmail cf/README, STARTTLS: tls_client):
+the next EHLO offers only ENHANCEDSTATUSCODES, MAIL and RCPT get the tls_client reply, QUIT
+is served."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Every completed TLS handshake logs its two STARTTLS=server lines, as sendmail does
-(reference, b_s_client), even when the client sends close_notify right behind its Finished
-message — which is what ``openssl s_client`` does on EOF of its standard input."""
+"""Every completed TLS handshake logs its two STARTTLS=server lines, as sendmail 8.17 does
+(as observed with openssl s_client), even when the client sends close_notify right behind
+its Finished message — which is what ``openssl s_client`` does on EOF of its standard input."""
 
 from __future__ import annotations
 
