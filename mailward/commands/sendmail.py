@@ -17,8 +17,7 @@ system's programs use mailward (as root, with the environment that has mailward 
 package made it; otherwise link it the same way.)
 
 CONFIGURATION. ``-C FILE`` (sendmail's option), else ``$MAILWARD_CONFIG``, else
-``/etc/mailward/mailward.toml`` (implemented here: ``mailward.config`` has no default-path
-lookup yet).
+``/etc/mailward/mailward.toml`` (:func:`mailward.config.default_path`, as every command).
 
 WHERE THE MESSAGE GOES (:mod:`mailward.submit`): straight into the spool when the invoking
 user may write it (root, or ``server.user``), fsynced before this command exits, then a
@@ -72,7 +71,6 @@ EX_TEMPFAIL = 75
 EX_NOPERM = 77
 EX_CONFIG = 78
 
-DEFAULT_CONFIG = "/etc/mailward/mailward.toml"
 PROG = "sendmail"
 
 # Postfix sendmail(1): options that take a value (glued or as the next word) ...
@@ -181,7 +179,9 @@ def _value_option(opts: Options, letter: str, value: str) -> None:
 # ---- configuration and identity -----------------------------------------------------------
 
 def config_path(opts: Options) -> str:
-    return opts.config or os.environ.get("MAILWARD_CONFIG") or DEFAULT_CONFIG
+    from mailward.config import default_path
+
+    return opts.config or str(default_path())
 
 
 def load_config(opts: Options):
