@@ -40,11 +40,12 @@ from mailward.deliver.aliases import AliasTable
 from mailward.deliver.bounce import xtext_encode
 from mailward.deliver.enqueue import enqueue
 from mailward.deliver.outbound import Outbound, Outcome, PendingRecipient, Transfer
-from mailward.deliver.results import Result, classify, duration  # noqa: F401  (duration: the log's form)
-from mailward.deliver.settle import Settling, head_section, record_attempt
+from mailward.deliver.results import Result, classify
 from mailward.deliver.routes import RouteTable, drop_self, next_hops
 from mailward.deliver.scheduler import Limits, RetryPolicy
+from mailward.deliver.settle import Settling, head_section, record_attempt
 from mailward.dns import DNSError, Resolver
+from mailward.policy.local import domain_of, local_address
 from mailward.smtp.replies import Reply
 from mailward.spool.queue import Queue
 from mailward.spool.store import Envelope
@@ -78,25 +79,10 @@ class Context:
     rng: random.Random = field(default_factory=random.Random)
 
 
-def domain_of(address: str) -> str:
-    return address.rpartition("@")[2].lower().rstrip(".") if "@" in address else ""
-
-
 def is_local(ctx: Context, address: str) -> bool:
     """Delivered on this machine: ``<postmaster>``, a local domain, or a domain routed to
     ``local``. The one answer for both sides: RCPT asks it through the runner."""
     return local_address(address, ctx.local_domains, ctx.routes.route)
-
-
-def local_address(address: str, local_domains, route=None) -> bool:
-    """:func:`is_local` over its parts (``route``: domain → route or None)."""
-    if "@" not in address:
-        return address.lower() == "postmaster"   # RFC 5321 §4.5.1: <postmaster>, any case
-    domain = domain_of(address)
-    if domain in local_domains:
-        return True
-    found = route(domain) if route is not None and domain else None
-    return found is not None and found.kind == "local"
 
 
 async def _local(ctx: Context, qid: str, env: Envelope, r: PendingRecipient) -> tuple[Reply, str]:

@@ -27,6 +27,7 @@ from mailward.config import Config, ConfigError
 from mailward.policy.accessmap import AccessMapError
 from mailward.policy.decision import Decision
 from mailward.policy.holder import AccessMapHolder
+from mailward.policy.local import local_address
 from mailward.policy.smtp_checks import check_connect, check_mail, check_rcpt
 from mailward.policy.tls_checks import ServerFeatures, check_tls_client, srv_features
 from mailward.smtp.replies import Reply
@@ -88,9 +89,7 @@ class ReceivePolicy:
                    local_user_exists=local_user_exists)
 
     def _in_local_domains(self, address: str) -> bool:
-        if "@" not in address:
-            return address.lower() == "postmaster"
-        return address.rpartition("@")[2].lower().rstrip(".") in self.local_domains
+        return local_address(address, self.local_domains)
 
     def is_local(self, address: str) -> bool:
         return self._is_local(address)

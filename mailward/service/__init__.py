@@ -28,7 +28,7 @@ from typing import Callable
 from mailward.config import Config, ConfigError
 from mailward.deliver.aliases import AliasError, AliasTable
 from mailward.deliver.maildir import Mailboxes
-from mailward.deliver.attempt import local_address
+from mailward.policy.local import local_address
 from mailward.deliver.routes import RouteError, RouteTable
 from mailward.policy.receive import ReceivePolicy
 from mailward.spool.store import Spool

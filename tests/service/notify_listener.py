@@ -4,7 +4,6 @@ NotifyAccess=main."""
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 import time

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
-import socket
 import time
 
 import pytest
