@@ -456,7 +456,7 @@ class SMTPSession(asyncio.Protocol):
     def committed(self, incoming, err: Exception | None) -> None:
         """The spool's answer for our message: None once it is durable in queue/."""
         self.committing = False
-        incoming.envelope.size = incoming.content_size
+        incoming.envelope.content_size = incoming.content_size
         if self._closed:
             # The client is gone before our 250: it will retry, so the copy we hold is a
             # possible duplicate, never a loss. Keep it: it is durable and complete.

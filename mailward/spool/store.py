@@ -102,14 +102,6 @@ class Envelope:
     # counted on arrival, and worked out from the file at load — the one meaning of "size"
     content_size: int = 0
 
-    @property
-    def size(self) -> int:   # the name receive/session.py still uses; to go with it
-        return self.content_size
-
-    @size.setter
-    def size(self, value: int) -> None:
-        self.content_size = value
-
     def to_json(self) -> bytes:
         data = {
             "queue_id": self.queue_id, "sender": self.sender, "sender_params": self.sender_params,
