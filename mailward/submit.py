@@ -6,7 +6,7 @@ Two ways in, chosen per message by :func:`submit`:
    server runs as): :meth:`mailward.spool.store.Spool.begin` / ``write`` / ``commit`` — the
    same durability contract as a message received over SMTP (fsync, rename into ``queue/``,
    fsync the folder) — so once :func:`submit` returns, the message survives a crash. Then a
-   running server is told to look at the queue (SIGUSR1 to the spool's lock holder, as
+   running server is told to look at the queue (SIGUSR2 to the spool's lock holder, as
    ``mailward queue flush``); with no server running the message waits in the spool and is
    delivered at the next start (the runner schedules every spool file at start). Files written
    by root are given to the spool's owner, so a server that runs as ``server.user`` can read
@@ -59,7 +59,7 @@ EX_NOUSER = 67
 EX_SOFTWARE = 70
 EX_TEMPFAIL = 75
 
-SIGNAL_WAIT = 10.0       # seconds to wait for a starting server to be ready for SIGUSR1
+SIGNAL_WAIT = 10.0       # seconds to wait for a starting server to be ready for SIGUSR2
 
 
 class SubmitError(Exception):
@@ -236,9 +236,9 @@ def to_spool(sub: Submission, directory: Path, *, fsync: bool, hostname: str) ->
     raise AssertionError("unreachable")
 
 
-def _catches_sigusr1(pid: int) -> bool | None:
-    """Has the process installed its SIGUSR1 handler? (Linux: SigCgt in /proc/PID/status.)
-    Until it has, SIGUSR1 would kill it. None: cannot tell."""
+def _catches_sigusr2(pid: int) -> bool | None:
+    """Has the process installed its SIGUSR2 handler? (Linux: SigCgt in /proc/PID/status.)
+    Until it has, the signal would be lost. None: cannot tell."""
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
@@ -246,11 +246,12 @@ def _catches_sigusr1(pid: int) -> bool | None:
     m = re.search(r"^SigCgt:\s*([0-9a-fA-F]+)", text, re.MULTILINE)
     if not m:
         return None
-    return bool(int(m.group(1), 16) >> (signal.SIGUSR1 - 1) & 1)
+    return bool(int(m.group(1), 16) >> (signal.SIGUSR2 - 1) & 1)
 
 
 def wake_server(directory: Path, wait: float = SIGNAL_WAIT) -> str:
-    """Ask the server that holds the spool's lock to run the queue (SIGUSR1); returns what
+    """Ask the server that holds the spool's lock to take the new queue files (SIGUSR2: only
+    messages it does not know yet, so deferred ones keep their retry times); returns what
     happened, in words. A server still starting is waited for (its runner may have read the
     queue before our message arrived); no server: the message waits for the next start."""
     deadline = time.monotonic() + wait
@@ -259,10 +260,10 @@ def wake_server(directory: Path, wait: float = SIGNAL_WAIT) -> str:
         if pid is None:
             return "no mailward server is running; delivered when it starts"
         if pid:
-            ready = _catches_sigusr1(pid)
+            ready = _catches_sigusr2(pid)
             if ready or ready is None:
                 try:
-                    os.kill(pid, signal.SIGUSR1)
+                    os.kill(pid, signal.SIGUSR2)
                 except OSError as err:
                     return (f"cannot signal the mailward server (pid {pid}, {directory / PID_FILE}): "
                             f"{err.strerror}; delivered at its next queue run or start")

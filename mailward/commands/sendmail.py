@@ -21,7 +21,7 @@ CONFIGURATION. ``-C FILE`` (sendmail's option), else ``$MAILWARD_CONFIG``, else
 
 WHERE THE MESSAGE GOES (:mod:`mailward.submit`): straight into the spool when the invoking
 user may write it (root, or ``server.user``), fsynced before this command exits, then a
-running server is asked to deliver it (SIGUSR1); with no server running it is delivered when
+running server is asked to deliver it (SIGUSR2: take new queue files); with no server running it is delivered when
 ``mailward serve`` starts. Any other user submits over SMTP to the first ``server.listen``
 address. With ``-v`` the command says which way the message went and its queue id. When the
 message is not taken (the server down and the spool not writable, a full disk...), it is

@@ -250,6 +250,7 @@ class SMTPServer:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         if self.run_delivery:
             loop.add_signal_handler(signal.SIGUSR1, self.runner.flush)
+            loop.add_signal_handler(signal.SIGUSR2, self.runner.adopt)   # new queue files (sendmail)
         if self.on_ready is not None:   # accepting, and SIGHUP/SIGTERM are handled
             self.on_ready()
         await self._stopping.wait()

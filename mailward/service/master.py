@@ -166,6 +166,7 @@ class Master:
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reloader)
         loop.add_signal_handler(signal.SIGUSR1, self.runner.flush)
+        loop.add_signal_handler(signal.SIGUSR2, self.runner.adopt)   # new queue files (sendmail)
         log.info(None, daemon="started", listen=",".join(self.config.server.listen),
                  workers=len(self.workers), pid=os.getpid())
         await self._watch()

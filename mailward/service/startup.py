@@ -40,6 +40,7 @@ import errno
 import grp
 import os
 import pwd
+import signal
 import socket
 import stat
 from dataclasses import dataclass
@@ -279,6 +280,10 @@ def prepare(config: Config) -> Ready:
     socks: list[socket.socket] = []
     try:
         socks = bind(config)
+        # From the moment the PID file names us, queue commands and admins may signal us:
+        # until the event loop installs its handlers, these must not kill a starting server
+        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, signal.SIG_IGN)
         lock.write_pid(os.getpid())
         if account is not None and os.geteuid() == 0 and account.uid != 0:
             hand_over(config, account)
