@@ -108,11 +108,15 @@ def check_tls(report: Report, cfg) -> None:
                                                ("ca_file", tls.ca_file), ("ca_path", tls.ca_path),
                                                ("crl_file", tls.crl_file)) if v}
     for p in check_config(cfg):
-        name = settings.get(p.file)
-        if name:
-            report.add(p.severity, report.setting(name), f"{name} {p.file}: {p.what}; fix: {p.fix}")
-        else:
-            report.add(p.severity, p.file, f"{p.what}; fix: {p.fix}")
+        _add_tls_problem(report, p, settings.get(p.file), p.fix)
+
+
+def _add_tls_problem(report: Report, p, setting: str | None, fix: str) -> None:
+    """A TLS file's problem, placed at the configuration line that names the file if any."""
+    if setting:
+        report.add(p.severity, report.setting(setting), f"{setting} {p.file}: {p.what}; fix: {fix}")
+    else:
+        report.add(p.severity, p.file, f"{p.what}; fix: {fix}")
 
 
 def check_client_tls(report: Report, cfg) -> None:
@@ -128,11 +132,7 @@ def check_client_tls(report: Report, cfg) -> None:
         if "serverAuth" in p.what or "no ca_file or ca_path" in p.what:
             continue   # server-side advice: a client certificate needs neither
         p_fix = p.fix.replace("[tls] cert_file", names["cert"]).replace("[tls] key_file", names["key"])
-        name = settings.get(p.file)
-        if name:
-            report.add(p.severity, report.setting(name), f"{name} {p.file}: {p.what}; fix: {p_fix}")
-        else:
-            report.add(p.severity, p.file, f"{p.what}; fix: {p_fix}")
+        _add_tls_problem(report, p, settings.get(p.file), p_fix)
 
 
 def check_access_map(report: Report, cfg) -> None:

@@ -102,12 +102,19 @@ def _map_file(given: str | None, config: Path) -> str:
     return str(cfg.policy.access_map)
 
 
-def cmd_check(args) -> int:
-    args.file = _map_file(args.file, args.config)
+def _open_map(name: str, config) -> tuple[str, AccessMap | None]:
+    """The map named (or the configuration's), or None after printing why it cannot be used."""
+    path = _map_file(name, config)
     try:
-        amap = _load(args.file)
+        return path, _load(path)
     except AccessMapError as err:
         print(f"mailward: {err}", file=sys.stderr)
+        return path, None
+
+
+def cmd_check(args) -> int:
+    args.file, amap = _open_map(args.file, args.config)
+    if amap is None:
         return 2
     for warning in amap.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -208,11 +215,8 @@ def _route_server(route_text: str, server_addr: str) -> tuple[str, str]:
 
 
 def cmd_test(args) -> int:
-    args.map = _map_file(args.map, args.config)
-    try:
-        amap = _load(args.map)
-    except AccessMapError as err:
-        print(f"mailward: {err}", file=sys.stderr)
+    args.map, amap = _open_map(args.map, args.config)
+    if amap is None:
         return 2
     out = sys.stdout
     print(f"access map {args.map}: {len(amap)} entries", file=out)
