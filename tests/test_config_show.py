@@ -3,21 +3,11 @@ only those that differ from the defaults, as ``postconf -n``; it loads back to t
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 from mailward.config import SCHEMA, load
-
-
-def mailward(*args, cwd: Path, env_config: Path | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MAILWARD_CONFIG"}
-    if env_config is not None:
-        env["MAILWARD_CONFIG"] = str(env_config)
-    return subprocess.run([sys.executable, "-m", "mailward", *map(str, args)], capture_output=True, text=True,
-                          timeout=60, cwd=cwd, env=env)
+from tests.test_check_command import mailward
 
 
 def _config(tmp_path: Path) -> Path:

@@ -40,7 +40,7 @@ SECURITY
     Must never happen: a 250 for a message that is not durable (the spool's commit comes
     first); a partial or refused message left in the spool; the client's words posing as a
     field or a line of the log (addresses and bytes are escaped: ``printable_address``,
-    ``_printable``); plaintext read before or during the TLS handshake handled as a command
+    ``printable_bytes``); plaintext read before or during the TLS handshake handled as a command
     inside TLS (CVE-2011-0411: the core drops it, and nothing read in clear after STARTTLS
     reaches it); an exception from a peer's bytes escaping into the event loop.
 """
@@ -59,7 +59,7 @@ from mailward.policy.receive import ReceivePolicy, Verdict
 from mailward.receive.received import protocol_name, received_header
 from mailward.smtp import events as ev
 from mailward.smtp import replies as R
-from mailward.smtp.parse import printable_address
+from mailward.smtp.parse import printable_address, printable_bytes, printable_fields
 from mailward.smtp.replies import Reply
 from mailward.smtp.server import PROTOCOL_ERROR, ServerConnection
 from mailward.spool.store import Envelope, Incoming, Recipient, new_queue_id
@@ -393,7 +393,7 @@ class SMTPSession(asyncio.Protocol):
             fields.update(verdict.log or {})
             fields["relay"] = self.relay
             fields["reject"] = str(verdict.reply)
-            log.notice(None, **_printable_fields(fields))
+            log.notice(None, **printable_fields(fields))
         self.core.respond(verdict.reply)
 
     def _on_data_requested(self, event: ev.DataRequested) -> None:
@@ -558,15 +558,15 @@ class SMTPSession(asyncio.Protocol):
             # sendmail 8.17's words for a client that did not wait for the EHLO reply
             self._log_text(logging.INFO, f"rejecting server {event.after} from {self.relay} due to traffic "
                            "before response", reject=str(PROTOCOL_ERROR), command=event.after, relay=self.relay,
-                           seen=_printable(event.seen))
+                           seen=printable_bytes(event.seen))
         else:
             # Postfix's words (smtpd, smtpd_forbid_unauth_pipelining)
             self._log_text(logging.INFO, f"improper command pipelining after {event.after} from {self.relay}: "
-                           f"{_printable(event.seen)}", command=event.after, relay=self.relay,
-                           seen=_printable(event.seen))
+                           f"{printable_bytes(event.seen)}", command=event.after, relay=self.relay,
+                           seen=printable_bytes(event.seen))
 
     def _on_protocol_error(self, event: ev.ProtocolError) -> None:
-        log.event(10, None, **_printable_fields({"relay": self.relay, "command": event.command,
+        log.event(10, None, **printable_fields({"relay": self.relay, "command": event.command,
                                                  "reply": str(event.reply)}))
 
 
@@ -584,18 +584,3 @@ _DISPATCH = {
     ev.ProtocolError: SMTPSession._on_protocol_error,
     ev.PipeliningViolation: SMTPSession._on_pipelining_violation,
 }
-
-
-def _printable_fields(fields: dict) -> dict:
-    """Log fields that carry the client's words (addresses, and replies that quote them):
-    a quoted local part may hold ', relay=...' or U+2028, which must neither pose as another
-    field nor end the line (see printable_address)."""
-    return {k: printable_address(v) if isinstance(v, str) else v for k, v in fields.items()}
-
-
-def _printable(data: bytes) -> str:
-    """Client bytes for a log line: printable ASCII as is, everything else as an escape
-    (\\r, \\n, \\xNN), and ',' and '=' escaped too so that the text cannot pose as
-    another field of the line."""
-    text = data.decode("latin-1").encode("unicode_escape").decode("ascii")
-    return text.replace(",", "\\x2c").replace("=", "\\x3d")

@@ -177,6 +177,21 @@ def printable_address(address: str) -> str:
     return "".join(out)
 
 
+def printable_fields(fields: dict) -> dict:
+    """Log fields that carry the client's words (addresses, and replies that quote them):
+    a quoted local part may hold ', relay=...' or U+2028, which must neither pose as another
+    field nor end the line (see :func:`printable_address`)."""
+    return {k: printable_address(v) if isinstance(v, str) else v for k, v in fields.items()}
+
+
+def printable_bytes(data: bytes) -> str:
+    """Client bytes for a log line: printable ASCII as is, everything else as an escape
+    (\\r, \\n, \\xNN), and ',' and '=' escaped too so that the text cannot pose as
+    another field of the line."""
+    text = data.decode("latin-1").encode("unicode_escape").decode("ascii")
+    return text.replace(",", "\\x2c").replace("=", "\\x3d")
+
+
 def _escape(ch: str) -> str:
     code = ord(ch)
     if code < 0x100:
