@@ -26,6 +26,9 @@ _COMMAND_MODULES = (
     "mailward.commands.sendmail",  # sendmail (and the sendmail, mailq, newaliases scripts)
     "mailward.commands.check",   # check
     "mailward.commands.config",  # config show (added to serve's 'config')
+    "mailward.commands.mtasts",  # mta-sts (the records and policy file to publish)
+    "mailward.commands.tlsrpt",  # tls-rpt (counts and reports, RFC 8460)
+    "mailward.commands.user",    # user add|passwd|del|list (the submission users file)
 )
 
 

@@ -9,6 +9,7 @@ What the delivery side needs, and the rules it follows:
   accepts no mail: a permanent failure ``556 5.1.10``. A name that does not exist (NXDOMAIN)
   is permanent (``5.1.2``); an MX host without addresses is skipped.
 * :meth:`Resolver.addresses` — A then AAAA of one host (for ``[host]`` routes).
+* :meth:`Resolver.txt` — the TXT records of a name (MTA-STS's ``_mta-sts``, TLS-RPT's ``_smtp._tls``).
 * :meth:`Resolver.client_name` — the receiving side's ``${client_name}``: the PTR name of an
   address, used only when forward-confirmed (its A/AAAA records contain the address, as
   sendmail and Postfix require); otherwise the claimed name is returned as possibly forged.
@@ -129,6 +130,20 @@ class Resolver:
         if not found and temporary is not None:
             raise temporary
         return tuple(found)
+
+    async def txt(self, name: str) -> list[str]:
+        """The TXT records of ``name``, each record's strings joined (RFC 7208 §3.3 and RFC 8461
+        §3.1 read them so); [] when the name has none or does not exist. Temporary failures raise
+        :class:`DNSError` (temporary=True) as every other lookup does."""
+        try:
+            rrset = await self._query(name.rstrip("."), "TXT")
+        except DNSError as err:
+            if not err.temporary:
+                return []
+            raise
+        if rrset is None:
+            return []
+        return [b"".join(r.strings).decode("utf-8", "replace") for r in rrset]
 
     async def mail_hosts(self, domain: str) -> list[MailHost]:
         """The hosts that take mail for ``domain``, in the order to try them (RFC 5321 §5.1)."""
