@@ -207,6 +207,10 @@ class DeliverySettings:
     tls_fallback_to_clear: bool = setting(True, doc=(
         "After a failed handshake (verify=SOFTWARE) retry that host without TLS, subject to TLS_Srv/TLS_Rcpt. "
         "sendmail: TLSFallbacktoClear."))
+    tls_floor: Literal["may", "encrypt", "verify"] = setting("may", doc=(
+        "The least TLS a delivery accepts when no access map entry, DANE, MTA-STS or REQUIRETLS decides: may "
+        "(opportunistic STARTTLS), encrypt (STARTTLS required, certificate not checked), verify (the certificate "
+        "must verify with tls.ca_file/tls.ca_path and match the host name). See docs/outbound-tls.md."))
     client_cert_file: FilePath = setting("", doc=(
         "Client certificate presented to servers that ask for one (PEM). sendmail: confCLIENT_CERT. Servers "
         "are verified with tls.ca_file/tls.ca_path."))
