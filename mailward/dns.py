@@ -14,6 +14,17 @@ What the delivery side needs, and the rules it follows:
   address, used only when forward-confirmed (its A/AAAA records contain the address, as
   sendmail and Postfix require); otherwise the claimed name is returned as possibly forged.
 
+DNSSEC status (for DANE, RFC 7672 §2.1): a resolver built with ``dnssec=True`` (or
+:class:`SecureResolver`) sends its queries with the EDNS DO bit and the AD flag to the servers it
+is given — validating resolvers the administrator trusts (``dane.resolver``) — and reads only the
+AD bit of their answers: ``secure`` means AD set, anything else is not secure. mailward does no
+DNSSEC validation itself. :attr:`MailHost.secure` is the MX RRset's AD bit (for an implicit MX
+the address RRset's); :meth:`Resolver.address_lookup` reports it for one host (``[host]``
+routes, and the address check of RFC 7672 §2.2.2) and :meth:`Resolver.lookup` for any one
+RRset. A resolver built without ``dnssec`` never reports ``secure``. A SERVFAIL from a validating
+resolver is how it reports a bogus answer: :class:`DNSError` then has ``servfail=True`` (and is
+temporary, as every SERVFAIL).
+
 Failure behaviour: SERVFAIL, REFUSED, a timeout or no answer from any server raises
 :class:`DNSError` with ``temporary=True`` — the mail is deferred, never bounced. Permanent
 answers raise it with ``temporary=False`` and an enhanced status code. Nothing else escapes.
@@ -31,15 +42,19 @@ from dataclasses import dataclass
 import dns.asyncresolver
 import dns.reversename
 import dns.exception
+import dns.flags
 import dns.nameserver
+import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
 
 class DNSError(Exception):
-    def __init__(self, text: str, *, temporary: bool, status: str = "", code: int = 0):
+    def __init__(self, text: str, *, temporary: bool, status: str = "", code: int = 0,
+                 servfail: bool = False):
         super().__init__(text)
         self.temporary = temporary
+        self.servfail = servfail        # a server answered SERVFAIL (a validating resolver: bogus)
         self.status = status or ("4.4.3" if temporary else "5.1.2")
         self.code = code or (451 if temporary else 550)
 
@@ -54,6 +69,33 @@ class MailHost:
     preference: int
     addresses: tuple[str, ...]
     implicit: bool = False          # no MX record: the domain's own address (RFC 5321 §5.1)
+    secure: bool = False            # the MX RRset (implicit: the address RRset) had the AD bit
+
+
+@dataclass(frozen=True)
+class RRLookup:
+    """One RRset question and what the resolver said about it.
+
+    ``rrset`` is None for "no such record" (NODATA) and for a name that does not exist
+    (``exists`` False); ``canonical`` is the owner after CNAME expansion (the name itself
+    without one); ``secure`` is the AD bit of the answer (DNSSEC-validated by the trusted
+    resolver), for a positive answer and for a denial of existence alike."""
+    name: str
+    rdtype: str
+    rrset: object | None
+    secure: bool
+    canonical: str
+    exists: bool = True
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """A then AAAA of one host. ``secure``: every answer obtained (records or NODATA) had the
+    AD bit; ``canonical``: the name the address records are owned by after CNAMEs."""
+    name: str
+    addresses: tuple[str, ...]
+    secure: bool
+    canonical: str
 
 
 def parse_server(item: str) -> tuple[str, int]:
@@ -81,7 +123,7 @@ def is_address_literal(host: str) -> bool:
 
 class Resolver:
     def __init__(self, servers: list[str] | tuple[str, ...] = (), timeout: float = 10.0,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, *, dnssec: bool = False):
         if servers:
             self._resolver = dns.asyncresolver.Resolver(configure=False)
             self._resolver.nameservers = [dns.nameserver.Do53Nameserver(*parse_server(s)) for s in servers]
@@ -91,6 +133,38 @@ class Resolver:
         self._resolver.timeout = min(timeout, 3.0)
         self._resolver.cache = dns.resolver.Cache(60)
         self.rng = rng or random.Random()
+        self.dnssec = dnssec
+        if dnssec:  # RFC 6840 §5.7: AD in the query asks for the AD bit; DO for the signatures
+            self._resolver.use_edns(0, dns.flags.DO, 1232)
+            self._resolver.flags = dns.flags.RD | dns.flags.AD
+
+    def _secure(self, response) -> bool:
+        return self.dnssec and response is not None and bool(response.flags & dns.flags.AD)
+
+    async def lookup(self, name: str, rdtype: str) -> RRLookup:
+        """One RRset with its DNSSEC status (see :class:`RRLookup`). NXDOMAIN is an answer here
+        (``exists=False``), not an error; temporary failures raise :class:`DNSError`."""
+        name = name.rstrip(".")
+        try:
+            answer = await self._resolver.resolve(name, rdtype, search=False, raise_on_no_answer=False)
+        except dns.resolver.NXDOMAIN as err:
+            responses = err.responses()
+            response = next(iter(responses.values()), None) if responses else None
+            return RRLookup(name, rdtype, None, self._secure(response), name, exists=False)
+        except (dns.resolver.NoNameservers, dns.resolver.LifetimeTimeout, dns.exception.Timeout) as err:
+            raise self._temporary(name, rdtype, err) from None
+        except dns.exception.DNSException as err:
+            raise DNSError(f"DNS error for name={name} type={rdtype}: {err}", temporary=True) from None
+        canonical = answer.canonical_name.to_text(omit_final_dot=True)
+        return RRLookup(name, rdtype, answer.rrset, self._secure(answer.response), canonical)
+
+    @staticmethod
+    def _temporary(name: str, rdtype: str, err: Exception) -> DNSError:
+        servfail = any(getattr(e[-1], "rcode", lambda: None)() == dns.rcode.SERVFAIL
+                       for e in (getattr(err, "kwargs", {}) or {}).get("errors", ()) if e)
+        what = "SERVFAIL" if servfail else type(err).__name__
+        return DNSError(f"Host name lookup failure for name={name} type={rdtype}: {what}",
+                        temporary=True, status="4.4.3", code=451, servfail=servfail)
 
     async def _query(self, name: str, rdtype: str):
         """The answer's rrset, or None for "no such record"; raises DNSError otherwise."""
@@ -104,8 +178,7 @@ class Resolver:
                            f"type={rdtype}: Host not found", temporary=False, status="5.1.2", code=550) from None
         except (dns.resolver.NoNameservers, dns.resolver.LifetimeTimeout, dns.exception.Timeout) as err:
             # SERVFAIL, REFUSED, no server reachable, timeout: try again later (never bounce)
-            raise DNSError(f"Host name lookup failure for name={name} type={rdtype}: "
-                           f"{type(err).__name__}", temporary=True, status="4.4.3", code=451) from None
+            raise self._temporary(name, rdtype, err) from None
         except dns.exception.DNSException as err:
             raise DNSError(f"DNS error for name={name} type={rdtype}: {err}", temporary=True) from None
 
@@ -131,6 +204,35 @@ class Resolver:
             raise temporary
         return tuple(found)
 
+    async def address_lookup(self, name: str) -> Addresses:
+        """As :meth:`addresses`, with the DNSSEC status and the CNAME-expanded name (RFC 7672
+        §2.2.2). An address literal is itself and not secure; failures as :meth:`addresses`."""
+        name = name.rstrip(".")
+        if is_address_literal(name):
+            return Addresses(name, (name,), False, name)
+        found: list[str] = []
+        secure = True
+        canonical = ""
+        temporary: DNSError | None = None
+        for rdtype in ("A", "AAAA"):
+            try:
+                got = await self.lookup(name, rdtype)
+            except DNSError as err:
+                temporary = err
+                continue
+            secure = secure and got.secure
+            if not got.exists:
+                if rdtype == "A":
+                    raise DNSError(f"Host or domain name not found. Name service error for name={name} "
+                                   f"type=A: Host not found", temporary=False, status="5.1.2", code=550)
+                continue
+            canonical = canonical or got.canonical
+            if got.rrset is not None:
+                found.extend(r.address for r in got.rrset)
+        if not found and temporary is not None:
+            raise temporary
+        return Addresses(name, tuple(found), secure and temporary is None, canonical or name)
+
     async def txt(self, name: str) -> list[str]:
         """The TXT records of ``name``, each record's strings joined (RFC 7208 §3.3 and RFC 8461
         §3.1 read them so); [] when the name has none or does not exist. Temporary failures raise
@@ -148,13 +250,17 @@ class Resolver:
     async def mail_hosts(self, domain: str) -> list[MailHost]:
         """The hosts that take mail for ``domain``, in the order to try them (RFC 5321 §5.1)."""
         domain = domain.rstrip(".")
-        rrset = await self._query(domain, "MX")
+        mx = await self.lookup(domain, "MX")
+        if not mx.exists:
+            raise DNSError(f"Host or domain name not found. Name service error for name={domain} "
+                           f"type=MX: Host not found", temporary=False, status="5.1.2", code=550)
+        rrset = mx.rrset
         if rrset is None:  # no MX: the domain's own address is the implicit MX
-            addrs = await self.addresses(domain)
-            if not addrs:
+            own = await self.address_lookup(domain)
+            if not own.addresses:
                 raise DNSError(f"Host or domain name not found: {domain} has no MX and no address",
                                temporary=False, status="5.1.2", code=550)
-            return [MailHost(domain, 0, addrs, implicit=True)]
+            return [MailHost(domain, 0, own.addresses, implicit=True, secure=own.secure)]
         records = [(r.preference, r.exchange.to_text(omit_final_dot=True)) for r in rrset]
         real = [(p, name) for p, name in records if name not in ("", ".")]
         if not real:  # RFC 7505 §3: a null MX; §4.2 gives the reply code
@@ -176,13 +282,24 @@ class Resolver:
                         temporary = err
                     continue
                 if addrs:
-                    hosts.append(MailHost(name, pref, addrs))
+                    hosts.append(MailHost(name, pref, addrs, secure=mx.secure))
         if not hosts:
             if temporary is not None:
                 raise temporary
             raise DNSError(f"No address for any MX host of {domain}", temporary=False, status="5.4.4",
                            code=550)
         return hosts
+
+
+class SecureResolver(Resolver):
+    """A :class:`Resolver` that asks the given validating resolvers (``dane.resolver``) and
+    reports their AD bit. ``servers`` must not be empty: the system resolver is not trusted."""
+
+    def __init__(self, servers: list[str] | tuple[str, ...], timeout: float = 10.0,
+                 rng: random.Random | None = None):
+        if not servers:
+            raise ValueError("SecureResolver needs the validating resolvers (dane.resolver)")
+        super().__init__(servers, timeout, rng, dnssec=True)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,323 @@
+"""DANE for outbound SMTP: TLSA records and how a server's certificate chain matches them.
+
+Standards: RFC 7672 (SMTP security via opportunistic DANE TLS), RFC 6698 (the TLSA record),
+RFC 7671 (DANE updates and operational guidance), RFC 8460 §4.3 (the TLS-RPT failure kinds).
+
+The contract:
+
+* :func:`tlsa_lookup` (the one piece of I/O) asks a DNSSEC-reporting resolver
+  (:class:`mailward.dns.SecureResolver`) for the TLSA RRset at ``_PORT._tcp.HOST``
+  (RFC 7672 §2.2.3 / RFC 6698 §3), after checking that HOST's address records are secure
+  (RFC 7672 §2.2.2: no TLSA lookup for a host whose addresses are not signed). When HOST is a
+  CNAME whose expansion is secure, the TLSA RRset at the expanded name is tried first, then
+  the one at the original name (RFC 7672 §2.2.2). The answer is a :class:`DaneLookup`:
+
+  ``secure``   signed TLSA records were found. ``usable`` holds those an SMTP client may use
+               (usages DANE-TA(2) and DANE-EE(3), selectors 0/1, matching types 0/1/2 with the
+               right digest length); usages PKIX-TA(0)/PKIX-EE(1) and unknown parameters are
+               unusable (RFC 7672 §3.1.3). ``tls_required`` is True whatever ``usable`` holds:
+               with only unusable records TLS is still mandatory but the peer cannot be
+               authenticated (RFC 7672 §2.2), and ``failure`` is ``tlsa-invalid``.
+  ``none``     a secure denial of existence: no TLSA records, DANE does not apply.
+  ``insecure`` the TLSA RRset, or the host's address records, are not signed: DANE does not
+               apply (other sources such as MTA-STS or the access map decide).
+  ``bogus``    the validating resolver said SERVFAIL (or did not answer): the caller defers the
+               delivery to this host (RFC 7672 §2.1: a lookup failure is not a denial);
+               ``failure`` is ``dnssec-invalid``.
+
+* :func:`match_chain` (pure) decides whether a peer's certificate chain matches the usable
+  records: DANE-EE(3) compares the leaf certificate or its public key, without name or
+  expiry checks (RFC 7672 §3.1.1); DANE-TA(2) needs a certificate of the presented chain to
+  match, the chain from the leaf up to it to verify (issuer names, signatures, CA basic
+  constraints, validity dates) and the leaf to carry one of the reference names (RFC 7672
+  §3.2.2 and §3.2.3: subjectAltName DNS names, the subject CN only when there are none; a
+  ``*`` is allowed as the whole left-most label and matches one label, RFC 6125 §6.4.3).
+
+Failure kinds (RFC 8460 §4.3) are given in ``failure`` of both results: ``tlsa-invalid``,
+``dnssec-invalid``, ``certificate-host-mismatch``, ``validation-failure``; ``dane-required``
+is the caller's (a policy asked for DANE and the lookup was ``insecure`` or ``none``), for
+which :data:`DANE_REQUIRED` is the constant. Nothing here raises on peer data: bad records are
+unusable, bad certificates do not match.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+
+from mailward.dns import DNSError
+
+TLSA_INVALID = "tlsa-invalid"
+DNSSEC_INVALID = "dnssec-invalid"
+DANE_REQUIRED = "dane-required"
+HOST_MISMATCH = "certificate-host-mismatch"
+VALIDATION_FAILURE = "validation-failure"
+
+USAGE_NAMES = {0: "PKIX-TA", 1: "PKIX-EE", 2: "DANE-TA", 3: "DANE-EE"}
+_DIGEST_LENGTH = {0: None, 1: 32, 2: 64}      # RFC 6698 §2.1.3: SHA2-256, SHA2-512
+MAX_CHAIN = 10                                 # longest issuer path followed for DANE-TA
+
+
+@dataclass(frozen=True, repr=False)
+class TLSA:
+    """One TLSA record (RFC 6698 §2.1): certificate usage, selector, matching type, data."""
+    usage: int
+    selector: int
+    mtype: int
+    data: bytes
+
+    def __str__(self) -> str:
+        return f"{self.usage} {self.selector} {self.mtype} {self.data.hex()}"
+
+    def __repr__(self) -> str:
+        return f"TLSA({self})"
+
+    @classmethod
+    def parse(cls, text: str) -> "TLSA":
+        """'3 1 1 ab12...' (the presentation form; the hex may be split by blanks)."""
+        parts = text.split()
+        if len(parts) < 4:
+            raise ValueError(f"TLSA record needs usage, selector, matching type and data: {text!r}")
+        return cls(int(parts[0]), int(parts[1]), int(parts[2]), bytes.fromhex("".join(parts[3:])))
+
+    @property
+    def usable(self) -> bool:
+        """Usable for SMTP (RFC 7672 §3.1.3, RFC 7671 §4): DANE-TA or DANE-EE, a known selector
+        and matching type, and a digest of the right length."""
+        if self.usage not in (2, 3) or self.selector not in (0, 1) or self.mtype not in _DIGEST_LENGTH:
+            return False
+        want = _DIGEST_LENGTH[self.mtype]
+        return bool(self.data) and (want is None or len(self.data) == want)
+
+
+@dataclass(frozen=True)
+class DaneLookup:
+    """What DNS says about DANE for one host and port (see the module docstring)."""
+    state: Literal["secure", "insecure", "bogus", "none"]
+    records: tuple[TLSA, ...]       # every TLSA record of the secure RRset used
+    reason: str                     # one line for the log
+    owner: str                      # the TLSA owner name used (``_25._tcp.mx.example``)
+    usable: tuple[TLSA, ...] = ()   # the records an SMTP client may use (usages 2 and 3)
+    failure: str = ""               # RFC 8460 §4.3 kind: tlsa-invalid, dnssec-invalid, or ''
+
+    @property
+    def tls_required(self) -> bool:
+        """TLS is mandatory to this host: a secure, non-empty TLSA RRset (RFC 7672 §2.2), even
+        when none of its records is usable."""
+        return self.state == "secure" and bool(self.records)
+
+    @property
+    def authenticate(self) -> bool:
+        """The peer's chain must match :attr:`usable` (:func:`match_chain`)."""
+        return self.state == "secure" and bool(self.usable)
+
+
+@dataclass(frozen=True)
+class DaneMatch:
+    """The verdict of :func:`match_chain`."""
+    ok: bool
+    usage: int | None               # the usage of the record that matched (2 or 3)
+    reason: str                     # one line for the log
+    matched: TLSA | None = None
+    failure: str = ""               # '' when ok; else an RFC 8460 §4.3 kind
+
+
+def tlsa_owner(host: str, port: int) -> str:
+    """RFC 6698 §3: ``_PORT._tcp.HOST``."""
+    return f"_{port}._tcp.{host.rstrip('.').lower()}"
+
+
+def _records(rrset) -> tuple[TLSA, ...]:
+    if rrset is None:
+        return ()
+    return tuple(TLSA(r.usage, r.selector, r.mtype, bytes(r.cert)) for r in rrset)
+
+
+def _secure_result(records: tuple[TLSA, ...], owner: str) -> DaneLookup:
+    usable = tuple(r for r in records if r.usable)
+    if usable:
+        return DaneLookup("secure", records, f"{len(usable)} usable TLSA record(s) at {owner}", owner,
+                          usable)
+    return DaneLookup("secure", records, f"TLSA records at {owner} are all unusable for SMTP "
+                      f"(RFC 7672 §3.1.3): TLS required, no authentication", owner, (), TLSA_INVALID)
+
+
+async def _tlsa_at(resolver, owner: str) -> DaneLookup:
+    try:
+        got = await resolver.lookup(owner, "TLSA")
+    except DNSError as err:
+        what = "SERVFAIL (bogus DNSSEC)" if err.servfail else "no answer"
+        return DaneLookup("bogus", (), f"TLSA lookup of {owner} failed: {what}", owner,
+                          failure=DNSSEC_INVALID)
+    if not got.secure:
+        return DaneLookup("insecure", (), f"TLSA RRset of {owner} is not DNSSEC-signed", owner)
+    records = _records(got.rrset)
+    if not records:
+        return DaneLookup("none", (), f"no TLSA records at {owner} (secure denial)", owner)
+    return _secure_result(records, owner)
+
+
+async def tlsa_lookup(resolver, host: str, port: int = 25) -> DaneLookup:
+    """The TLSA records that apply to ``host`` on ``port`` (RFC 7672 §2.2.2); ``resolver`` is a
+    :class:`mailward.dns.SecureResolver` (any Resolver built with ``dnssec=True``). Never raises
+    for DNS failures: they are the ``bogus`` state."""
+    host = host.rstrip(".").lower()
+    owner = tlsa_owner(host, port)
+    try:
+        addrs = await resolver.address_lookup(host)
+    except DNSError as err:
+        if err.temporary:
+            what = "SERVFAIL (bogus DNSSEC)" if err.servfail else "no answer"
+            return DaneLookup("bogus", (), f"address lookup of {host} failed: {what}", owner,
+                              failure=DNSSEC_INVALID)
+        return DaneLookup("insecure", (), f"{host} has no address records: {err}", owner)
+    if not addrs.secure:
+        return DaneLookup("insecure", (), f"address records of {host} are not DNSSEC-signed", owner)
+    expanded = addrs.canonical.rstrip(".").lower()
+    if expanded and expanded != host:
+        # RFC 7672 §2.2.2: a secure CNAME: the TLSA RRset of the expanded name first
+        first = await _tlsa_at(resolver, tlsa_owner(expanded, port))
+        if first.state in ("secure", "bogus"):
+            return first
+    return await _tlsa_at(resolver, owner)
+
+
+# ---- matching (pure) ------------------------------------------------------------------------
+
+def _selected(cert: x509.Certificate, selector: int) -> bytes:
+    if selector == 0:
+        return cert.public_bytes(serialization.Encoding.DER)
+    return cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _digest(data: bytes, mtype: int) -> bytes:
+    if mtype == 1:
+        return hashlib.sha256(data).digest()
+    if mtype == 2:
+        return hashlib.sha512(data).digest()
+    return data
+
+
+def record_matches(record: TLSA, cert: x509.Certificate) -> bool:
+    """The certificate's selected part, digested by the record's matching type, equals the data."""
+    try:
+        return _digest(_selected(cert, record.selector), record.mtype) == record.data
+    except (ValueError, TypeError):
+        return False
+
+
+def tlsa_for(cert_der: bytes, usage: int = 3, selector: int = 1, mtype: int = 1) -> TLSA:
+    """The TLSA record that matches a DER certificate (for tests and for ``mailward`` tools)."""
+    cert = x509.load_der_x509_certificate(cert_der)
+    return TLSA(usage, selector, mtype, _digest(_selected(cert, selector), mtype))
+
+
+def name_matches(pattern: str, name: str) -> bool:
+    """RFC 6125 §6.4.3 as RFC 7672 §3.2.3 restricts it: ``*`` only as the whole left-most
+    label, matching exactly one label; case-insensitive, trailing dots ignored."""
+    pattern = pattern.rstrip(".").lower()
+    name = name.rstrip(".").lower()
+    if not pattern or not name:
+        return False
+    if pattern.startswith("*."):
+        rest = pattern[2:]
+        head, dot, tail = name.partition(".")
+        return bool(head) and bool(dot) and "*" not in rest and tail == rest
+    return "*" not in pattern and pattern == name
+
+
+def cert_names(cert: x509.Certificate) -> list[str]:
+    """The DNS names a certificate is for: subjectAltName DNS entries, else the subject CNs."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns_names = san.get_values_for_type(x509.DNSName)
+    except (x509.ExtensionNotFound, ValueError):
+        dns_names = []
+    if dns_names:
+        return list(dns_names)
+    return [str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+
+
+def _valid_at(cert: x509.Certificate, now: datetime.datetime) -> bool:
+    return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except (x509.ExtensionNotFound, ValueError):
+        return cert.version == x509.Version.v1   # RFC 5280 §4.2.1.9: v3 issuers say CA:TRUE
+
+
+def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    try:
+        child.verify_directly_issued_by(parent)
+        return True
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+
+
+def _ta_path(leaf: x509.Certificate, certs: list[x509.Certificate], ta: list[TLSA],
+             now: datetime.datetime) -> tuple[TLSA | None, str]:
+    """Follow issuers from the leaf through the presented certificates until one matches a
+    DANE-TA record; every certificate on the way must be valid now and every issuer a CA."""
+    current, path = leaf, [leaf]
+    for _ in range(MAX_CHAIN):
+        issuer = next((c for c in certs if c not in path and _issued_by(current, c)), None)
+        if issuer is None:
+            return None, "no presented certificate matches a DANE-TA record on the leaf's issuer path"
+        if not _is_ca(issuer):
+            return None, f"issuer {issuer.subject.rfc4514_string()} is not a CA"
+        path.append(issuer)
+        hit = next((r for r in ta if record_matches(r, issuer)), None)
+        if hit is not None:
+            expired = [c for c in path if not _valid_at(c, now)]
+            if expired:
+                return None, (f"certificate {expired[0].subject.rfc4514_string()} is not valid "
+                              f"now (DANE-TA checks dates)")
+            return hit, ""
+        current = issuer
+    return None, "issuer path too long"
+
+
+def match_chain(records, chain_der: list[bytes], names: list[str],
+                now: datetime.datetime | None = None) -> DaneMatch:
+    """Does the peer's chain (leaf first, DER) match the usable ``records``? ``names`` are the
+    reference identifiers for DANE-TA (RFC 7672 §3.2.2: the MX host name and the next-hop
+    domain; after a secure CNAME, the expanded name too). ``now`` defaults to the current time."""
+    usable = [r for r in records if r.usable]
+    if not usable:
+        return DaneMatch(False, None, "no usable TLSA records", None, TLSA_INVALID)
+    if not chain_der:
+        return DaneMatch(False, None, "the server presented no certificate", None, VALIDATION_FAILURE)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    try:
+        certs = [x509.load_der_x509_certificate(d) for d in chain_der]
+    except ValueError as err:
+        return DaneMatch(False, None, f"unparsable certificate from the server: {err}", None,
+                         VALIDATION_FAILURE)
+    leaf = certs[0]
+    for record in usable:   # DANE-EE(3): the leaf alone, no name or date (RFC 7672 §3.1.1)
+        if record.usage == 3 and record_matches(record, leaf):
+            return DaneMatch(True, 3, f"DANE-EE matched: {record.usage} {record.selector} "
+                             f"{record.mtype}", record)
+    ta = [r for r in usable if r.usage == 2]
+    if not ta:
+        return DaneMatch(False, None, "the server certificate matches no DANE-EE record", None,
+                         VALIDATION_FAILURE)
+    hit, why = _ta_path(leaf, certs, ta, now)
+    if hit is None:
+        return DaneMatch(False, None, f"DANE-TA: {why}", None, VALIDATION_FAILURE)
+    have = cert_names(leaf)
+    wanted = [n.rstrip(".").lower() for n in names if n]
+    if not any(name_matches(p, n) for p in have for n in wanted):
+        return DaneMatch(False, 2, f"DANE-TA: certificate names {', '.join(have) or '(none)'} match "
+                         f"none of {', '.join(wanted) or '(none)'}", hit, HOST_MISMATCH)
+    return DaneMatch(True, 2, f"DANE-TA matched: {hit.usage} {hit.selector} {hit.mtype}", hit)
