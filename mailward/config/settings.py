@@ -240,6 +240,36 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True)
+class DaneSettings:
+    """[dane]: DANE for outbound SMTP (RFC 7672): TLSA records from DNSSEC-validating resolvers."""
+
+    def _servers_check(value: tuple[str, ...]) -> str | None:  # noqa: N805 (a plain function)
+        """dane.resolver: addresses, as mailward.dns.parse_server reads them."""
+        import ipaddress
+
+        for item in value:
+            host, port = item.strip(), "53"
+            if host.startswith("["):
+                host, _, port = host[1:].partition("]")
+                port = port[1:] if port.startswith(":") else "53"
+            elif host.count(":") == 1:
+                host, _, port = host.partition(":")
+            try:
+                ipaddress.ip_address(host)
+                if not 0 < int(port) < 65536:
+                    raise ValueError(port)
+            except ValueError:
+                return f"ADDR or ADDR:PORT of a validating resolver, not {item!r}"
+        return None
+
+    resolver: tuple[str, ...] = setting((), check=_servers_check, doc=(
+        "Validating resolvers trusted for the AD bit, \"ADDR\" or \"ADDR:PORT\" (e.g. a local unbound on "
+        "127.0.0.1:53). Empty: DANE off. See docs/dane.md."))
+    timeout: float = setting(10.0, minimum=0.1, doc=
+        "Seconds a DNSSEC lookup (MX, address, TLSA) may take; a timeout or SERVFAIL defers the mail.")
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """[log]: where and how much is logged."""
 
@@ -273,5 +303,6 @@ class Config:
     local: LocalSettings
     policy: PolicySettings
     delivery: DeliverySettings
+    dane: DaneSettings
     log: LogSettings
     path: Path | None = None  # the file they were read from; None for from_dict() without one
