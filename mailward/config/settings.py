@@ -110,6 +110,9 @@ class ServerSettings:
     reject_nul_in_data: bool = setting(True, doc=(
         "A message holding a NUL octet is refused with 554 5.6.0 after its end (RFC 5322 §3.5); false keeps "
         "it byte for byte."))
+    requiretls: bool = setting(True, doc=(
+        "Offer REQUIRETLS (RFC 8689) in the EHLO reply after STARTTLS and keep MAIL's REQUIRETLS with the "
+        "message (refused in clear: 530 5.7.10); false: neither offered nor accepted."))
     user: str = setting("", doc=(
         "Account to run as after binding the listening sockets when started as root (sendmail: RunAsUser). "
         "Must exist; nothing creates it. Empty: no privilege drop."))
@@ -270,6 +273,106 @@ class DaneSettings:
 
 
 @dataclass(frozen=True)
+class MtaStsSettings:
+    """[mta_sts]: MTA-STS (RFC 8461) on the sending side: fetch, cache and apply recipient domains' policies."""
+
+    enabled: bool = setting(True, doc=(
+        "Look up the MTA-STS policy of each recipient domain (the _mta-sts TXT record, then "
+        "https://mta-sts.DOMAIN/.well-known/mta-sts.txt). See docs/mta-sts.md."))
+    ca_file: FilePath = setting("", doc=
+        "CA certificates (PEM) trusted for the policy hosts' HTTPS certificates. Empty: the system's trust store.")
+    cache_file: FilePath = setting("", doc=(
+        "JSON file keeping fetched policies for their max_age across restarts (written atomically). "
+        "Empty: mta-sts-cache.json in spool.directory."))
+    fetch_timeout: float = setting(10.0, minimum=0.1, doc=
+        "Seconds a policy fetch may take in all (address lookup, connection, TLS, answer).")
+    max_policy_size: int = setting(65536, minimum=256, doc=
+        "Largest policy file accepted, in octets; a bigger one is a fetch error (RFC 8461 §3.3).")
+    refresh_after: float = setting(86400.0, minimum=60, doc=(
+        "Seconds after which a cached policy is fetched again in the background (at most half its "
+        "max_age), so it does not expire while the domain still publishes it."))
+    https_port: int = setting(443, minimum=1, doc=(
+        "Port of the policy host. For tests and labs only: RFC 8461 §3.3 fetches policies from port 443, "
+        "and any other value breaks MTA-STS for real domains."))
+
+
+def _mechanisms_check(value: tuple[str, ...]) -> str | None:
+    """auth.mechanisms: SASL mechanism names (RFC 4422 §3.1: 1 to 20 of A-Z 0-9 - _)."""
+    import re
+
+    for name in value:
+        if not re.fullmatch(r"[A-Z0-9_-]{1,20}", name):
+            return f"SASL mechanism names in upper case (RFC 4422 §3.1), not {name!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """[auth]: SMTP AUTH (RFC 4954): where passwords are checked and which SASL mechanisms are offered."""
+
+    backend: Literal["none", "file", "dovecot"] = setting("none", doc=(
+        "none: no AUTH; file: the users file auth.users_file (managed with `mailward user`); dovecot: "
+        "Dovecot's auth-client socket auth.dovecot_socket. See docs/submission.md."))
+    users_file: FilePath = setting("", doc=(
+        "The users file (NAME:ARGON2ID:SCRAM lines), mode 0600 or 0640; re-read when it changes."))
+    dovecot_socket: FilePath = setting("", doc=(
+        "Dovecot's auth-client UNIX socket (a unix_listener of its auth service, e.g. "
+        "/var/spool/mailward/dovecot-auth)."))
+    dovecot_service: str = setting("smtp", doc=
+        "Service name sent to Dovecot (its %s / %{protocol}, for protocol-specific passdb settings).")
+    mechanisms: tuple[str, ...] = setting(("SCRAM-SHA-256", "PLAIN", "LOGIN"), check=_mechanisms_check, doc=(
+        "Mechanisms offered, in this order. The users file knows SCRAM-SHA-256, PLAIN, LOGIN and EXTERNAL "
+        "(offered only to a client with a verified certificate identity); with Dovecot, those of these that "
+        "Dovecot announces. PLAIN and LOGIN are offered only under TLS."))
+    timeout: float = setting(10.0, minimum=0.1, doc=
+        "Seconds to wait for each answer from Dovecot (and to connect); then 454 4.7.0.")
+    password_checks: int = setting(2, minimum=1, doc=(
+        "argon2id checks run at the same time (each takes tens of milliseconds of CPU); more AUTH commands "
+        "wait their turn."))
+
+
+@dataclass(frozen=True)
+class TlsRptSettings:
+    """[tls_rpt]: SMTP TLS Reporting (RFC 8460): count outbound TLS sessions, send daily reports. See docs/tls-rpt.md."""
+
+    def _hour_check(value: int) -> str | None:  # noqa: N805 (a plain function)
+        return None if 0 <= value <= 23 else f"an hour of the day, 0 to 23 (UTC), not {value}"
+
+    enabled: bool = setting(True, doc=(
+        "Count the outcome of every outbound TLS session per recipient policy domain and send each domain "
+        "that publishes a _smtp._tls TXT record a daily report (mailto: through the queue, https: POST)."))
+    organization: str = setting("", doc=
+        "organization-name of the reports (RFC 8460 §4.4). Empty: server.hostname.")
+    contact: str = setting("", doc=
+        "contact-info of the reports: an address or URL for questions. Empty: postmaster@server.hostname.")
+    from_address: str = setting("", doc=(
+        "From: and envelope sender of report messages sent to mailto: destinations. Empty: "
+        "postmaster@server.hostname."))
+    state_dir: FilePath = setting("", doc=(
+        "Folder of the counts (counts.json and a journal), written by the delivering process only. Empty: "
+        "tlsrpt/ in spool.directory."))
+    ca_file: FilePath = setting("", doc=(
+        "CA certificates (PEM) trusted for https: report destinations (WebPKI, host name checked). Empty: the "
+        "system's trust store."))
+    send_hour: int = setting(1, minimum=0, check=_hour_check, doc=(
+        "UTC hour from which yesterday's reports are sent (reports of older days go out at once)."))
+    check_interval: float = setting(300.0, minimum=1, doc=
+        "Seconds between two looks for due reports by the running server.")
+    retry_interval: float = setting(3600.0, minimum=1, doc=(
+        "Seconds before a report is tried again after a DNS failure or a failed https: POST (each "
+        "destination gets the report once; mailto: reports are retried by the queue)."))
+    http_timeout: float = setting(30.0, minimum=0.1, doc="Seconds an https: POST of a report may take.")
+    keep_days: int = setting(7, minimum=2, doc=(
+        "Days a report that could not be sent is kept and tried again; older counts are dropped with one log "
+        "line."))
+    sync_interval: float = setting(5.0, minimum=0, doc=(
+        "At most this many seconds of counts can be lost by a power failure (the journal is fdatasynced that "
+        "often); a crash of the process loses none."))
+    compact_bytes: int = setting(4194304, minimum=4096, doc=
+        "Journal size in octets after which the counts are written to counts.json and a new journal begun.")
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """[log]: where and how much is logged."""
 
@@ -304,5 +407,8 @@ class Config:
     policy: PolicySettings
     delivery: DeliverySettings
     dane: DaneSettings
+    mta_sts: MtaStsSettings
+    auth: AuthSettings
+    tls_rpt: TlsRptSettings
     log: LogSettings
     path: Path | None = None  # the file they were read from; None for from_dict() without one
