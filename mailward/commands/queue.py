@@ -11,16 +11,30 @@ it delivered. ``list`` and
 ``show`` print when the next attempt is due (from the recorded attempts and the
 ``[delivery]`` retry settings, without the jitter) and why recipients are deferred;
 ``route DOMAIN`` shows where mail for a domain would go (route file, MX, addresses).
+
+Every change (``hold``, ``release``, ``delete``, ``flush``) is logged once it is made, one line
+per queue id, through the configured log (``[log]``: file, syslog or standard error), at
+notice, in sendmail's form and naming who did it::
+
+    KHRHCNKCJ34JNP: queue delete by root (uid 0)
+    queue flush by alice (uid 1000)
+
+(run through sudo, root's line also names the sudo user: ``by root (uid 0), sudo from alice
+(uid 1000)``). A log that cannot be opened does not stop the action: the line goes to
+standard error after a one-line warning.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import signal
+import sys
 import time
 from pathlib import Path
 
 from mailward import config as config_mod
+from mailward import log
 from mailward.cli import UsageError
 from mailward.spool.store import PID_FILE, Spool, running_server
 
@@ -127,6 +141,40 @@ def _show(args) -> int:
     return 0
 
 
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"
+
+
+def who() -> tuple[str, dict]:
+    """'root (uid 0)' for the invoking user (the real uid), plus the sudo user behind root."""
+    uid = os.getuid()
+    text, fields = f"{_user(uid)} (uid {uid})", {"user": _user(uid), "uid": uid}
+    sudo_user, sudo_uid = os.environ.get("SUDO_USER"), os.environ.get("SUDO_UID", "")
+    if uid == 0 and sudo_user and sudo_uid.isdigit():
+        text += f", sudo from {sudo_user} (uid {sudo_uid})"
+        fields.update(sudo_user=sudo_user, sudo_uid=int(sudo_uid))
+    return text, fields
+
+
+def _audit(args, action: str, qids: list[str | None]) -> None:
+    """One log line per queue id (None: the whole queue) saying what was done and by whom."""
+    if not getattr(args, "log_ready", False):
+        try:
+            log.setup_from_config(args.cfg)
+        except config_mod.ConfigError as err:
+            print(f"mailward: warning: {err}; logging to standard error", file=sys.stderr)
+            log.setup()
+        args.log_ready = True
+    by, fields = who()
+    for qid in qids:
+        text = f"queue {action} by {by}"
+        log.logger.log(log.NOTICE, f"{qid}: {text}" if qid else text,
+                       extra={"fields": {"action": f"queue {action}", **fields}, "qid": qid})
+
+
 def _flush(args) -> int:
     spool = _spool(args)
     if args.id:
@@ -144,24 +192,29 @@ def _flush(args) -> int:
         os.kill(pid, signal.SIGUSR1)
     except OSError as err:
         raise UsageError(f"{pidfile}: cannot signal the mailward server (pid {pid}): {err.strerror}") from None
+    _audit(args, "flush", [args.id])
     print("queue run requested")
     return 0
 
 
-def _one_message(action: str, done: str):
-    """hold / release / delete: the same checks around one spool call."""
+def _each_message(name: str, action: str, done: str):
+    """hold / release / delete of one or more ids: every id is checked before any is changed."""
     def command(args) -> int:
         spool = _spool(args)
-        _need(spool, args.id)
-        getattr(spool, action)(args.id)
-        print(f"{args.id}: {done}")
+        ids = list(dict.fromkeys(args.ids))
+        for qid in ids:
+            _need(spool, qid)
+        for qid in ids:
+            getattr(spool, action)(qid)
+            _audit(args, name, [qid])
+            print(f"{qid}: {done}")
         return 0
     return command
 
 
-_hold = _one_message("hold", "held")
-_release = _one_message("release", "released")
-_delete = _one_message("remove", "deleted")
+_hold = _each_message("hold", "hold", "held")
+_release = _each_message("release", "release", "released")
+_delete = _each_message("delete", "remove", "deleted")
 
 
 def _route(args) -> int:
@@ -218,9 +271,10 @@ def register(subparsers) -> None:
     p = sub.add_parser("route", help="where mail for a domain goes (route file, MX hosts, addresses)")
     p.add_argument("domain")
     p.set_defaults(func=_route)
-    for name, func, text in (("hold", _hold, "keep a message from being delivered"),
-                             ("release", _release, "let a held message be delivered again"),
-                             ("delete", _delete, "remove a message from the queue (no bounce)")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("id")
+    for name, func, text in (("hold", _hold, "keep messages from being delivered"),
+                             ("release", _release, "let held messages be delivered again"),
+                             ("delete", _delete, "remove messages from the queue (no bounce)")):
+        p = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}; logged with the ids and "
+                           "the invoking user (e.g. 'QID: queue " + name + " by root (uid 0)').")
+        p.add_argument("ids", nargs="+", metavar="ID", help="queue ids, as mailward queue list prints them")
         p.set_defaults(func=func)
