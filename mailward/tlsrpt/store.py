@@ -34,12 +34,19 @@ Failure behaviour: a corrupt snapshot or journal line is logged as one line nami
 in memory only. Nothing raises out of :meth:`record` but ``ValueError`` for arguments outside
 RFC 8460's vocabulary (a programming error in the caller).
 
-One writer: only the delivering process opens the store for writing; ``mailward tls-rpt show``
-and ``report`` read the same files with :meth:`TlsRptStore.read_only`.
+One writer: a writable store holds an exclusive ``flock`` on ``LOCK`` in its folder for its
+life (the journal's interned ids belong to one writer). The delivering process opens it;
+``mailward tls-rpt show`` and ``report`` read the same files with
+:meth:`TlsRptStore.read_only` (no lock; a line being written is simply not seen yet).
+``mailward tls-rpt send`` opens it with ``wait=False`` and gets :class:`StoreBusy` while a
+server has it. A server that finds the lock held (a ``tls-rpt send`` running at that moment)
+logs one line, counts in memory, tries again at each :meth:`sync`, and once it has the lock
+reads the files and adds what it counted meanwhile.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -51,6 +58,7 @@ from mailward import log
 from mailward.tlsrpt.results import POLICY_TYPES, RESULT_TYPES
 
 SNAPSHOT = "counts.json"
+LOCK = "lock"
 JOURNAL_PREFIX = "journal."
 DONE = "*"          # the sent-mark key meaning "this day of this domain is finished"
 
@@ -84,6 +92,10 @@ class PolicyCounts:
         return sum(self.failures.values())
 
 
+class StoreBusy(Exception):
+    """Another process writes this store (``wait=False``): str(err) is the one line."""
+
+
 # day ("YYYY-MM-DD", UTC) → policy domain → policy → counts
 Counts = dict[str, dict[str, dict[PolicyKey, PolicyCounts]]]
 
@@ -102,7 +114,7 @@ def add_days(day: str, n: int) -> str:
 
 class TlsRptStore:
     def __init__(self, path: Path | str, *, sync_interval: float = 5.0, compact_bytes: int = 4 << 20,
-                 keep_days: int = 7, clock=time.time, writable: bool = True):
+                 keep_days: int = 7, clock=time.time, writable: bool = True, wait: bool = True):
         self.path = Path(path)
         self.sync_interval = sync_interval
         self.compact_bytes = compact_bytes
@@ -119,6 +131,16 @@ class TlsRptStore:
         self._last_sync = clock()
         self._unsynced = False
         self._broken = False          # the journal could not be written: memory only
+        self._lock_fd = -1
+        self._waiting = False         # another writer had the lock at open: try again in sync()
+        if writable and self._lock() == "busy":
+            self._waiting = True
+            if not wait:
+                raise StoreBusy(f"{self.path}: the TLS-RPT counts are in use by another mailward process "
+                                f"(its lock is {self.path / LOCK})")
+            log.event(30, None, tlsrpt="state busy", file=str(self.path / LOCK),
+                      effect="counting in memory until the other process lets go")
+            return
         self._load()
         if writable:
             self._compact()
@@ -192,6 +214,9 @@ class TlsRptStore:
     def sync(self) -> None:
         """Make what was recorded so far survive a power failure (fdatasync the journal)."""
         self._last_sync = self.clock()
+        if self._waiting and self._lock() == "ok":
+            self._waiting = False
+            self._adopt_files()
         if self._fd >= 0 and self._unsynced:
             try:
                 os.fdatasync(self._fd)
@@ -255,6 +280,44 @@ class TlsRptStore:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)    # drops the flock
+            self._lock_fd = -1
+
+    # ---- the one writer ------------------------------------------------------------------
+    def _lock(self) -> str:
+        """Take the writer's lock: "ok", "busy" (another process has it) or "error" (the folder
+        or the file cannot be made: logged; the store counts in memory only)."""
+        try:
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as err:
+            self._fail(self.path, err)
+            return "error"
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return "busy"
+        self._lock_fd = fd
+        return "ok"
+
+    def _adopt_files(self) -> None:
+        """The lock is ours at last: read the files, add what was counted meanwhile."""
+        counted = self.counts
+        self.counts, self.sent = {}, {}
+        self._load()
+        for day, domains in counted.items():
+            for domain, policies in domains.items():
+                if DONE in self.sent.get(day, {}).get(domain, ()):
+                    continue
+                for key, pc in policies.items():
+                    if pc.successes:
+                        self._count(day, domain, key, None, pc.successes)
+                    for f, n in pc.failures.items():
+                        self._count(day, domain, key, f, n)
+        self._compact()
+        log.event(25, None, tlsrpt="state taken over", file=str(self.path))
 
     # ---- files ---------------------------------------------------------------------------
     def _journal_path(self, generation: int) -> Path:
@@ -310,7 +373,9 @@ class TlsRptStore:
             log.event(30, None, tlsrpt="journal ignored", file=str(path), error=err.strerror)
             return
         bad = 0
-        for number, line in enumerate(raw.split(b"\n"), 1):
+        lines = raw.split(b"\n")
+        lines.pop()       # after the last newline: b"", or a line still being written
+        for number, line in enumerate(lines, 1):
             if not line:
                 continue
             try:
@@ -353,11 +418,13 @@ class TlsRptStore:
 
     def _compact(self) -> None:
         """Snapshot the counts (they include journal ``generation``), then begin the next journal."""
+        if self._lock_fd < 0:
+            return        # not the writer (busy, or the folder is unusable): memory only
         self._prune()
         tmp = self.path / (SNAPSHOT + ".tmp")
         try:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as f:
                 f.write(json.dumps(self._snapshot_data(), ensure_ascii=False, separators=(",", ":")).encode())
                 f.flush()
                 os.fsync(f.fileno())

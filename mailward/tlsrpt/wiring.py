@@ -1,0 +1,97 @@
+"""TLS-RPT as the server runs it: one recorder for delivery, one task sending due reports.
+
+The composition root (:mod:`mailward.service`) builds :class:`TlsRpt` once, in the process
+that delivers (the single server, or the master with ``server.workers > 1``):
+
+* :attr:`TlsRpt.recorder` — what delivery calls ``record(...)`` on after each outbound
+  session (:meth:`mailward.tlsrpt.store.TlsRptStore.record`). With ``tls_rpt.enabled =
+  false`` it is a :class:`NullRecorder` whose ``record`` does nothing, so callers need no test.
+* :meth:`TlsRpt.start` (inside the running event loop) starts the sender task; set
+  :attr:`TlsRpt.on_queued` to the queue runner's ``submit`` first so a queued report message
+  is delivered at once. :meth:`TlsRpt.stop` cancels the task and closes the store (fsync).
+* :meth:`TlsRpt.poke` — look for due reports now.
+
+The state folder is ``tls_rpt.state_dir``, else ``SPOOL/tlsrpt`` (inside ``spool.directory``,
+which start-up already hands to ``server.user``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Callable
+
+from mailward import log
+from mailward.dns import Resolver
+from mailward.tlsrpt.send import ReportSender, SendSettings
+from mailward.tlsrpt.store import TlsRptStore
+
+
+class NullRecorder:
+    """``tls_rpt.enabled = false``: every call is accepted and forgotten."""
+
+    def record(self, **fields) -> None:
+        return None
+
+    def sync(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def state_dir(config) -> Path:
+    return Path(config.tls_rpt.state_dir) if config.tls_rpt.state_dir else Path(config.spool.directory) / "tlsrpt"
+
+
+def open_store(config, **kw) -> TlsRptStore:
+    t = config.tls_rpt
+    return TlsRptStore(state_dir(config), sync_interval=t.sync_interval, compact_bytes=t.compact_bytes,
+                       keep_days=t.keep_days, **kw)
+
+
+def build_sender(config, store: TlsRptStore, spool, on_queued: Callable[[str], None] | None = None) -> ReportSender:
+    resolver = Resolver(list(config.delivery.resolver), timeout=config.delivery.dns_timeout)
+    return ReportSender(store, resolver, spool, SendSettings.from_config(config), on_queued=on_queued)
+
+
+class TlsRpt:
+    def __init__(self, recorder, sender: ReportSender | None):
+        self.recorder = recorder
+        self.sender = sender
+        self._task: asyncio.Task | None = None
+
+    @classmethod
+    def from_config(cls, config, spool) -> "TlsRpt":
+        if not config.tls_rpt.enabled:
+            return cls(NullRecorder(), None)
+        store = open_store(config)
+        return cls(store, build_sender(config, store, spool))
+
+    @property
+    def on_queued(self) -> Callable[[str], None] | None:
+        return self.sender.on_queued if self.sender else None
+
+    @on_queued.setter
+    def on_queued(self, fn: Callable[[str], None] | None) -> None:
+        if self.sender is not None:
+            self.sender.on_queued = fn
+
+    def start(self) -> None:
+        if self.sender is not None and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.sender.run(), name="tls-rpt")
+            log.event(10, None, tlsrpt="started", state=str(self.recorder.path))
+
+    def poke(self) -> None:
+        if self.sender is not None:
+            self.sender.poke()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):   # noqa: BLE001 - stopping anyway
+                pass
+            self._task = None
+        self.recorder.close()
