@@ -17,6 +17,7 @@ ta-key         CA-issued, right name   2 1 1 (CA key)               match (TA)
 ta-wrongname   CA-issued, wrong name   2 1 1 (CA key)               no match (name)
 ta-expired     expired, right name     2 0 1 (CA cert)              no match (date)
 unusable       CA-issued, right name   0 0 1 + 1 1 1                no usable records
+ta-self        self-signed             2 0 1 (the leaf itself)      no match (TA is not the leaf)
 =============  ======================  ===========================  =================
 """
 
@@ -104,6 +105,7 @@ HOSTS = (
     Host("ta-wrongname", BASE + "8", "wrongname", ("2 1 1 ca",), False),
     Host("ta-expired", BASE + "9", "expiredright", ("2 0 1 ca",), False),
     Host("unusable", BASE + "10", "good", ("0 0 1 ca", "1 1 1 good"), False),
+    Host("ta-self", BASE + "11", "self", ("2 0 1 self",), False),
 )
 
 
