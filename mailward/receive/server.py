@@ -39,7 +39,8 @@ def limits_from_config(s) -> ServerLimits:
     return ServerLimits(max_command_line=s.max_command_line, max_text_line=s.max_text_line,
                         max_message_size=s.max_message_size, max_recipients=s.max_recipients,
                         max_bad_commands=s.max_bad_commands,
-                        normalise_bare_line_endings=s.bare_line_endings == "normalise")
+                        normalise_bare_line_endings=s.bare_line_endings == "normalise",
+                        requiretls=s.requiretls)
 
 
 class Publisher:

@@ -1,4 +1,4 @@
-"""The SMTP server protocol core (RFC 5321, RFC 3207, RFC 1870, RFC 6152, RFC 3461, RFC 6531).
+"""The SMTP server protocol core (RFC 5321, RFC 3207, RFC 1870, RFC 6152, RFC 3461, RFC 6531, RFC 8689).
 
 No I/O: bytes go in with :meth:`ServerConnection.receive_data`, events come out of
 :meth:`next_event`, reply bytes come out of :meth:`data_to_send`. The I/O layer flushes
@@ -10,6 +10,9 @@ Decisions that need the world (policy, the spool) are events that pause the core
 byte it already holds** (CVE-2011-0411: plaintext pipelined after STARTTLS must not be
 executed inside the TLS session), drops all input until :meth:`tls_started`, and then starts
 over without HELO/EHLO and without a transaction (RFC 3207 §4.2).
+
+MAIL and RCPT parameters are checked by :mod:`mailward.smtp.server_params`; REQUIRETLS
+(RFC 8689) is offered in EHLO only inside TLS and accepted on MAIL only there.
 
 States: :attr:`ServerConnection.state` is a :class:`~mailward.smtp.server_state.ServerState`;
 which command is served in which state, what a client is told otherwise, and how the state
@@ -67,8 +70,9 @@ from mailward.smtp import replies as R
 from mailward.smtp import server_state as rules
 from mailward.smtp.data import DataReader
 from mailward.smtp.errors import LocalProtocolError
-from mailward.smtp.parse import Path, SyntaxProblem, check_xtext, parse_path
+from mailward.smtp.parse import Path, SyntaxProblem, parse_path
 from mailward.smtp.replies import Reply
+from mailward.smtp.server_params import check_mail_params, check_rcpt_params
 from mailward.smtp.server_state import ServerState
 
 
@@ -83,6 +87,8 @@ class ServerLimits:
     reject_nul_in_data: bool = True  # RFC 5322 §3.5: no NUL in message text
     # Refuse a client that sends more before the reply it must wait for (RFC 2920 §3.1).
     forbid_unauth_pipelining: bool = True
+    # Offer REQUIRETLS after STARTTLS and accept MAIL's REQUIRETLS under TLS (RFC 8689).
+    requiretls: bool = True
 
 
 @dataclass
@@ -108,9 +114,6 @@ COMMAND_REJECTED = Reply(550, "5.0.0", "Command rejected")
 # it then closes the connection.
 PIPELINING_SYNC = Reply(554, "5.5.0", "Error: SMTP protocol synchronization")
 NUL_IN_DATA = Reply(554, "5.6.0", "Message contains a NUL character (RFC 5322 §3.5)")
-
-_NOTIFY = {"SUCCESS", "FAILURE", "DELAY"}
-
 
 class ServerConnection:
     OUTPUT_HIGH_WATER = 65536  # octets of replies held before the core waits for them to be taken
@@ -459,6 +462,8 @@ class ServerConnection:
                     "DSN", "SMTPUTF8"]
         if self.starttls_available and not self.tls_active:
             keywords.append("STARTTLS")
+        if self.tls_active and self.limits.requiretls:
+            keywords.append("REQUIRETLS")  # RFC 8689 §2: the option is used only over TLS
         keywords.append("HELP")
         self._send(Reply(250, "", (greeting, *keywords)))
 
@@ -472,32 +477,11 @@ class ServerConnection:
             return self._error("MAIL", Reply(501, "5.5.2", "Syntax error in parameters: expected MAIL FROM:<address>"))
         try:
             path = parse_path(arg[5:], kind="MAIL")
-            self._check_mail_params(path)
+            check_mail_params(path, max_message_size=self.limits.max_message_size, tls_active=self.tls_active,
+                              requiretls=self.limits.requiretls)
         except SyntaxProblem as problem:
             return self._error("MAIL", problem.reply)
         self._decide(ev.MailFrom(path))
-
-    def _check_mail_params(self, path: Path) -> None:
-        for key, value in path.params.items():
-            if key == "SIZE":
-                if value is None or not value.isdigit():
-                    raise SyntaxProblem(Reply(501, "5.5.4", "SIZE requires a number of octets"))
-                if int(value) > self.limits.max_message_size:
-                    raise SyntaxProblem(R.MESSAGE_TOO_BIG)
-            elif key == "BODY":
-                if (value or "").upper() not in ("7BIT", "8BITMIME"):
-                    raise SyntaxProblem(Reply(501, "5.5.4", "BODY must be 7BIT or 8BITMIME"))
-            elif key == "SMTPUTF8":
-                if value is not None:
-                    raise SyntaxProblem(Reply(501, "5.5.4", "SMTPUTF8 takes no value"))
-            elif key == "RET":
-                if (value or "").upper() not in ("FULL", "HDRS"):
-                    raise SyntaxProblem(Reply(501, "5.5.4", "RET must be FULL or HDRS"))
-            elif key == "ENVID":
-                if value is None or len(value) > 100 or not check_xtext(value):
-                    raise SyntaxProblem(Reply(501, "5.5.4", "ENVID must be xtext of at most 100 characters"))
-            else:
-                raise SyntaxProblem(Reply(555, "5.5.4", f"{key} parameter unrecognized"))
 
     def _cmd_rcpt(self, arg: str) -> None:
         if self._out_of_sequence("RCPT"):
@@ -507,26 +491,13 @@ class ServerConnection:
             return self._error("RCPT", Reply(501, "5.5.2", "Syntax error in parameters: expected RCPT TO:<address>"))
         try:
             path = parse_path(arg[3:], kind="RCPT", smtputf8=transaction.smtputf8)
-            self._check_rcpt_params(path)
+            check_rcpt_params(path)
         except SyntaxProblem as problem:
             return self._error("RCPT", problem.reply)
         if len(transaction.recipients) >= self.limits.max_recipients:
             self._send(R.TOO_MANY_RECIPIENTS)  # not the client's fault: no error count
             return
         self._decide(ev.RcptTo(path))
-
-    def _check_rcpt_params(self, path: Path) -> None:
-        for key, value in path.params.items():
-            if key == "NOTIFY":
-                items = {v.upper() for v in (value or "").split(",")}
-                if not (items == {"NEVER"} or (items and items <= _NOTIFY)):
-                    raise SyntaxProblem(Reply(501, "5.5.4", "NOTIFY must be NEVER or SUCCESS,FAILURE,DELAY"))
-            elif key == "ORCPT":
-                addr_type, semi, xtext = (value or "").partition(";")
-                if not semi or not addr_type or not xtext or not check_xtext(xtext):
-                    raise SyntaxProblem(Reply(501, "5.5.4", "ORCPT must be addr-type;xtext (RFC 3461 §4.2)"))
-            else:
-                raise SyntaxProblem(Reply(555, "5.5.4", f"{key} parameter unrecognized"))
 
     def _cmd_data(self, arg: str) -> None:
         if self._unauth_pipelining("DATA"):

@@ -1,0 +1,87 @@
+"""REQUIRETLS (RFC 8689) on the receiving side, over real sockets with Python's smtplib
+against a real ``mailward serve``: not offered in clear and refused there; offered after
+STARTTLS, accepted, and kept in the spooled envelope (``mailward queue show``)."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import ssl
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import free_port, tls_settings
+
+
+@pytest.fixture
+def relay_mta(make_mta, pki, tmp_path):
+    """A server that relays remote.test to a port nobody listens on: what it accepts for
+    remote.test stays in the queue, deferred, for the test to read."""
+    routes = tmp_path / "routes"
+    routes.write_text(f"remote.test  [127.0.0.1]:{free_port()}\n")
+
+    def make(**server):
+        return make_mta({"tls": tls_settings(pki), "server": {"reverse_lookup": False, **server},
+                         "policy": {"relay_domains": ["remote.test"]},
+                         "delivery": {"route_file": str(routes), "retry_first": 3600}})
+    return make
+
+
+def queue_show(mta, qid: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "mailward", "queue", "-c", str(mta.config), "show", qid],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def spooled_envelope(mta, qid: str) -> dict:
+    """The envelope as the spool file holds it: the JSON line after the spool's first line."""
+    with open(mta.spool / "queue" / qid, "rb") as f:
+        assert f.readline().startswith(b"MAILWARD-SPOOL")
+        return json.loads(f.readline())
+
+
+def test_requiretls_offered_only_after_starttls_and_kept_in_the_envelope(relay_mta, pki):
+    mta = relay_mta()
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    with smtplib.SMTP(mta.host, mta.port, local_hostname="client.test", timeout=10) as s:
+        s.ehlo()
+        assert s.has_extn("starttls") and not s.has_extn("requiretls")
+        code, reply = s.mail("a@client.test", ["REQUIRETLS"])
+        assert (code, reply.decode()) == (530, "5.7.10 REQUIRETLS needed: the option is accepted only over TLS "
+                                                "(RFC 8689 §2)")
+        s.starttls(context=ctx)
+        s.ehlo()
+        assert s.has_extn("requiretls")
+        assert s.mail("a@client.test", ["REQUIRETLS"])[0] == 250
+        assert s.rcpt("b@remote.test")[0] == 250
+        code, reply = s.data(b"Subject: secret\r\n\r\nonly over TLS\r\n")
+        assert code == 250, reply
+    qid = reply.decode().split()[1]
+    shown = queue_show(mta, qid)
+    assert "sender:    <a@client.test> REQUIRETLS" in shown, shown
+    assert spooled_envelope(mta, qid)["sender_params"] == {"REQUIRETLS": None}
+
+
+def test_plain_message_has_no_requiretls(relay_mta, pki):
+    mta = relay_mta()
+    with smtplib.SMTP(mta.host, mta.port, local_hostname="client.test", timeout=10) as s:
+        s.starttls(context=ssl.create_default_context(cafile=str(pki.ca)))
+        s.ehlo()
+        s.mail("a@client.test")
+        s.rcpt("b@remote.test")
+        code, reply = s.data(b"Subject: plain\r\n\r\nx\r\n")
+    qid = reply.decode().split()[1]
+    assert "REQUIRETLS" not in spooled_envelope(mta, qid)["sender_params"]
+
+
+def test_requiretls_turned_off(relay_mta, pki):
+    mta = relay_mta(requiretls=False)
+    with smtplib.SMTP(mta.host, mta.port, local_hostname="client.test", timeout=10) as s:
+        s.starttls(context=ssl.create_default_context(cafile=str(pki.ca)))
+        s.ehlo()
+        assert not s.has_extn("requiretls")
+        code, reply = s.mail("a@client.test", ["REQUIRETLS"])
+        assert (code, reply.decode()) == (555, "5.5.4 REQUIRETLS parameter unrecognized")
