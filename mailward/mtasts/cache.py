@@ -40,9 +40,10 @@ FORMAT_VERSION = 1
 class PolicyCache:
     """Fresh policies by domain, kept in memory and (when ``path`` is set) in a JSON file."""
 
-    def __init__(self, path: Path | str = "", *, clock=time.time):
+    def __init__(self, path: Path | str = "", *, clock=time.time, read_only: bool = False):
         self.path = Path(path) if path else None
         self.clock = clock
+        self.read_only = read_only      # load the file but never write it (mailward mta-sts check)
         self._policies: dict[str, StsPolicy] = {}
         if self.path is not None:
             self._policies = load_file(self.path, clock())
@@ -67,7 +68,7 @@ class PolicyCache:
 
     def save(self) -> None:
         """Write the fresh policies to the file (atomically); a failure is logged, not raised."""
-        if self.path is None:
+        if self.path is None or self.read_only:
             return
         now = self.clock()
         data = {"version": FORMAT_VERSION,

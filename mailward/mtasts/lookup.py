@@ -102,27 +102,30 @@ class MtaSts:
 
     def __init__(self, resolver: Resolver, *, options: FetchOptions | None = None,
                  cache_file: Path | str = "", enabled: bool = True, refresh_after: float = 86400.0,
-                 clock=time.time):
+                 clock=time.time, cache_read_only: bool = False):
         self.resolver = resolver
         self.options = options or FetchOptions()
         self.enabled = enabled
         self.refresh_after = refresh_after
         self.clock = clock
-        self.cache = PolicyCache(cache_file, clock=clock)
+        self.cache = PolicyCache(cache_file, clock=clock, read_only=cache_read_only)
         self._context: ssl.SSLContext | None = None
         self._inflight: dict[str, asyncio.Future] = {}
 
     @classmethod
-    def from_config(cls, config, resolver: Resolver | None = None) -> "MtaSts":
+    def from_config(cls, config, resolver: Resolver | None = None, *,
+                    cache: Literal["write", "read", "off"] = "write") -> "MtaSts":
         """Built from ``[mta_sts]`` (and ``delivery.resolver``/``dns_timeout`` when no resolver
-        is given). An empty ``mta_sts.cache_file`` means ``<spool.directory>/mta-sts-cache.json``."""
+        is given). An empty ``mta_sts.cache_file`` means ``<spool.directory>/mta-sts-cache.json``.
+        ``cache``: "write" (the delivery side), "read" (use the file, never write it: a command
+        run by another user must not take the file from the server), "off" (memory only)."""
         s = config.mta_sts
         resolver = resolver or Resolver(config.delivery.resolver, config.delivery.dns_timeout)
         cache_file = s.cache_file or Path(config.spool.directory) / CACHE_FILE_NAME
         options = FetchOptions(ca_file=s.ca_file, timeout=s.fetch_timeout, max_size=s.max_policy_size,
                                port=s.https_port)
-        return cls(resolver, options=options, cache_file=cache_file, enabled=s.enabled,
-                   refresh_after=s.refresh_after)
+        return cls(resolver, options=options, cache_file="" if cache == "off" else cache_file,
+                   enabled=s.enabled, refresh_after=s.refresh_after, cache_read_only=cache == "read")
 
     @property
     def context(self) -> ssl.SSLContext:
