@@ -324,8 +324,9 @@ class AuthSettings:
         "Mechanisms offered, in this order. The users file knows SCRAM-SHA-256, PLAIN, LOGIN and EXTERNAL "
         "(offered only to a client with a verified certificate identity); with Dovecot, those of these that "
         "Dovecot announces. PLAIN and LOGIN are offered only under TLS."))
-    timeout: float = setting(10.0, minimum=0.1, doc=
-        "Seconds to wait for each answer from Dovecot (and to connect); then 454 4.7.0.")
+    timeout: float = setting(30.0, minimum=0.1, doc=(
+        "Seconds to wait for each answer from Dovecot (and to connect); then 454 4.7.0. Dovecot itself delays "
+        "failures (auth_failure_delay, 2 s) and clients that failed before (up to 15 s): keep this above."))
     password_checks: int = setting(2, minimum=1, doc=(
         "argon2id checks run at the same time (each takes tens of milliseconds of CPU); more AUTH commands "
         "wait their turn."))
