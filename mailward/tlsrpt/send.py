@@ -18,7 +18,8 @@ For each (day, policy domain) that :meth:`TlsRptStore.due` lists, :meth:`ReportS
      its session and does not let a TLS failure stop it (§5.3).
    * ``https:`` — a POST of the gzipped JSON with ``Content-Type: application/tlsrpt+gzip``
      (§5.2), over TLS verified against the WebPKI (``tls_rpt.ca_file``, else the system's
-     trust store; the host name is checked). A 2xx answer is success; anything else (refused,
+     trust store; the host name is checked). The host's addresses come from mailward's
+     resolver (``delivery.resolver``), as every other lookup. A 2xx answer is success; anything else (refused,
      TLS failure, timeout, another status) keeps that destination for another try.
 
    Each destination served is remembered durably (:meth:`TlsRptStore.mark_sent`), so a retry
@@ -42,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import http.client
+import socket
 import ssl
 import time
 import urllib.parse
@@ -99,16 +101,27 @@ class Outcome:
         return text + (f": {self.detail}" if self.detail else "")
 
 
-def post_report(url: str, body: bytes, context: ssl.SSLContext, timeout: float) -> int:
-    """POST ``body`` to an https URL; returns the status. Raises OSError/ssl.SSLError/
-    http.client.HTTPException when no answer came. Blocking: run it in a thread."""
+class _HTTPSTo(http.client.HTTPSConnection):
+    """HTTPS to a given address, the certificate checked against the URL's host name."""
+
+    def __init__(self, host: str, port: int, address: str, **kw):
+        super().__init__(host, port, **kw)
+        self.address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def post_report(url: str, body: bytes, context: ssl.SSLContext, timeout: float, address: str) -> int:
+    """POST ``body`` to an https URL at ``address``; returns the HTTP status. Raises OSError,
+    ssl.SSLError or http.client.HTTPException when no answer came. Blocking: run it in a thread."""
     u = urllib.parse.urlsplit(url)
     path = (u.path or "/") + (f"?{u.query}" if u.query else "")
-    conn = http.client.HTTPSConnection(u.hostname, u.port or 443, timeout=timeout, context=context)
+    conn = _HTTPSTo(u.hostname, u.port or 443, address, timeout=timeout, context=context)
     try:
         conn.request("POST", path, body=body, headers={
-            "Content-Type": GZIP_TYPE, "Content-Length": str(len(body)),
-            "User-Agent": f"mailward/{__version__} (RFC 8460 TLS report)"})
+            "Content-Type": GZIP_TYPE, "User-Agent": f"mailward/{__version__} (RFC 8460 TLS report)"})
         response = conn.getresponse()
         response.read(65536)
         return response.status
@@ -208,11 +221,24 @@ class ReportSender:
                 self._context = https_context(self.settings.ca_file)
             except (OSError, ssl.SSLError) as err:
                 return self._defer(day, domain, url, f"tls_rpt.ca_file {self.settings.ca_file}: {err}")
+        host = urllib.parse.urlsplit(url).hostname or ""
         try:
-            status = await asyncio.to_thread(post_report, url, gzipped, self._context, self.settings.http_timeout)
-        except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as err:
-            why = getattr(err, "verify_message", None) or getattr(err, "strerror", None) or str(err)
-            return self._defer(day, domain, url, f"{type(err).__name__}: {why}")
+            addresses = await self.resolver.addresses(host)
+        except DNSError as err:
+            return self._defer(day, domain, url, f"DNS: {err}")
+        if not addresses:
+            return self._defer(day, domain, url, f"DNS: {host} has no address")
+        status, errors = 0, []
+        for address in addresses:
+            try:
+                status = await asyncio.to_thread(post_report, url, gzipped, self._context,
+                                                 self.settings.http_timeout, address)
+                break
+            except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as err:
+                why = getattr(err, "verify_message", None) or getattr(err, "strerror", None) or str(err)
+                errors.append(f"{address}: {type(err).__name__}: {why}")
+        if not status:
+            return self._defer(day, domain, url, "; ".join(errors))
         if not 200 <= status < 300:
             return self._defer(day, domain, url, f"HTTP status {status}")
         self.store.mark_sent(day, domain, url)

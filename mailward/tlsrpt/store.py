@@ -133,7 +133,10 @@ class TlsRptStore:
         self._broken = False          # the journal could not be written: memory only
         self._lock_fd = -1
         self._waiting = False         # another writer had the lock at open: try again in sync()
-        if writable and self._lock() == "busy":
+        locked = self._lock() if writable else "ok"
+        if locked == "error":
+            return            # logged: memory only, for the life of this process
+        if locked == "busy":
             self._waiting = True
             if not wait:
                 raise StoreBusy(f"{self.path}: the TLS-RPT counts are in use by another mailward process "
@@ -447,7 +450,7 @@ class TlsRptStore:
     def _fail(self, where: Path, err: OSError) -> None:
         if not self._broken:
             log.event(40, None, tlsrpt="state not written", file=str(where), error=err.strerror or str(err),
-                      effect="counts kept in memory only until the next successful write")
+                      effect="counts kept in memory only")
         self._broken = True
 
 
