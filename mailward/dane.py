@@ -188,6 +188,21 @@ async def tlsa_lookup(resolver, host: str, port: int = 25) -> DaneLookup:
     return await _tlsa_at(resolver, owner)
 
 
+def reference_names(host: str, domain: str = "", lookup: DaneLookup | None = None) -> list[str]:
+    """The names a DANE-TA certificate may carry (RFC 7672 §3.2.2): the MX host name and the
+    next-hop domain (``domain``; empty for a ``[host]`` route), plus the CNAME-expanded host
+    name when ``lookup`` found its TLSA records there. Lower case, no trailing dot, no repeats."""
+    names = [host, domain]
+    if lookup is not None and lookup.owner.count("._tcp.") == 1:
+        names.append(lookup.owner.split("._tcp.", 1)[1])
+    out: list[str] = []
+    for name in names:
+        name = name.strip().rstrip(".").lower()
+        if name and name not in out:
+            out.append(name)
+    return out
+
+
 # ---- matching (pure) ------------------------------------------------------------------------
 
 def _selected(cert: x509.Certificate, selector: int) -> bytes:

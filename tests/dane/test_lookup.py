@@ -114,3 +114,10 @@ def test_unreachable_resolver_is_bogus_not_an_exception(world):
     dead = SecureResolver([f"127.0.0.1:{free_port()}"], timeout=0.5)
     got = run(dane.tlsa_lookup(dead, "ee-good.dane.test", world.port))
     assert got.state == "bogus" and "no answer" in got.reason
+
+
+def test_reference_names_add_the_expanded_name(world, resolver):
+    got = run(dane.tlsa_lookup(resolver, "alias.dane.test", world.port))
+    assert dane.reference_names("Alias.dane.test.", "dane.test", got) == [
+        "alias.dane.test", "dane.test", "ee-good.dane.test"]
+    assert dane.reference_names("mx.example", "", None) == ["mx.example"]
