@@ -72,8 +72,10 @@ class ServerSettings:
     """[server]: the listener, the SMTP session's limits and timers, and the account it runs as."""
 
     hostname: str = setting("localhost", doc="Name in the 220 greeting, EHLO reply and Received: header.")
-    listen: tuple[str, ...] = setting(("127.0.0.1:2525",), check=_listen_check, doc=
-        "Addresses to listen on, HOST:PORT ([::1]:25 for IPv6).")
+    listen: tuple[str, ...] = setting(("127.0.0.1:2525",), check=_listen_check, doc=(
+        "Addresses to listen on, HOST:PORT ([::1]:25 for IPv6), each optionally followed by a role: mx (the "
+        "default), submission (RFC 6409: STARTTLS and AUTH before MAIL, e.g. \"0.0.0.0:587 submission\") or "
+        "submissions (RFC 8314: implicit TLS, e.g. \"0.0.0.0:465 submissions\"). See docs/submission.md."))
     max_command_line: int = setting(512, minimum=64, doc=
         "Longest command line in octets, CRLF included (RFC 5321 §4.5.3.1.4).")
     max_text_line: int = setting(1000, minimum=80, doc=
@@ -333,6 +335,29 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class SubmissionSettings:
+    """[submission]: authenticated clients on the receiving side: sender ownership, rate and AUTH failure limits."""
+
+    sender_login_map: FilePath = setting("", doc=(
+        "File of 'sender-address-or-@domain  user1, user2' lines: an authenticated client may use only the "
+        "envelope senders listed for its user (553 5.7.1 otherwise; Postfix: smtpd_sender_login_maps). Empty: "
+        "no check."))
+    rate_limit_messages: int = setting(200, minimum=0, doc=(
+        "Messages one authenticated user may send per submission.rate_limit_window; more get 450 4.7.1 at MAIL. "
+        "0: no limit. Counted per receiving process."))
+    rate_limit_window: float = setting(3600.0, minimum=1, doc="Seconds over which rate_limit_messages counts.")
+    auth_failure_delay: float = setting(1.0, minimum=0, doc=(
+        "Seconds before a 535 reply, times the number of failures so far in the session (a growing delay)."))
+    max_auth_failures: int = setting(5, minimum=1, doc=(
+        "Failed AUTH attempts from one client address within auth_failure_window; the next AUTH gets 421 4.7.0 "
+        "and the connection is closed."))
+    auth_failure_window: float = setting(900.0, minimum=1, doc="Seconds a failed AUTH counts against its address.")
+    external_identity: Literal["none", "cn"] = setting("none", doc=(
+        "AUTH EXTERNAL (RFC 4422): none, or cn: a client certificate that verified (verify=OK) authenticates "
+        "as the user named by its subject's CN."))
+
+
+@dataclass(frozen=True)
 class TlsRptSettings:
     """[tls_rpt]: SMTP TLS Reporting (RFC 8460): count outbound TLS sessions, send daily reports. See docs/tls-rpt.md."""
 
@@ -410,6 +435,7 @@ class Config:
     dane: DaneSettings
     mta_sts: MtaStsSettings
     auth: AuthSettings
+    submission: SubmissionSettings
     tls_rpt: TlsRptSettings
     log: LogSettings
     path: Path | None = None  # the file they were read from; None for from_dict() without one
