@@ -1,12 +1,16 @@
 """The package as a user installs it: a wheel built from this tree, installed with pip into a
 fresh virtual environment (its dependencies from the package index), runs `mailward
---version`, makes a quick start, checks it with `mailward check`, and serves."""
+--version`, makes a quick start, checks it with `mailward check`, and serves; its manual pages
+land under share/man/man8 and man5 of that environment, where man(1) finds them."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 from tests.conftest import ROOT, free_port
@@ -21,6 +25,11 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
     assert built.returncode == 0, built.stderr
     assert "project.license" not in built.stderr and "License classifiers" not in built.stderr, built.stderr
     (wheel,) = (tmp_path / "dist").glob("mailward-*.whl")
+    pages = sorted(p.name for p in (ROOT / "man").iterdir() if p.suffix in (".5", ".8"))
+    inside = zipfile.ZipFile(wheel).namelist()
+    for page in pages:
+        section = page.rsplit(".", 1)[1]
+        assert f"mailward-0.1.0.data/data/share/man/man{section}/{page}" in inside, page
     venv = tmp_path / "venv"
     assert run(sys.executable, "-m", "venv", venv).returncode == 0
     bin_ = venv / "bin"
@@ -30,6 +39,12 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
     assert version.stdout.strip() == "mailward 0.1.0", version.stdout + version.stderr
     for script in ("sendmail", "mailq", "newaliases"):
         assert (bin_ / script).exists(), script
+    for page in pages:
+        assert (venv / "share" / "man" / f"man{page.rsplit('.', 1)[1]}" / page).exists(), page
+    if shutil.which("man"):
+        shown = run("man", "-M", venv / "share" / "man", "8", "mailward-queue",
+                    env={**os.environ, "MANWIDTH": "80", "MANPAGER": "cat", "PAGER": "cat"})
+        assert shown.returncode == 0 and "mailward queue" in shown.stdout, shown.stderr
 
     data, port = tmp_path / "data", free_port()
     log = tmp_path / "quickstart.log"

@@ -1,0 +1,43 @@
+"""docs/: the generated reference is up to date with the code, and the index lists every chapter.
+
+docs/configuration.md and man/ are written by scripts/update-docs from the settings schema and
+the command-line parsers; `scripts/update-docs --check` lists what is stale without writing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from mailward.config import SCHEMA
+from tests.conftest import ROOT
+from tests.test_readme import BEING_WRITTEN, links
+
+DOCS = ROOT / "docs"
+
+
+def test_generated_files_are_up_to_date():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "update-docs"), "--check"], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, f"{out.stderr}\nfix: run scripts/update-docs and commit what it writes"
+    assert out.stdout == ""   # --check writes nothing
+
+
+def test_configuration_reference_has_every_section_and_key():
+    text = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    for section, keys in SCHEMA.items():
+        body = text.split(f"\n## [{section}]\n", 1)[1].split("\n## ", 1)[0]
+        for key in keys:
+            assert f"| `{key.name}` |" in body, f"[{section}] {key.name}"
+
+
+def test_the_index_lists_every_chapter():
+    chapters = {p.name for p in DOCS.glob("*.md")} - {"README.md"}
+    chapters |= {n.removeprefix("docs/") for n in BEING_WRITTEN}
+    linked = {t.partition("#")[0] for t in links(DOCS / "README.md")}
+    assert chapters - linked == set(), "add them to docs/README.md"
+
+
+def test_update_readme_config_is_the_same_script():
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "update-readme-config"), "--check"], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT, env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
