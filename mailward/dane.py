@@ -177,6 +177,9 @@ async def tlsa_lookup(resolver, host: str, port: int = 25) -> DaneLookup:
             return DaneLookup("bogus", (), f"address lookup of {host} failed: {what}", owner,
                               failure=DNSSEC_INVALID)
         return DaneLookup("insecure", (), f"{host} has no address records: {err}", owner)
+    if addrs.failure:   # A or AAAA failed: not "insecure", which would let an attacker downgrade
+        return DaneLookup("bogus", (), f"address lookup of {host} failed: {addrs.failure}", owner,
+                          failure=DNSSEC_INVALID)
     if not addrs.secure:
         return DaneLookup("insecure", (), f"address records of {host} are not DNSSEC-signed", owner)
     expanded = addrs.canonical.rstrip(".").lower()

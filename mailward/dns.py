@@ -90,12 +90,15 @@ class RRLookup:
 
 @dataclass(frozen=True)
 class Addresses:
-    """A then AAAA of one host. ``secure``: every answer obtained (records or NODATA) had the
-    AD bit; ``canonical``: the name the address records are owned by after CNAMEs."""
+    """A then AAAA of one host. ``secure``: both answers (records or NODATA) had the AD bit;
+    ``canonical``: the name the address records are owned by after CNAMEs; ``failure``: the
+    temporary error of one of the two lookups when the other gave addresses ('' when both
+    answered; then ``secure`` is False)."""
     name: str
     addresses: tuple[str, ...]
     secure: bool
     canonical: str
+    failure: str = ""
 
 
 def parse_server(item: str) -> tuple[str, int]:
@@ -231,7 +234,8 @@ class Resolver:
                 found.extend(r.address for r in got.rrset)
         if not found and temporary is not None:
             raise temporary
-        return Addresses(name, tuple(found), secure and temporary is None, canonical or name)
+        return Addresses(name, tuple(found), secure and temporary is None, canonical or name,
+                         str(temporary) if temporary is not None else "")
 
     async def txt(self, name: str) -> list[str]:
         """The TXT records of ``name``, each record's strings joined (RFC 7208 §3.3 and RFC 8461

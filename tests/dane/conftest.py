@@ -139,9 +139,12 @@ def zones(port: int, chains: dict[str, list[bytes]]) -> list[Zone]:
         "badtlsa A 127.0.2.22",                    # the TLSA RRset's signature is broken
         f"_{port}._tcp.badtlsa TLSA 3 1 1 {'c0ffee' * 10}c0ffee00",
         "unsig MX 10 mx.plain.test.",              # a signed MX naming an unsigned host
+        "badaaaa A 127.0.2.23",                    # A fine, the AAAA RRset's signature broken
+        "badaaaa AAAA 2001:db8::dead:beef",
     ]
     signed = Zone("dane.test", "\n".join(lines) + "\n", broken="tamper",
-                  tamper=(("c0ffee" * 10 + "c0ffee00", "badbad" * 10 + "badbad00"),))
+                  tamper=(("c0ffee" * 10 + "c0ffee00", "badbad" * 10 + "badbad00"),
+                          ("2001:db8::dead:beef", "2001:db8::bad:beef")))
     plain = Zone("plain.test", f"@ MX 10 mx\nmx A 127.0.2.30\n_{port}._tcp.mx TLSA {good}\n", signed=False)
     bogus = Zone("bogus.test", f"@ MX 10 mx\nmx A 127.0.2.40\n_{port}._tcp.mx TLSA {good}\n", broken="expired")
     return [signed, plain, bogus]

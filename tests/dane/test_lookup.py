@@ -121,3 +121,11 @@ def test_reference_names_add_the_expanded_name(world, resolver):
     assert dane.reference_names("Alias.dane.test.", "dane.test", got) == [
         "alias.dane.test", "dane.test", "ee-good.dane.test"]
     assert dane.reference_names("mx.example", "", None) == ["mx.example"]
+
+
+def test_a_bogus_aaaa_beside_a_good_a_is_bogus_not_insecure(world, resolver):
+    got = run(resolver.address_lookup("badaaaa.dane.test"))
+    assert got.addresses == ("127.0.2.23",) and not got.secure and "SERVFAIL" in got.failure
+    assert run(resolver.addresses("badaaaa.dane.test")) == ("127.0.2.23",)   # as before
+    lookup = run(dane.tlsa_lookup(resolver, "badaaaa.dane.test", world.port))
+    assert lookup.state == "bogus" and lookup.failure == "dnssec-invalid"
