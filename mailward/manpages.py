@@ -37,11 +37,15 @@ DOCS = {"serve": "receiving.md, operations.md", "quickstart": "README.md",
 
 # ---------------------------------------------------------------- roff text
 
-def esc(text: str) -> str:
-    """Plain text → roff: backslashes, leading dots and quotes, dashes that start a word (options),
-    non-ASCII characters as \\[uXXXX], and break points inside very long tokens."""
+def esc(text: str, code: bool = False) -> str:
+    """Plain text → roff: backslashes, leading dots and quotes, every dash of a word that starts
+    with one (an option: \\- neither hyphenates nor breaks) or of code, non-ASCII characters as
+    \\[uXXXX], and break points inside very long tokens."""
     text = text.replace("\\", "\\e")
-    text = re.sub(r"(?<![\w])-", r"\\-", text)
+    if code:
+        text = text.replace("-", "\\-")
+    else:
+        text = re.sub(r"(?<![\w-])-[\w-]*", lambda m: m.group(0).replace("-", "\\-"), text)
     text = "".join(c if ord(c) < 128 else f"\\[u{ord(c):04X}]" for c in text)
     text = re.sub(r"\S{40,}", lambda m: re.sub(r"([:/,])(?=\S)", r"\1\\:", m.group(0)), text)
     return text
@@ -59,7 +63,7 @@ def _inline(text: str) -> str:
     for i, part in enumerate(parts):
         if part is None:
             continue
-        out.append(esc(part) if i % 3 == 0 else f"\\fB{esc(part)}\\fR")
+        out.append(esc(part) if i % 3 == 0 else f"\\fB{esc(part, code=True)}\\fR")
     return "".join(out)
 
 
@@ -191,7 +195,7 @@ def _own_options(parser: argparse.ArgumentParser) -> bool:
 def command_page(name: str, parser: argparse.ArgumentParser, help_text: str) -> str:
     """mailward-NAME(8)."""
     lines = [_th(f"mailward-{name}", 8), ".SH NAME",
-             f"mailward\\-{esc(name)} \\- {_inline(help_text or name)}", ".SH SYNOPSIS", *_synopsis(parser)]
+             f"mailward\\-{esc(name, code=True)} \\- {_inline(help_text or name)}", ".SH SYNOPSIS", *_synopsis(parser)]
     nested = commands(parser)
     for sub, (p, _) in nested.items():
         lines.extend([".br", *_synopsis(p)])
@@ -237,7 +241,7 @@ def main_page(parser: argparse.ArgumentParser) -> str:
                  "Srv_Features).\n\nEach command has a page of its own and answers --help."),
              ".SH COMMANDS"]
     for name, (_, text) in cmds.items():
-        lines.extend([".TP", f"\\fBmailward\\-{esc(name)}\\fR(8)", _line(_inline(text)) if text else "\\&"])
+        lines.extend([".TP", f"\\fBmailward\\-{esc(name, code=True)}\\fR(8)", _line(_inline(text)) if text else "\\&"])
     lines.extend([
         ".SH FILES", ".TP", "\\fI/etc/mailward/mailward.toml\\fR",
         "The configuration read by every command without \\fB\\-c\\fR; see \\fBmailward.toml\\fR(5).",
@@ -254,7 +258,7 @@ def main_page(parser: argparse.ArgumentParser) -> str:
         "0 on success; 2 for a mistake in the command line or a file it names (one line on standard error); "
         "75 when another server holds the spool.",
         ".SH SEE ALSO",
-        ", ".join(f"\\fBmailward\\-{esc(n)}\\fR(8)" for n in cmds) + ", \\fBmailward.toml\\fR(5)",
+        ", ".join(f"\\fBmailward\\-{esc(n, code=True)}\\fR(8)" for n in cmds) + ", \\fBmailward.toml\\fR(5)",
         ".PP", "In the source tree: README.md and the chapters under docs/ (docs/README.md is their index)."])
     return "\n".join(lines) + "\n"
 
@@ -278,6 +282,8 @@ def type_text(key) -> str:
 def section_doc(cls: type) -> str:
     """The one-line purpose of a settings class, without its '[name]: ' prefix."""
     doc = (cls.__doc__ or "").strip().split("\n\n")[0]
+    if doc.startswith(f"{cls.__name__}("):   # the signature dataclass writes when there is no docstring
+        return ""
     doc = " ".join(re.sub(r"^\[[\w.-]+\]:\s*", "", doc).split())
     return doc[:1].upper() + doc[1:]
 
