@@ -39,7 +39,8 @@ def register(subparsers) -> None:
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sts.add_argument("--domain", help="your mail domain (the part after @)")
     sts.add_argument("--mx", action="append", default=[], metavar="HOST",
-                     help="an MX host of the domain, or *.DOMAIN for any one label below DOMAIN (repeat)")
+                     help="an MX host of the domain, or *.DOMAIN for any one label below DOMAIN (repeat; "
+                          "written in lower case and xn-- form)")
     sts.add_argument("--mode", choices=MODES, default="enforce",
                      help="enforce (refuse MX hosts without valid TLS), testing (report only), none (withdraw)")
     sts.add_argument("--max-age", type=int, default=DEFAULT_MAX_AGE, metavar="SECONDS",
@@ -84,7 +85,9 @@ def build_policy(domain: str, mx: list[str], mode: str, max_age: int, ident: str
         raise _usage(f"--max-age {max_age}: between 0 and {MAX_AGE_LIMIT} seconds (RFC 8461 §3.2)")
     if not ident.isalnum() or not ident.isascii() or len(ident) > 32:
         raise _usage(f"--id {ident!r}: 1 to 32 letters and digits (RFC 8461 §3.1)")
-    policy = StsPolicy(mode, tuple(m.strip() for m in mx), max_age, ident, time.time())  # type: ignore[arg-type]
+    # lower case, no trailing dot, and A-labels: RFC 8461 §3.2 allows no U-label in an mx line
+    patterns = tuple(normalize_pattern(m) or m for m in mx)
+    policy = StsPolicy(mode, patterns, max_age, ident, time.time())  # type: ignore[arg-type]
     parse_policy(policy.text(), id=ident)   # what we print must parse as senders parse it
     return name, policy
 

@@ -14,22 +14,26 @@ The rules, in order:
    (``source="fetched"``) and cached for its ``max_age``.
 4. A fetch that fails: the fresh cached policy if there is one (``source="cache"``, with
    ``error`` and ``failure`` set so the failure can be reported), else no policy
-   (``source="none"``, ``error``/``failure`` set): RFC 8461 §5.1 says to deliver as if the
-   domain had no policy when none has ever been had.
+   (``source="none"``, ``error``/``failure`` set): RFC 8461 §3.3 says to deliver as if the
+   domain had no policy when no fresh one is cached.
 5. No record, an invalid record, or a failed TXT lookup: the fresh cached policy if there is
    one (a record removed or an attacker suppressing DNS does not cancel a cached policy before
-   its max_age, RFC 8461 §3.3 and §10.3), else no policy.
+   its max_age, RFC 8461 §3.3 and §10.2), else no policy.
 
 ``failure`` is an RFC 8460 §4.3 result type (``sts-policy-fetch-error``,
 ``sts-policy-invalid``, ``sts-webpki-invalid``) when a fetch went wrong, else None.
 
-Refreshing (RFC 8461 §3.3 asks senders to keep policies from expiring while the domain
-still publishes one): :meth:`MtaSts.refresh_due` fetches again every cached policy fetched
+Refreshing (RFC 8461 §3.3: "MTAs SHOULD proactively refresh cached policies before they
+expire", suggested once per day; §10.2: an attacker must then block discovery for a whole
+max_age): :meth:`MtaSts.refresh_due` fetches again every cached policy fetched
 more than ``refresh_after`` seconds ago (at most half its max_age), whether or not its id
 changed; a success restarts its max_age, a failure keeps the cached one. The runner calls it
 periodically (e.g. hourly); it never raises either.
 
-Lookups for one domain that overlap share one TXT lookup and one fetch.
+Lookups for one domain that overlap share one TXT lookup and one fetch. Every call looks the
+TXT record up again (the resolver's cache honours its TTL), so calling :meth:`policy_for`
+before giving up on a message is the check for a new policy that RFC 8461 §5.1 requires
+before a delivery refused by an enforce policy may fail permanently.
 
 Log lines (sendmail style, see mailward.log)::
 

@@ -13,8 +13,12 @@ case-sensitive. Unknown keys are ignored; of a repeated key other than ``mx`` th
 used. Blank lines are ignored. A line that is not ``key: value``, a bad value, or a file that
 is not UTF-8 is an error.
 
+An ``mx`` value must be written in A-labels (``xn--``): RFC 8461 §3.2 forbids U-labels there,
+so a line with a non-ASCII name is an error.
+
 MX matching (RFC 8461 §4.1): names are compared case-insensitively, without a trailing dot,
-and in their A-label form (an internationalised name matches its ``xn--`` form). A pattern
+and in their A-label form (:func:`pattern_matches` also accepts a U-label on either side, as
+a caller may hold one, and converts it). A pattern
 ``*.example.com`` matches exactly one left-most label: ``mx.example.com`` yes,
 ``example.com`` and ``a.b.example.com`` no. ``*`` is allowed only as the whole left-most
 label; a pattern with it anywhere else is rejected when the file is parsed.
@@ -140,6 +144,9 @@ def parse_policy(body: str | bytes, *, id: str = "", fetched_at: float | None = 
             raise PolicyError(number, f"{_show(line)} is not 'key: value'")
         value = value.strip(" \t")
         if key == "mx":
+            if not value.isascii():
+                raise PolicyError(number, f"mx {_show(value)} is not in A-labels (xn--...): RFC 8461 §3.2 "
+                                          f"forbids U-labels")
             if normalize_pattern(value) is None:
                 raise PolicyError(number, f"mx {_show(value)} is not a host name or *.domain pattern")
             mx.append(value)

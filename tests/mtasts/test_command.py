@@ -45,6 +45,13 @@ def test_publish_options():
     assert "mode: testing\nmx: mx.example.org\nmax_age: 86400\n" in out.stdout and "; enforce:" not in out.stdout
 
 
+def test_publish_writes_mx_in_a_labels():
+    out = mailward("mta-sts", "--domain", "Bücher.example", "--mx", "MX.Bücher.example.", "--mx", "*.xn--bcher-kva.example")
+    assert out.returncode == 0, out.stderr
+    assert '_mta-sts.xn--bcher-kva.example. IN TXT "v=STSv1; id=' in out.stdout
+    assert "mx: mx.xn--bcher-kva.example\nmx: *.xn--bcher-kva.example\n" in out.stdout
+
+
 @pytest.mark.parametrize("args, message", [
     ((), "give --domain and --mx"),
     (("--domain", "example.org"), "--mx: mode enforce needs at least one MX host"),

@@ -86,6 +86,8 @@ def test_mode_none_needs_no_mx():
     ("version: STSv1\nmode: enforce\nmx: *example.com\nmax_age: 1\n", "line 3: mx"),
     ("version: STSv1\nmode: enforce\nmx: *\nmax_age: 1\n", "line 3: mx"),
     ("version: STSv1\nmode: enforce\nmx: mx..example\nmax_age: 1\n", "line 3: mx"),
+    ("version: STSv1\nmode: enforce\nmx: mx.bücher.example\nmax_age: 1\n",
+     "line 3: mx 'mx.bücher.example' is not in A-labels"),
     ("version: STSv1\nmode: enforce\nthis is html\nmax_age: 1\n", "line 3: 'this is html' is not 'key: value'"),
     ("<html>\n", "line 1:"),
     ("version: STSv1\nmode: enforce\nmax_age: 1\n", "no mx line"),
@@ -98,6 +100,12 @@ def test_bad_policies_name_the_line(body, where):
     with pytest.raises(PolicyError) as err:
         parse_policy(body)
     assert str(err.value).startswith(where), str(err.value)
+
+
+def test_a_label_mx_matches_u_label_host():
+    p = parse_policy("version: STSv1\nmode: enforce\nmx: *.XN--BCHER-KVA.example\nmax_age: 1\n")
+    assert p.matches("mx.bücher.example") and p.matches("mx.xn--bcher-kva.example.")
+    assert not p.matches("a.mx.bücher.example")
 
 
 def test_max_age_limit_is_allowed():
@@ -185,3 +193,26 @@ def test_parser_raises_only_policy_error(body):
         parse_policy(body)
     except PolicyError as err:
         assert str(err)
+
+
+ULABEL = st.text(alphabet="abcxyz019äöüéñ", min_size=1, max_size=10).filter(lambda s: not s.isascii())
+MIXED = st.lists(st.one_of(LABEL, ULABEL), min_size=1, max_size=3).map(".".join)
+
+
+def _a_form(name: str) -> str:
+    return ".".join(label.encode("idna").decode() if not label.isascii() else label for label in name.split("."))
+
+
+@settings(max_examples=200, deadline=None)
+@given(parent=MIXED, label=st.one_of(LABEL, ULABEL), extra=LABEL, upper=st.booleans(), dot=st.booleans(),
+       a_pattern=st.booleans(), a_host=st.booleans())
+def test_idna_names_match_in_either_form(parent, label, extra, upper, dot, a_pattern, a_host):
+    """A U-label and its xn-- form are the same name, in the pattern and in the host, and the
+    one-label wildcard rule holds for internationalised names too."""
+    pattern_parent = _a_form(parent) if a_pattern else parent
+    host = f"{label}.{parent}"
+    host = _variants(upper, dot, _a_form(host) if a_host else host)
+    assert pattern_matches("*." + pattern_parent, host)
+    assert pattern_matches(_a_form(f"{label}.{parent}") if a_pattern else f"{label}.{parent}", host)
+    assert not pattern_matches("*." + pattern_parent, _variants(upper, dot, parent))
+    assert not pattern_matches("*." + pattern_parent, _variants(upper, dot, f"{extra}.{label}.{parent}"))
