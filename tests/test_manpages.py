@@ -3,6 +3,7 @@ and the settings schema, and rendered by man(1) and groff without a warning."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -67,3 +68,30 @@ def test_man_renders_the_pages_as_a_reader_sees_them():
     toml = man("mailward.toml.5")
     assert "[server]" in toml and 'hostname = "localhost"' in toml and "max_command_line = 512" in toml
     assert "(integer >= 64)" in toml
+
+
+def _man_command():
+    from mailward.commands import man
+
+    parser = argparse.ArgumentParser(prog="mailward")
+    man.register(parser.add_subparsers())
+    return parser
+
+
+@pytest.mark.skipif(not shutil.which("man"), reason="man not installed (scripts/install-test-deps: man-db)")
+def test_mailward_man_shows_pages_by_command_name_and_refuses_unknown_ones(capfd, monkeypatch):
+    from mailward.cli import UsageError
+
+    monkeypatch.setenv("MANWIDTH", "80")
+    parser = _man_command()
+    for page in ("queue", "mailward-queue", "mailward-queue.8"):
+        args = parser.parse_args(["man", page])
+        assert args.func(args) == 0
+        shown = re.sub(".\b", "", capfd.readouterr().out)
+        assert shown.startswith("MAILWARD-QUEUE(8)") and "mailward queue delete" in shown
+    args = parser.parse_args(["man", "mailward.toml"])
+    assert args.func(args) == 0
+    assert "max_command_line = 512" in re.sub(".\b", "", capfd.readouterr().out)
+    args = parser.parse_args(["man", "nosuch"])
+    with pytest.raises(UsageError, match="no manual page 'nosuch'; there are: mailward, mailward-ca"):
+        args.func(args)
