@@ -32,7 +32,7 @@ from email.mime.text import MIMEText
 
 from mailward.tlsrpt.store import day_start
 
-GZIP_TYPE = "application/tlsrpt+gzip"     # RFC 8460 §6.4 (the JSON itself: application/tlsrpt+json)
+GZIP_TYPE = "application/tlsrpt+gzip"     # RFC 8460 §5.2 compression; media types registered in §6
 
 
 def gzip_report(data: bytes) -> bytes:

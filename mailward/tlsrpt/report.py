@@ -7,7 +7,7 @@ Fields, as §4.4 defines them:
 
 * ``organization-name``, ``contact-info`` (``tls_rpt.organization``, ``tls_rpt.contact``)
 * ``date-range``: ``start-datetime`` and ``end-datetime`` in RFC 3339 form (UTC, "Z"), the
-  whole day: ``2026-12-01T00:00:00Z`` to ``2026-12-01T23:59:59Z`` as §4.4's example
+  whole UTC day (§4.1): ``2026-12-01T00:00:00Z`` to ``2026-12-01T23:59:59Z`` as §4.4's example
 * ``report-id``: :func:`report_id`, a UUID derived from submitter, domain and day, so the
   report built again (a retry, ``mailward tls-rpt report``) carries the same id
 * ``policies[]``: ``policy`` {``policy-type``, ``policy-string`` (left out when the policy

@@ -14,13 +14,14 @@ For each (day, policy domain) that :meth:`TlsRptStore.due` lists, :meth:`ReportS
      §5.3), written into mailward's own spool with the spool's durability contract (fsync,
      rename, fsync the folder) and handed to the queue runner (``on_queued(queue_id)``), so it
      is delivered, retried and bounced like any mail. Its envelope names ``tls-rpt`` as
-     client and HELO (:data:`mailward.tlsrpt.results.REPORT_ORIGIN`): delivery does not count
-     its session and does not let a TLS failure stop it (§5.3).
-   * ``https:`` — a POST of the gzipped JSON with ``Content-Type: application/tlsrpt+gzip``
-     (§5.2), over TLS verified against the WebPKI (``tls_rpt.ca_file``, else the system's
-     trust store; the host name is checked). The host's addresses come from mailward's
-     resolver (``delivery.resolver``), as every other lookup. A 2xx answer is success; anything else (refused,
-     TLS failure, timeout, another status) keeps that destination for another try.
+     client and HELO (:func:`mailward.tlsrpt.results.is_report_envelope`): delivery is to
+     leave its sessions out of the counts and not let a TLS failure stop it (§5.3).
+   * ``https:`` — a POST of the gzipped JSON (§5.2) with ``Content-Type:
+     application/tlsrpt+gzip`` (§5.4), over TLS verified against the WebPKI
+     (``tls_rpt.ca_file``, else the system's trust store; the host name is checked). The
+     host's addresses come from mailward's resolver (``delivery.resolver``), as every other
+     lookup. A 2xx answer is success; anything else (refused, TLS failure, timeout, another
+     status) keeps that destination for another try (§5.5).
 
    Each destination served is remembered durably (:meth:`TlsRptStore.mark_sent`), so a retry
    or a restart never sends a destination the same report twice; when all are served the day

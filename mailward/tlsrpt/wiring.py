@@ -11,6 +11,9 @@ that delivers (the single server, or the master with ``server.workers > 1``):
   is delivered at once. :meth:`TlsRpt.stop` cancels the task and closes the store (fsync).
 * :meth:`TlsRpt.poke` — look for due reports now.
 
+One writable store per folder and process: when delivery has opened it already
+(:func:`mailward.deliver.runner.tls_rpt_store`), pass that one to :meth:`TlsRpt.from_config`.
+
 The state folder is ``tls_rpt.state_dir``, else ``SPOOL/tlsrpt`` (inside ``spool.directory``,
 which start-up already hands to ``server.user``).
 """
@@ -62,10 +65,13 @@ class TlsRpt:
         self._task: asyncio.Task | None = None
 
     @classmethod
-    def from_config(cls, config, spool) -> "TlsRpt":
+    def from_config(cls, config, spool, store: TlsRptStore | None = None) -> "TlsRpt":
+        """``store``: the one the delivery side already opened in this process (there must be
+        one writable store per folder and process: a second one would find the folder's lock
+        held and count in memory only). None: open it here."""
         if not config.tls_rpt.enabled:
             return cls(NullRecorder(), None)
-        store = open_store(config)
+        store = store if store is not None else open_store(config)
         return cls(store, build_sender(config, store, spool))
 
     @property
