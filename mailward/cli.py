@@ -29,6 +29,7 @@ _COMMAND_MODULES = (
     "mailward.commands.mtasts",  # mta-sts (the records and policy file to publish)
     "mailward.commands.tlsrpt",  # tls-rpt (counts and reports, RFC 8460)
     "mailward.commands.user",    # user add|passwd|del|list (the submission users file)
+    "mailward.commands.man",     # man [PAGE] (the manual pages, built from this code)
 )
 
 
