@@ -128,9 +128,11 @@ ERRORS = [
     ({"server": {"reverse_lookup": 1}},          "server.reverse_lookup: expected true or false, got 1"),
     ({"server": {"listen": "127.0.0.1:25"}},     "server.listen: expected a list of strings, got '127.0.0.1:25'"),
     ({"server": {"listen": ["[::1]:25", "mx"]}}, "server.listen: expected HOST:PORT entries like \"127.0.0.1:2525\" "
-                                                 "or \"[::1]:25\" (not 'mx'), got ['[::1]:25', 'mx']"),
+                                                 "or \"[::1]:25\", optionally followed by a role (mx, submission, submissions) as in "
+                                                 "\"127.0.0.1:587 submission\" (not 'mx'), got ['[::1]:25', 'mx']"),
     ({"server": {"listen": ["[]:25"]}},          "server.listen: expected HOST:PORT entries like \"127.0.0.1:2525\" "
-                                                 "or \"[::1]:25\" (not '[]:25'), got ['[]:25']"),
+                                                 "or \"[::1]:25\", optionally followed by a role (mx, submission, submissions) as in "
+                                                 "\"127.0.0.1:587 submission\" (not '[]:25'), got ['[]:25']"),
     ({"server": {"bare_line_endings": "fix"}},   "server.bare_line_endings: expected one of \"reject\", "
                                                  "\"normalise\", got 'fix'"),
     ({"tls": {"min_version": "SSLv3"}},          "tls.min_version: expected one of \"TLSv1\", \"TLSv1.1\", "
