@@ -146,10 +146,21 @@ class MtaSts:
             return StsResult(None, "none", f"{domain!r} is not a domain name")
         task = self._inflight.get(name)
         if task is None:
-            task = asyncio.ensure_future(self._discover(name))
+            task = asyncio.ensure_future(self._guarded(name))
             self._inflight[name] = task
             task.add_done_callback(lambda _t, n=name: self._inflight.pop(n, None))
         return await asyncio.shield(task)
+
+    async def _guarded(self, domain: str, *, refresh: bool = False) -> StsResult:
+        """_discover, with the contract kept even if a bug raises: the cached policy (or none)
+        and the error logged, never an exception into the delivery."""
+        try:
+            return await self._discover(domain, refresh=refresh)
+        except Exception as err:  # noqa: BLE001 - the contract says policy_for never raises
+            cached = self.cache.get(domain)
+            text = f"internal error: {type(err).__name__}: {err}"
+            log.event(logging.ERROR, mta_sts=domain, kept="cache" if cached else "none", **{"error:": text})
+            return StsResult(cached, "cache" if cached else "none", text)
 
     async def _discover(self, domain: str, *, refresh: bool = False) -> StsResult:
         cached = self.cache.get(domain)
@@ -199,5 +210,5 @@ class MtaSts:
             return {}
         results = {}
         for domain in self.due():
-            results[domain] = await self._discover(domain, refresh=True)
+            results[domain] = await self._guarded(domain, refresh=True)
         return results
