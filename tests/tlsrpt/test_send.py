@@ -11,6 +11,7 @@ import email.policy
 import gzip
 import json
 import re
+import smtplib
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ from mailward.config import from_dict, load
 from mailward.spool.store import Spool
 from mailward.tlsrpt.results import is_report_envelope
 from mailward.tlsrpt.send import ReportSender
-from mailward.tlsrpt.store import day_start, utc_day
+from mailward.tlsrpt.store import TlsRptStore, day_start, utc_day
 from mailward.tlsrpt.wiring import TlsRpt, build_sender, open_store
 from rpt_schema import validate
 from tests.conftest import MTA
@@ -163,6 +164,26 @@ def test_send_then_a_real_mailward_delivers_the_report_mail(world, tmp_path):
         mail = got[("tlsrpt@rua.rpt.test",)]
         assert mail.sender == "postmaster@mx.sender.test"
         check_report(check_report_mail(mail.content, "both.rpt.test", ["tlsrpt@rua.rpt.test"]), "both.rpt.test")
+
+        # loop avoidance (RFC 8460 §5.3): the report mail's sessions are not counted; an
+        # ordinary message to the same domain is (once delivery records sessions)
+        with smtplib.SMTP(mta.host, mta.port, timeout=10) as smtp:
+            smtp.sendmail("someone@mx.test", ["user@rua.rpt.test"], b"Subject: hello\r\n\r\nhello\r\n")
+        deadline = time.time() + 20
+        while time.time() < deadline and not any(m.recipients == ["user@rua.rpt.test"]
+                                                 for m in world.receiver.messages):
+            time.sleep(0.1)
+        assert any(m.recipients == ["user@rua.rpt.test"] for m in world.receiver.messages), mta.log_text()
+
+        def sessions() -> int:
+            counts = TlsRptStore.read_only(cfg.tls_rpt.state_dir or Path(cfg.spool.directory) / "tlsrpt")
+            return sum(pc.successes + pc.failure_total
+                       for pc in counts.domains(utc_day(time.time())).get("rua.rpt.test", {}).values())
+
+        deadline = time.time() + 3
+        while time.time() < deadline and sessions() == 0:
+            time.sleep(0.1)
+        assert sessions() <= 1, "a report message's session was counted"
     finally:
         mta.stop()
 
@@ -242,6 +263,14 @@ def test_the_server_task_sends_due_reports(world, tmp_path):
     reopened = open_store(cfg)
     assert reopened.days() == [utc_day(time.time())] and reopened.due() == []
     reopened.close()
+
+
+def test_the_delivery_side_store_is_shared(world, tmp_path):
+    """One writable store per folder and process: the service passes delivery's to TlsRpt."""
+    cfg, store, _ = sender_for(world, tmp_path)
+    tlsrpt = TlsRpt.from_config(cfg, Spool(cfg.spool.directory, fsync=False), store=store)
+    assert tlsrpt.recorder is store and tlsrpt.sender.store is store
+    asyncio.run(tlsrpt.stop())
 
 
 def test_disabled_records_nothing(tmp_path):
