@@ -61,7 +61,6 @@ def test_every_relative_link_resolves():
     assert not broken, "\n".join(broken)
 
 
-def test_readme_links_every_chapter():
-    chapters = {p.name for p in (ROOT / "docs").glob("*.md")} | {Path(n).name for n in BEING_WRITTEN}
-    linked = {Path(t.partition("#")[0]).name for t in links(ROOT / "README.md")}
-    assert chapters - linked == set()
+
+def test_readme_leads_to_the_index():
+    assert "docs/README.md" in {t.partition("#")[0] for t in links(ROOT / "README.md")}
