@@ -37,6 +37,7 @@ import logging
 import os
 import stat
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,7 +218,8 @@ class UsersFileBackend(AuthBackend):
         self._allow_proxy = allow_proxy
         self._file: ReloadingFile[dict[str, UserEntry]] = ReloadingFile(
             self.path, load_users, {}, UsersFileError, self._log_error, self._log_loaded)
-        self._checks = threading.BoundedSemaphore(password_checks)
+        # argon2id checks run on these threads; more wait in its queue, not on the event loop
+        self._checks = ThreadPoolExecutor(max_workers=password_checks, thread_name_prefix="argon2")
         self._hasher = argon2.PasswordHasher()
         self._decoy: str | None = None
         self._decoy_lock = threading.Lock()
@@ -243,27 +245,28 @@ class UsersFileBackend(AuthBackend):
                               external_identity=external_identity, decoy_iterations=DEFAULT_ITERATIONS)
 
     async def start(self) -> None:
-        await asyncio.to_thread(self._decoy_hash)   # the first unknown user is not slower than the rest
+        # the decoy hash now, so that the first unknown user is not slower than the rest
+        await asyncio.get_running_loop().run_in_executor(self._checks, self._decoy_hash)
 
     async def close(self) -> None:
-        return None
+        self._checks.shutdown(wait=False, cancel_futures=True)
 
     # Credentials (mailward.auth.mechanisms)
 
     async def check_password(self, authcid: str, password: str) -> bool:
         entry = self.users.get(authcid)
         hashed = entry.argon2 if entry is not None and entry.argon2 else None
-        ok = await asyncio.to_thread(self._check, hashed, prepare_password(password))
+        ok = await asyncio.get_running_loop().run_in_executor(self._checks, self._check, hashed,
+                                                              prepare_password(password))
         return ok and hashed is not None
 
     def _check(self, hashed: str | None, password: str) -> bool:
-        with self._checks:
-            try:
-                return self._hasher.verify(hashed or self._decoy_hash(), password)
-            except argon2.exceptions.VerificationError:
-                return False
-            except argon2.exceptions.InvalidHashError:
-                raise AuthUnavailable("users file: an argon2id hash argon2 cannot read") from None
+        try:
+            return self._hasher.verify(hashed or self._decoy_hash(), password)
+        except argon2.exceptions.VerificationError:
+            return False
+        except argon2.exceptions.InvalidHashError:
+            raise AuthUnavailable("users file: an argon2id hash argon2 cannot read") from None
 
     def _decoy_hash(self) -> str:
         with self._decoy_lock:
