@@ -213,7 +213,7 @@ def cmd_rehash(args) -> int:
 def register(subparsers) -> None:
     ca = subparsers.add_parser("ca", help="private CA: keys, requests, signing, revocation, checks",
                                description="A private certificate authority for mail servers: the "
-                                           "CA.pl walk-through as one tool. See README, 'Certificates'.")
+                                           "CA.pl walk-through as one tool. See docs/certificates.md and mailward-ca(8).")
     sub = ca.add_subparsers(dest="ca_command", metavar="SUBCOMMAND")
     ca.set_defaults(func=lambda args: (ca.print_help(), 2)[1])
 

@@ -13,7 +13,7 @@ one-line documentation in the field's metadata. From them come:
 - :mod:`.load`: :func:`load` and :func:`from_dict`, which check a file against ``SCHEMA``;
 - :mod:`.render`: :func:`default_config_text` (``mailward config``, quickstart),
   :func:`effective_config_text` (``mailward config show [--non-default]``) and
-  :func:`reference_markdown` (README.md, written by scripts/update-readme-config).
+  :func:`reference_markdown` (the reference table; scripts/update-docs writes docs/configuration.md).
 
 Without ``-c``, commands read :func:`default_path` (``$MAILWARD_CONFIG``, else
 /etc/mailward/mailward.toml).

@@ -1,10 +1,10 @@
-"""What is generated from the schema: the commented default file, the README's reference table,
-and the effective configuration of a loaded file (``mailward config show``).
+"""What is generated from the schema: the commented default file, the reference table of
+docs/configuration.md, and the effective configuration of a loaded file (``mailward config show``).
 
 Both list every key of :data:`~mailward.config.schema.SCHEMA` in file order with its default
 (as TOML) and its one-line documentation; neither holds any text of its own about a key.
-scripts/update-readme-config writes :func:`reference_markdown` into README.md, and
-tests/test_readme.py checks that it is there.
+scripts/update-docs builds docs/configuration.md and mailward.toml(5) from the same schema, and
+tests/test_docs.py checks that they are not stale.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def default_config_text(overrides: dict[str, dict[str, Any]] | None = None) -> s
     """
     overrides = overrides or {}
     lines = ["# mailward configuration. Every key is shown with its default; uncomment to change.",
-             "# Relative paths are relative to this file's folder. Reference: README.md, 'Configuration'.", ""]
+             "# Relative paths are relative to this file's folder. Reference: docs/configuration.md, man 5 mailward.toml.", ""]
     for section, keys in SCHEMA.items():
         lines.append(f"[{section}]")
         for key in keys:
