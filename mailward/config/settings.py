@@ -290,6 +290,9 @@ class MtaStsSettings:
         "Seconds a policy fetch may take in all (address lookup, connection, TLS, answer).")
     max_policy_size: int = setting(65536, minimum=256, doc=
         "Largest policy file accepted, in octets; a bigger one is a fetch error (RFC 8461 §3.3).")
+    fetch_retry: float = setting(300.0, minimum=0, doc=(
+        "Seconds a failed policy fetch is remembered for that domain and id before it is tried again "
+        "(meanwhile deliveries get the same answer without waiting for the policy host). 0: every time."))
     refresh_after: float = setting(86400.0, minimum=60, doc=(
         "Seconds after which a cached policy is fetched again in the background (at most half its "
         "max_age), so it does not expire while the domain still publishes it."))

@@ -30,6 +30,12 @@ more than ``refresh_after`` seconds ago (at most half its max_age), whether or n
 changed; a success restarts its max_age, a failure keeps the cached one. The runner calls it
 periodically (e.g. hourly); it never raises either.
 
+A fetch that failed is not tried again for the same domain and id for ``fetch_retry``
+seconds (``mta_sts.fetch_retry``, default 300): meanwhile the same answer is given at once, so
+a dead policy host does not make every delivery wait for ``fetch_timeout`` (the MTA-STS
+drafts, draft-ietf-uta-mta-sts, suggested five minutes or more per id). A new id is fetched
+at once.
+
 Lookups for one domain that overlap share one TXT lookup and one fetch. Every call looks the
 TXT record up again (the resolver's cache honours its TTL), so calling :meth:`policy_for`
 before giving up on a message is the check for a new policy that RFC 8461 §5.1 requires
@@ -106,11 +112,15 @@ class MtaSts:
 
     def __init__(self, resolver: Resolver, *, options: FetchOptions | None = None,
                  cache_file: Path | str = "", enabled: bool = True, refresh_after: float = 86400.0,
-                 clock=time.time, cache_read_only: bool = False):
+                 clock=time.time, cache_read_only: bool = False, fetch_retry: float = 300.0):
         self.resolver = resolver
         self.options = options or FetchOptions()
         self.enabled = enabled
         self.refresh_after = refresh_after
+        self.fetch_retry = fetch_retry
+        # domain -> (record id, when, the result): a failed fetch, not tried again for that id
+        # before fetch_retry seconds
+        self._failed: dict[str, tuple[str, float, StsResult]] = {}
         self.clock = clock
         self.cache = PolicyCache(cache_file, clock=clock, read_only=cache_read_only)
         self._context: ssl.SSLContext | None = None
@@ -129,7 +139,8 @@ class MtaSts:
         options = FetchOptions(ca_file=s.ca_file, timeout=s.fetch_timeout, max_size=s.max_policy_size,
                                port=s.https_port)
         return cls(resolver, options=options, cache_file="" if cache == "off" else cache_file,
-                   enabled=s.enabled, refresh_after=s.refresh_after, cache_read_only=cache == "read")
+                   enabled=s.enabled, refresh_after=s.refresh_after, cache_read_only=cache == "read",
+                   fetch_retry=s.fetch_retry)
 
     @property
     def context(self) -> ssl.SSLContext:
@@ -174,17 +185,42 @@ class MtaSts:
         if cached is not None and cached.id == found.record.id and not refresh:
             log.event(logging.DEBUG, mta_sts=domain, source="cache", mode=cached.mode, id=cached.id)
             return StsResult(cached, "cache")
+        recent = self._recent_failure(domain, found.record.id)
+        if recent is not None:
+            return StsResult(cached, "cache" if cached is not None else "none", recent.error, recent.failure)
         try:
             policy = await fetch_policy(domain, found.record.id, self.resolver, self.options, self.context)
         except FetchError as err:
             kept = "cache" if cached is not None else "none"
             log.event(logging.WARNING, mta_sts=domain, failure=err.failure, kept=kept, **{"error:": str(err)})
-            return StsResult(cached, kept, str(err), err.failure)
+            result = StsResult(cached, kept, str(err), err.failure)
+            self._remember_failure(domain, found.record.id, result)
+            return result
+        self._failed.pop(domain, None)
         policy = replace(policy, fetched_at=self.clock())
         self.cache.put(domain, policy)
         log.notice(mta_sts=domain, source="fetched", mode=policy.mode, id=policy.id, max_age=policy.max_age,
                    mx="|".join(policy.mx) or None)
         return StsResult(policy, "fetched")
+
+    def _recent_failure(self, domain: str, ident: str) -> StsResult | None:
+        """The failed fetch of this domain and id if it is younger than fetch_retry seconds."""
+        entry = self._failed.get(domain)
+        if entry is None or entry[0] != ident:
+            return None
+        age = self.clock() - entry[1]
+        if age >= self.fetch_retry:
+            return None
+        log.event(logging.DEBUG, mta_sts=domain, failure=entry[2].failure, age=f"{age:.0f}s", fetch="not retried yet")
+        return entry[2]
+
+    def _remember_failure(self, domain: str, ident: str, result: StsResult) -> None:
+        if self.fetch_retry <= 0:
+            return
+        now = self.clock()
+        for name in [d for d, (_, at, _) in self._failed.items() if now - at >= self.fetch_retry]:
+            del self._failed[name]            # bounded by the domains that failed recently
+        self._failed[domain] = (ident, now, result)
 
     def _without_record(self, domain: str, cached: StsPolicy | None, problem: str | None) -> StsResult:
         if problem:

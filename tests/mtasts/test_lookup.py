@@ -248,3 +248,22 @@ def test_disabled_looks_nothing_up(make, policy_host):
     before = policy_host.count("enforce.sts.test")
     result = run(make(enabled=False).policy_for("enforce.sts.test"))
     assert (result.policy, result.source) == (None, "none") and policy_host.count("enforce.sts.test") == before
+
+
+def test_a_failed_fetch_is_not_retried_before_fetch_retry(make, policy_host):
+    now = [1e10]
+    policy_host.serve("notfound.sts.test", Answer(b"no\n", 404))
+    sts = make(clock=lambda: now[0], fetch_retry=300)
+    before = policy_host.count("notfound.sts.test")
+    first = run(sts.policy_for("notfound.sts.test"))
+    now[0] += 299
+    second = run(sts.policy_for("notfound.sts.test"))
+    assert policy_host.count("notfound.sts.test") == before + 1          # the policy host was spared
+    assert (second.source, second.failure, second.error) == ("none", first.failure, first.error)
+    now[0] += 1
+    run(sts.policy_for("notfound.sts.test"))
+    assert policy_host.count("notfound.sts.test") == before + 2
+    every = make(cache="", fetch_retry=0)
+    run(every.policy_for("notfound.sts.test"))
+    run(every.policy_for("notfound.sts.test"))
+    assert policy_host.count("notfound.sts.test") == before + 4
