@@ -34,6 +34,11 @@ Log lines (one per destination)::
     tlsrpt=deferred, day=..., domain=..., rua=..., error=...
     tlsrpt=no record, day=..., domain=..., record=_smtp._tls.example.net
 
+Stopping: :meth:`ReportSender.stop` lets the report at hand finish (its POST answered, its
+mail queued, each marked sent) and starts no other; a task cancelled in the middle of a report
+(after the stop's grace, :meth:`mailward.tlsrpt.wiring.TlsRpt.stop`) may send that report to
+a destination again after the restart — at least once, never lost.
+
 Failure behaviour: nothing raises out of :meth:`ReportSender.send_due` for a peer's fault (DNS,
 HTTP, a bad record); an OSError writing the spool defers that report. :meth:`ReportSender.run`
 logs and survives anything else.
@@ -147,6 +152,7 @@ class ReportSender:
         self._not_before: dict[tuple[str, str], float] = {}   # retry times (in memory)
         self._context: ssl.SSLContext | None = None
         self._wake: asyncio.Event | None = None
+        self.stopping = False      # set by :meth:`stop`: finish the report at hand, start no other
 
     # ---- one report ----------------------------------------------------------------------
     def report_for(self, day: str, domain: str) -> dict:
@@ -257,6 +263,8 @@ class ReportSender:
         now = self.clock()
         outcomes: list[Outcome] = []
         for day, domain in self.store.due(now, self.settings.send_hour):
+            if self.stopping:
+                break
             if not ignore_retry_time and self._not_before.get((day, domain), 0) > now:
                 continue
             outcomes += await self.send_one(day, domain)
@@ -267,11 +275,16 @@ class ReportSender:
         if self._wake is not None:
             self._wake.set()
 
+    def stop(self) -> None:
+        """Finish the report at hand (so no destination gets it twice), then leave :meth:`run`."""
+        self.stopping = True
+        self.poke()
+
     async def run(self) -> None:
-        """Forever: sync the counts, send what is due, sleep ``check_interval`` (or until
-        :meth:`poke`). Cancel the task to stop."""
+        """Until :meth:`stop`: sync the counts, send what is due, sleep ``check_interval`` (or
+        until :meth:`poke`)."""
         self._wake = asyncio.Event()
-        while True:
+        while not self.stopping:
             try:
                 self.store.sync()
                 await self.send_due()
@@ -280,6 +293,8 @@ class ReportSender:
             except Exception as err:     # noqa: BLE001 - the loop must outlive any one report
                 log.event(40, None, tlsrpt="send failed", error=f"{type(err).__name__}: {err}"[:200])
             self._wake.clear()
+            if self.stopping:
+                break
             try:
                 await asyncio.wait_for(self._wake.wait(), self.settings.check_interval)
             except asyncio.TimeoutError:

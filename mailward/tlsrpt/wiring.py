@@ -8,7 +8,8 @@ that delivers (the single server, or the master with ``server.workers > 1``):
   false`` it is a :class:`NullRecorder` whose ``record`` does nothing, so callers need no test.
 * :meth:`TlsRpt.start` (inside the running event loop) starts the sender task; set
   :attr:`TlsRpt.on_queued` to the queue runner's ``submit`` first so a queued report message
-  is delivered at once. :meth:`TlsRpt.stop` cancels the task and closes the store (fsync).
+  is delivered at once. ``await`` :meth:`TlsRpt.stop` at shutdown: the report at hand is
+  finished, the task ends, the store is closed (fsync).
 * :meth:`TlsRpt.poke` — look for due reports now.
 
 One writable store per folder and process: when delivery has opened it already
@@ -92,12 +93,17 @@ class TlsRpt:
         if self.sender is not None:
             self.sender.poke()
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float | None = None) -> None:
+        """Let the report being sent finish (at most ``grace`` seconds, default
+        ``tls_rpt.http_timeout`` + 5), then cancel the task; close the store (fsync)."""
         if self._task is not None:
-            self._task.cancel()
+            self.sender.stop()
+            if grace is None:
+                grace = self.sender.settings.http_timeout + 5
             try:
-                await self._task
-            except (asyncio.CancelledError, Exception):   # noqa: BLE001 - stopping anyway
-                pass
+                await asyncio.wait_for(asyncio.shield(self._task), grace)
+            except (asyncio.TimeoutError, Exception):   # noqa: BLE001 - stopping anyway
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         self.recorder.close()

@@ -29,6 +29,7 @@ RECORDS: dict[str, list[str]] = {
     "badrecord": ["v=TLSRPTv1; rua=mailto:not an address"],
     "norecord": [],
     "periodic": ["v=TLSRPTv1; rua=https://{https}/v1/periodic"],
+    "slow": ["v=TLSRPTv1; rua=https://{https}/v1/slow"],
 }
 
 ZONE_HEAD = """$ORIGIN rpt.test.

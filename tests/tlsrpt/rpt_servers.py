@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -30,6 +31,7 @@ class _Handler(BaseHTTPRequestHandler):
             if failures:
                 server.fail_first[self.path] = failures - 1
         status = 503 if failures else 200
+        time.sleep(server.delay.get(self.path, 0))
         self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -40,11 +42,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 class Collector:
     """HTTPS on ``addr:port`` with the given certificate; ``fail_first[path] = n`` answers the
-    first n POSTs to that path with 503."""
+    first n POSTs to that path with 503; ``delay[path]`` answers after that many seconds."""
 
     def __init__(self, addr: str, port: int, cert, key):
         self.posts: list[Post] = []
         self.fail_first: dict[str, int] = {}
+        self.delay: dict[str, float] = {}      # path → seconds before the answer
         self.lock = threading.Lock()
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(cert, key)

@@ -250,7 +250,7 @@ def test_the_server_task_sends_due_reports(world, tmp_path):
         record_day(tlsrpt.recorder, "mailonly.rpt.test")
         tlsrpt.start()
         deadline = time.time() + 15
-        while time.time() < deadline and (not world.collector.to("/v1/periodic") or not queued):
+        while time.time() < deadline and tlsrpt.recorder.due():    # both reports finished
             await asyncio.sleep(0.05)
         tlsrpt.recorder.record(policy_domain="periodic.rpt.test", policy_type="no-policy-found", success=True)
         await tlsrpt.stop()
@@ -263,6 +263,27 @@ def test_the_server_task_sends_due_reports(world, tmp_path):
     reopened = open_store(cfg)
     assert reopened.days() == [utc_day(time.time())] and reopened.due() == []
     reopened.close()
+
+
+def test_a_stop_lets_the_report_at_hand_finish(world, tmp_path):
+    """A shutdown while a POST waits for its answer: the report is marked sent, not sent again."""
+    world.collector.delay["/v1/slow"] = 1.0
+    cfg, store, _ = sender_for(world, tmp_path)
+    record_day(store, "slow.rpt.test")
+
+    async def run():
+        tlsrpt = TlsRpt.from_config(cfg, Spool(cfg.spool.directory, fsync=False), store=store)
+        tlsrpt.start()
+        deadline = time.time() + 10
+        while time.time() < deadline and not world.collector.to("/v1/slow"):
+            await asyncio.sleep(0.02)
+        await tlsrpt.stop()          # the answer is still a second away
+
+    asyncio.run(run())
+    reopened = open_store(cfg)
+    assert reopened.due() == [] and reopened.sent_to(YESTERDAY, "slow.rpt.test") >= {"*"}
+    reopened.close()
+    assert len(world.collector.to("/v1/slow")) == 1
 
 
 def test_the_delivery_side_store_is_shared(world, tmp_path):
