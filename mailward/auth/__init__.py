@@ -93,3 +93,11 @@ def printable(text: str, limit: int = 64) -> str:
     cut at ``limit`` characters (a user name, never a password)."""
     out = "".join(ch if ch.isprintable() and ch not in " \\" else f"\\x{ord(ch):02x}" for ch in text[:limit])
     return out + ("..." if len(text) > limit else "")
+
+
+def printable_text(text: str, limit: int = 120) -> str:
+    """A peer's free text (an error message) for a log line: spaces kept, control characters
+    and backslashes as \\xNN, cut at ``limit`` characters."""
+    out = "".join(ch if ch == " " or (ch.isprintable() and ch != "\\") else f"\\x{ord(ch):02x}"
+                  for ch in text[:limit])
+    return out + ("..." if len(text) > limit else "")

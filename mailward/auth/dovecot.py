@@ -38,7 +38,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from mailward.auth import AuthBackend, AuthExchange, AuthStep, challenge, failure, printable, success
+from mailward.auth import AuthBackend, AuthExchange, AuthStep, challenge, failure, printable, printable_text, success
 from mailward.auth.mechanisms import Exchange, External, Refused
 
 log = logging.getLogger("mailward.auth")
@@ -303,7 +303,7 @@ def _reply_step(mech: str, reply: list[str]) -> AuthStep:
     temporary = "temp" in params or code == "temp_fail"
     what = "authorization failed" if "authz" in params or code == "authz_fail" else (
         "temporary failure" if temporary else "authentication failed")
-    detail = "; ".join(x for x in (printable(reason, 120) if reason else "", f"code={printable(code, 40)}"
+    detail = "; ".join(x for x in (printable_text(reason) if reason else "", f"code={printable(code, 40)}"
                                    if code else "") if x)
     return failure(f"{mech}: Dovecot: {who}{what}" + (f" ({detail})" if detail else ""), temporary=temporary)
 

@@ -38,7 +38,7 @@ from typing import Protocol
 from scramp import ScramException, ScramMechanism
 from scramp.utils import ServerError
 
-from mailward.auth import AuthStep, AuthUnavailable, challenge, failure, printable, success
+from mailward.auth import AuthStep, AuthUnavailable, challenge, failure, printable, printable_text, success
 
 log = logging.getLogger("mailward.auth")
 
@@ -281,7 +281,7 @@ class Scram(Exchange):
 
 
 def _first_line(err: Exception) -> str:
-    return str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+    return printable_text(str(err).splitlines()[0]) if str(err) else type(err).__name__
 
 
 def local_exchange(mechanism: str, creds: Credentials, offered: list[str], *,

@@ -24,7 +24,8 @@ from tests.auth.conftest import users_file
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def mailward(*args: str, password: str | None = None, stdin: str | None = None, cwd: Path) -> subprocess.CompletedProcess:
+def mailward(*args: str, password: str | None = None, stdin: str | None = None,
+             cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("MAILWARD_PASSWORD", "MAILWARD_CONFIG")}
     env["PYTHONPATH"] = str(ROOT)
     if password is not None:
