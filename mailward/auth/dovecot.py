@@ -8,13 +8,17 @@ documentation), the protocol Postfix and Exim use for "Dovecot SASL":
   ``VERSION``, one ``MECH <name> [flags]`` per mechanism, ``SPID``, ``CUID``, ``COOKIE`` and
   ``DONE``. A major version other than 1 is refused.
 * per exchange, with an id unique on the connection: ``AUTH <id> <mech> service=smtp
-  [secured] [lip=] [rip=] [resp=<base64>]`` (``resp`` last; ``resp=`` empty is an empty
-  initial response from minor version 2 on), then ``CONT <id> <base64>`` both ways, ending in
+  [secured] [valid-client-cert] [lip=] [rip=] [resp=<base64>]`` (``secured``: under TLS;
+  ``valid-client-cert``: the session accepted a client certificate; ``resp`` last, and
+  ``resp=`` empty is an empty initial response from minor version 2 on), then ``CONT <id> <base64>`` both ways, ending in
   ``OK <id> user=...`` or ``FAIL <id> [reason=...] [temp] [authz] [code=...]``. Fields use
   Dovecot's tab-escaping (``\\x01`` then ``0 1 t r n``). Every field is TAB-separated.
 
 One connection is shared by every exchange of the process; replies are matched by id. An id
 Dovecot never answered (after our timeout) is forgotten and a late answer ignored.
+
+A line longer than Dovecot takes (16384 octets) is not sent: Dovecot would drop the
+connection, and every exchange on it; that exchange fails instead.
 
 Failure behaviour: cannot connect, a handshake that fails, the connection lost while an
 exchange waits, no answer within ``timeout`` seconds, or a ``FAIL`` with ``temp``: the step
@@ -43,7 +47,8 @@ from mailward.auth.mechanisms import Exchange, External, Refused
 
 log = logging.getLogger("mailward.auth")
 
-MAX_LINE = 65536               # Dovecot's own limit is 16384 (AUTH_CLIENT_MAX_LINE_LENGTH)
+MAX_LINE = 65536               # longest line read from Dovecot
+MAX_SEND = 16384 - 256         # Dovecot drops a client whose line exceeds 16384 (AUTH_CLIENT_MAX_LINE_LENGTH)
 _PID_SPAN = 1 << 22            # Linux pid_max ceiling: CPIDs pid + k*_PID_SPAN never meet a real pid
 _cpids_in_use: set[int] = set()
 
@@ -278,6 +283,8 @@ class DovecotExchange(Exchange):
                     fields.append("resp=" + base64.b64encode(response).decode())   # resp must come last
             else:
                 fields = ["CONT", str(self._id), base64.b64encode(response or b"").decode()]
+            if sum(len(f) + 1 for f in fields) > MAX_SEND:   # would cost every exchange on the connection
+                return failure(f"{mech}: response too long for Dovecot ({len(response or b'')} octets)")
             reply = await self._conn.request(fields, self._id)
         except DovecotUnavailable as err:
             return failure(f"{mech}: Dovecot: {err}", temporary=True)
@@ -360,6 +367,8 @@ class DovecotBackend(AuthBackend):
         params = [f"service={escape(self.service)}"]
         if secured:
             params.append("secured")
+        if external_identity:   # the session accepted a client certificate (Dovecot: ssl_require_client_cert)
+            params.append("valid-client-cert")
         if local_addr:
             params.append(f"lip={escape(local_addr)}")
         if remote_addr:

@@ -112,6 +112,16 @@ def test_mechanism_dovecot_does_not_offer_is_not_sent(dovecot):
     assert after.user == "alice"
 
 
+def test_a_response_too_long_for_dovecot_fails_alone(dovecot):
+    async def body(backend):
+        long = await plain(backend, "alice", "x" * 13000)
+        return long, await plain(backend, "alice", "alice pw")
+
+    long, after = with_backend(dovecot, body)
+    assert long.failed and not long.temporary and "too long for Dovecot" in long.reason
+    assert after.user == "alice"
+
+
 def test_missing_socket_is_a_temporary_failure(tmp_path):
     async def go():
         backend = DovecotBackend(tmp_path / "no-such-socket", timeout=2)
