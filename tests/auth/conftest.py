@@ -89,6 +89,7 @@ disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
 auth_verbose = yes
+auth_debug = yes
 passdb {{
   driver = passwd-file
   args = {dir}/passwd

@@ -77,7 +77,11 @@ def test_plain_success_and_failures(dovecot):
         assert "pw" not in step.reason.replace("password", "")
     assert wrong.reason == "PLAIN: Dovecot: user=alice: authentication failed"
     assert unknown.reason == "PLAIN: Dovecot: user=nobody: authentication failed"
-    assert "passwd-file(alice,127.0.9.9" in dovecot.log.read_text()   # rip= reached Dovecot (its penalty, its log)
+    log = dovecot.log.read_text()
+    assert "passwd-file(alice,127.0.9.9" in log   # rip= reached Dovecot (its penalty, its log)
+    # what Dovecot received (auth_debug), with and without TLS
+    assert "client in: AUTH\t3\tPLAIN\tservice=smtp\tsecured\trip=127.0.9.9\tresp=<hidden>" in log
+    assert "\tPLAIN\tservice=smtp\tlip=127.0.0.1\trip=127.0.0.2\tresp=<hidden>" in log
 
 
 def test_plain_without_initial_response_and_login(dovecot):
