@@ -16,6 +16,27 @@ the entry that matched (``file:line``) and the decision with its exact reply and
   stage; ``MAIL`` and ``RCPT`` run every check the options call for.
 * ``--role client`` (mailward delivering to ``--server-name``/``--server-addr``): try_tls,
   tls_server, tls_rcpt for each ``--rcpt``.
+* ``--role client --domain D [--mx HOST]``: the sending side's one TLS decision for mail to
+  D (docs/outbound-tls.md): for each MX host (or only ``--mx``), the sources consulted in
+  order — access map, DANE, MTA-STS, REQUIRETLS, delivery.tls_floor — what each said, the
+  one that decides and the level. By default it asks DNS (``[dane] resolver`` for the MX
+  and TLSA records, else ``delivery.resolver``) and fetches the MTA-STS policy, as delivery
+  does. ``--offline KEY=VALUE ...`` gives the answers instead, and nothing is asked:
+
+      mx=HOST[,HOST...]      the MX hosts (default: --mx, else mx.D)
+      mx-secure=yes|no       the MX RRset is DNSSEC-secure (default no)
+      tlsa=STATE             secure (usable records), unusable (secure, none usable),
+                             none (secure denial), insecure, bogus; default: DANE off
+      sts=MODE               enforce, testing, none, absent (no record), error (fetch
+                             failed, nothing cached); default: MTA-STS off
+      sts-mx=PATTERN[,...]   the policy's mx patterns (default: the MX hosts themselves)
+
+  ``--requiretls`` and ``--tls-required-no`` describe the message (REQUIRETLS on MAIL, the
+  ``TLS-Required: No`` header); ``--floor`` overrides delivery.tls_floor. The map is the
+  config's policy.access_map (or ``--map``); none is fine here. Example::
+
+      mailward policy test --role client --domain example.com --offline mx=mx.example.com \
+          mx-secure=yes tlsa=none sts=enforce sts-mx=*.example.com --requiretls
 
 Errors (a map that does not parse, bad facts) print one line and exit 2.
 """
@@ -83,6 +104,17 @@ def register(subparsers) -> None:
     test.add_argument("--tls-perm-err", action="store_true", help="policy.tls_perm_err: 554 5.7.0 instead of 454")
     test.add_argument("--cert-regex-issuer", default=None, help="policy.cert_regex_issuer")
     test.add_argument("--cert-regex-subject", default=None, help="policy.cert_regex_subject")
+    test.add_argument("--domain", default="", help="role client: explain the TLS decision for mail to this "
+                                                   "recipient domain (access map, DANE, MTA-STS, REQUIRETLS, floor)")
+    test.add_argument("--mx", default="", help="with --domain: only this MX host")
+    test.add_argument("--offline", nargs="+", default=None, metavar="KEY=VALUE",
+                      help="with --domain: answers instead of DNS and HTTPS: mx=, mx-secure=, tlsa=, sts=, sts-mx= "
+                           "(see the description above)")
+    test.add_argument("--requiretls", action="store_true", help="with --domain: the message carries REQUIRETLS")
+    test.add_argument("--tls-required-no", action="store_true",
+                      help="with --domain: the message has the header TLS-Required: No (RFC 8689)")
+    test.add_argument("--floor", choices=("may", "encrypt", "verify"), default=None,
+                      help="with --domain: delivery.tls_floor (default: the config's)")
     test.set_defaults(func=cmd_test)
     policy.set_defaults(func=lambda args: (policy.print_help(), 2)[1])
 
@@ -215,6 +247,9 @@ def _route_server(route_text: str, server_addr: str) -> tuple[str, str]:
 
 
 def cmd_test(args) -> int:
+    if args.role == "client" and args.domain:
+        from mailward.commands.policy_client import run_domain
+        return run_domain(args)
     args.map, amap = _open_map(args.map, args.config)
     if amap is None:
         return 2

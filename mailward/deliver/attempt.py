@@ -44,6 +44,7 @@ from mailward.deliver.results import Result, classify
 from mailward.deliver.routes import RouteTable, drop_self, next_hops
 from mailward.deliver.scheduler import Limits, RetryPolicy
 from mailward.deliver.settle import Settling, head_section, record_attempt
+from mailward.tlsrpt.results import is_report_envelope
 from mailward.dns import DNSError, Resolver
 from mailward.policy.local import domain_of, local_address
 from mailward.smtp.replies import Reply
@@ -136,8 +137,24 @@ async def _remote(ctx: Context, qid: str, env: Envelope, destination: str, domai
         group = [PendingRecipient(r.index, r.address, {k: v for k, v in r.params.items() if k != ALIASED})
                  for r in group]
         size = env.content_size   # SIZE= wants the message's size (RFC 1870 §4)
-        return await ctx.outbound.deliver(Transfer(qid, env.sender, params, group, lambda: ctx.spool.content(qid),
-                                                   size), hops)
+        transfer = Transfer(qid, env.sender, params, group, lambda: ctx.spool.content(qid), size, domain=domain,
+                            by_mx=route is None,
+                            relaxed=tls_required_no(ctx.spool, qid), report=is_report_envelope(env))
+        return await ctx.outbound.deliver(transfer, hops)
+
+
+def tls_required_no(spool: Queue, qid: str) -> str:
+    """"TLS-Required: No" when the message's header says so (RFC 8689 §4.2.2: the recipient
+    domain's DANE and MTA-STS policies are then not enforced), else ''."""
+    try:
+        head = head_section(spool, qid)
+    except OSError:
+        return ""
+    for line in head.split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower() == b"tls-required" and value.strip().lower() == b"no":
+            return "TLS-Required: No"
+    return ""
 
 
 def hop_count(spool: Queue, qid: str) -> int:

@@ -38,6 +38,7 @@ class OutboundConnection:
         self.tls_disabled = False       # STARTTLS offered but not used here: sendmail's verify=CLEAR
         self.try_tls_refused = False    # Try_TLS said NO for this server
         self.tls_refused = False        # a TLS check refused this server or a recipient: do not reuse
+        self.hop_tls = None             # the TLS decision it was opened under (deliver.tls_sources.HopTls)
         self.timeout = timeout
         self.idle_since = time.monotonic()
 

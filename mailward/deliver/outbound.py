@@ -30,6 +30,20 @@ and sendmail 8.17 observed as a sending MTA):
    backup MX; PERM → bounce). When every recipient was refused, RSET follows MAIL.
 6. The transaction (pipelined when offered); per-recipient replies become outcomes.
 
+Before each hop is used, the one TLS decision for it (:mod:`mailward.policy.tls_requirement`,
+gathered by :class:`~mailward.deliver.tls_sources.TlsSources`) says which source applies.
+The access map: everything above, unchanged. DANE, MTA-STS, REQUIRETLS, or a floor above
+``may``: STARTTLS is required (no clear fallback), the session is checked after the handshake
+(:func:`~mailward.deliver.tls_sources.check_session`) and its result appended to the
+``STARTTLS=client`` line (``policy=dane, dane=verified``, ``policy=mta-sts, sts=enforce``,
+``policy=floor, level=verify``); a refusal is one line ``policy=dane, relay=mx.example,
+reject=454 4.7.5 ...`` and QUIT, and the reason the queue keeps names the source and level.
+An MTA-STS ``enforce`` policy skips an MX that does not match it; a bogus DANE lookup defers
+the host; REQUIRETLS (RFC 8689 §4.2.1) also needs REQUIRETLS offered after STARTTLS (550
+5.7.30 otherwise) and sends it on MAIL; a host that cannot qualify is passed over, and the
+recipients bounce (550 5.7.10) once no host qualified. With the floor at ``may`` and no other
+source, the log lines are sendmail's exactly.
+
 Connection problems (refused, timeout, greeting or EHLO refused, 421, lost connection, a
 reply that is not SMTP) move on to the next hop; when no hop is left the recipients are
 deferred with the last reason. 4xx/5xx replies to RCPT or DATA are final for this attempt.
@@ -54,6 +68,7 @@ from typing import Callable, Iterable
 from mailward import log
 from mailward.deliver.connection import Pool, OutboundConnection
 from mailward.deliver.routes import Hop
+from mailward.deliver.tls_sources import HopTls, TlsSources, check_session, floor_requirement, requirement_fields
 from mailward.smtp import client as C
 from mailward.smtp.replies import Reply
 from mailward.tls.engine import TLSFailure
@@ -78,10 +93,14 @@ class Outcome:
 
 
 class HopFailure(Exception):
-    def __init__(self, reply: Reply, *, tls_failed: bool = False):
+    """This hop cannot take the message now. ``tls_failed``: the handshake failed (a clear
+    retry may follow); ``requiretls``: the host does not qualify for a REQUIRETLS message
+    (another MX may; the message bounces when none does, RFC 8689 §4.2.1)."""
+    def __init__(self, reply: Reply, *, tls_failed: bool = False, requiretls: bool = False):
         super().__init__(str(reply))
         self.reply = reply
         self.tls_failed = tls_failed
+        self.requiretls = requiretls
 
 
 @dataclass
@@ -102,6 +121,10 @@ class Transfer:
     recipients: list[PendingRecipient]
     content: Callable[[], Iterable[bytes]]
     size: int                              # the message's octets, for SIZE= (RFC 1870 §4)
+    domain: str = ""                       # the recipient domain (MTA-STS, TLS-RPT)
+    by_mx: bool = False                    # the hops come from the domain's own MX lookup (DANE, MTA-STS)
+    relaxed: str = ""                      # "TLS-Required: No" (RFC 8689 §4.2.2), '' otherwise
+    report: bool = False                   # a TLS report message (RFC 8460 §5.3)
 
     def only(self, recipients: list[PendingRecipient]) -> "Transfer":
         return replace(self, recipients=recipients)
@@ -114,7 +137,7 @@ def _reply(code: int, status: str, text: str) -> Reply:
 class Outbound:
     def __init__(self, *, helo_name: str, tls_context, starttls: bool = True, fallback_to_clear: bool = True,
                  connect_timeout: float = 30.0, command_timeout: float = 300.0,
-                 policy=None, pool: Pool | None = None):
+                 policy=None, pool: Pool | None = None, tls_sources: TlsSources | None = None):
         self.helo_name = helo_name
         self.tls_context = tls_context
         self.starttls = starttls and tls_context is not None
@@ -126,6 +149,7 @@ class Outbound:
             policy = DeliveryPolicy(None)
         self.policy = policy   # try_tls / tls_server / tls_rcpt (mailward.policy.deliver.DeliveryPolicy)
         self.pool = pool or Pool(5.0, 100)
+        self.tls_sources = tls_sources or TlsSources(policy)
         self.connections = 0   # opened so far (tests look at reuse)
 
     # ---- policy (mailward.policy.deliver; "sendmail cf/README, STARTTLS") ----------------------
@@ -136,7 +160,12 @@ class Outbound:
         return self.policy.tls_rcpt(session.facts(), address, tls_disabled=session.tls_disabled)
 
     # ---- one connection ------------------------------------------------------------------------------
-    async def open(self, hop: Hop, qid: str | None, *, use_tls: bool = True, first_rcpt: str = "") -> OutboundConnection:
+    def _default_tls(self) -> HopTls:
+        return HopTls(floor_requirement(self.tls_sources.floor))
+
+    async def open(self, hop: Hop, qid: str | None, *, use_tls: bool = True, first_rcpt: str = "",
+                   hop_tls: HopTls | None = None) -> OutboundConnection:
+        hop_tls = hop_tls or self._default_tls()
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(hop.addr, hop.port),
                                                     self.connect_timeout)
@@ -148,6 +177,7 @@ class Outbound:
             raise HopFailure(_reply(451, "4.4.1", f"{err.strerror or err} with {hop.name}")) from None
         self.connections += 1
         session = OutboundConnection(hop, reader, writer, C.ClientConnection(self.helo_name), self.command_timeout)
+        session.hop_tls = hop_tls
         try:
             await self._greet(session, qid, use_tls, first_rcpt)
         except HopFailure:
@@ -170,8 +200,28 @@ class Outbound:
             reply = getattr(ev, "reply", None) or _reply(451, "4.4.2", "Connection lost")
             raise HopFailure(_reply(451, "4.4.2", f"{session.hop.name} said: {reply}"))
 
+    def _refuse(self, session: OutboundConnection, qid: str | None, why: str, failure: str = "", *,
+                code: int = 454, status: str = "4.7.5") -> HopFailure:
+        """A TLS source refused this host: one log line, the TLS-RPT count, the failure to raise.
+        For a REQUIRETLS message every such refusal is 5.7.10 (5.7.30 when only REQUIRETLS was
+        missing), and the message bounces once no host qualified (RFC 8689 §4.2.1)."""
+        hop, hop_tls = session.hop, session.hop_tls
+        req = hop_tls.requirement
+        if req.requiretls:
+            if code < 500:
+                code, status = 550, "5.7.10"
+            reply = _reply(code, status, f"REQUIRETLS needed: {hop.name}: {why} ({req.label})")
+        else:
+            reply = _reply(code, status, f"TLS {req.label}: {hop.name}: {why}")
+        _log_refusal(qid, req.source, hop.name, reply)
+        if failure:
+            self.tls_sources.record(hop_tls, hop, failure=failure, why=why)
+        session.tls_refused = True
+        return HopFailure(reply, requiretls=req.requiretls)
+
     async def _greet(self, session: OutboundConnection, qid: str | None, use_tls: bool, first_rcpt: str) -> None:
-        hop = session.hop
+        hop, hop_tls = session.hop, session.hop_tls
+        req = hop_tls.requirement
         ready = await self._ready(session, self.connect_timeout)
         offered = "STARTTLS" in ready.extensions
         wanted = use_tls and self.starttls
@@ -195,15 +245,21 @@ class Outbound:
                     session.tls = TLSFacts(verify="SOFTWARE")
                     decision = self._tls_server(session)  # verify=SOFTWARE always fails ("sendmail cf/README, STARTTLS")
                     _log_policy(None, decision)
+                    if req.needs_tls or req.requiretls:   # no clear fallback: the policy wants TLS
+                        raise self._refuse(session, qid, f"TLS handshake failed: {reason}", "validation-failure")
+                    if req.testing:
+                        self.tls_sources.record(hop_tls, hop, failure="validation-failure", why=reason)
                     raise HopFailure(_reply(decision.code or 403, decision.status or "4.7.0",
                                             f"{hop.name}: TLS handshake failed: {reason}"), tls_failed=True)
                 t = session.tls
+                check = check_session(hop_tls, hop, t, session.engine.peer_chain_der() if session.engine else [])
                 if t.verify_failure:
                     log.logger.info(f"STARTTLS: TLS cert verify: {t.verify_failure}",
                                     extra={"fields": {"STARTTLS": "client", "cert_verify": t.verify_failure},
                                            "qid": None})
                 log.info(None, **{"STARTTLS": "client"}, relay=hop.name, version=t.tls_version, verify=t.verify,
-                         cipher=t.cipher, bits=f"{t.cipher_bits}/{t.alg_bits}")
+                         cipher=t.cipher, bits=f"{t.cipher_bits}/{t.alg_bits}",
+                         **(check.fields or requirement_fields(req)))
                 log.info(None, **{"STARTTLS": "client", "cert-subject": t.cert_subject,
                                   "cert-issuer": t.cert_issuer, "verifymsg": t.verifymsg})
                 decision = self._tls_server(session)
@@ -212,30 +268,51 @@ class Outbound:
                     session.core.tls_refused_by_policy()
                     session.tls_refused = True
                     raise HopFailure(_reply(decision.code, decision.status, decision.reply_text))
+                if not check.ok and not req.testing:   # QUIT inside TLS at once, as for tls_server
+                    session.core.tls_refused_by_policy()
+                    raise self._refuse(session, qid, check.why, check.failure)
+                if not check.ok:   # MTA-STS testing (RFC 8461 §5): logged and counted, delivered anyway
+                    log.info(qid, policy=req.source, relay=hop.name, sts="testing", failure=check.failure,
+                             reason=check.why, stat="delivering anyway (testing mode)")
                 session.core.tls_started()
-                await self._ready(session)
+                ready = await self._ready(session)
+                if req.requiretls and "REQUIRETLS" not in ready.extensions:   # RFC 8689 §4.2.1 step 4
+                    raise self._refuse(session, qid, "REQUIRETLS support required: not offered after STARTTLS",
+                                       code=550, status="5.7.30")
+                self.tls_sources.record(hop_tls, hop, failure=check.failure, why=check.why)
                 return
             if not isinstance(ev, C.TLSRefused):
                 raise HopFailure(_reply(451, "4.4.2", f"{hop.name}: connection lost after STARTTLS"))
+            if req.needs_tls or req.requiretls:
+                raise self._refuse(session, qid, f"STARTTLS refused: {getattr(ev, 'reply', '')}",
+                                   "starttls-not-supported")
         elif offered and not session.try_tls_refused:
             # offered but not used (delivery.starttls off, the clear retry): sendmail's verify=CLEAR.
             # Not offered, or Try_TLS said NO: verify=NONE, as sendmail 8.17 reports it.
             session.tls_disabled = True
+        if req.needs_tls or req.requiretls:
+            why = "STARTTLS not offered" if not offered else "STARTTLS not used here (Try_TLS, delivery.starttls)"
+            raise self._refuse(session, qid, why, "starttls-not-supported" if not offered else "")
+        if not offered:
+            if req.testing:
+                log.info(qid, policy=req.source, relay=hop.name, sts="testing", failure="starttls-not-supported",
+                         stat="delivering anyway (testing mode)")
+            self.tls_sources.record(hop_tls, hop, failure="starttls-not-supported", why="STARTTLS not offered")
         decision = self._tls_server(session)
         if decision.failed:
             _log_policy(None, decision)
             session.tls_refused = True
             raise HopFailure(_reply(decision.code, decision.status, decision.reply_text))
 
-    async def _session(self, hop: Hop, qid: str | None, first_rcpt: str) -> OutboundConnection:
+    async def _session(self, hop: Hop, qid: str | None, first_rcpt: str, hop_tls: HopTls) -> OutboundConnection:
         """A new connection to ``hop``, in clear after a failed handshake when allowed."""
         try:
-            return await self.open(hop, qid, first_rcpt=first_rcpt)
+            return await self.open(hop, qid, first_rcpt=first_rcpt, hop_tls=hop_tls)
         except HopFailure as failure:
             if not (failure.tls_failed and self.fallback_to_clear):
                 raise
             log.info(qid, relay=hop.name, stat="retrying without STARTTLS (tls_fallback_to_clear)")
-            return await self.open(hop, qid, use_tls=False, first_rcpt=first_rcpt)
+            return await self.open(hop, qid, use_tls=False, first_rcpt=first_rcpt, hop_tls=hop_tls)
 
     # ---- one message to one destination ------------------------------------------------------------------
     async def deliver(self, transfer: Transfer, hops: list[Hop]) -> dict[int, Outcome]:
@@ -244,19 +321,31 @@ class Outbound:
         pending = list(transfer.recipients)
         last = _reply(451, "4.4.0", "No host to deliver to")
         last_relay = ""
+        transient: tuple[Reply, str] | None = None    # the last failure another attempt may cure
         for hop in hops:
+            hop_tls = await self.tls_sources.for_hop(hop, transfer.only(pending))
+            req = hop_tls.requirement
+            if req.action != "connect":
+                last, last_relay = self._not_this_hop(qid, hop, hop_tls), hop.relay
+                if req.action != "bounce":
+                    transient = (last, last_relay)
+                continue
             try:
-                done = await self._on_hop(hop, transfer.only(pending))
+                done = await self._on_hop(hop, transfer.only(pending), hop_tls)
             except HopFailure as failure:
                 last, last_relay = failure.reply, hop.relay
+                if failure.requiretls and failure.reply.is_permanent:
+                    continue   # RFC 8689 §4.2.1: try the other MX hosts, bounce when none qualifies
                 if failure.reply.is_permanent:  # TLS_Srv PERM+: bounce, no other host
                     for r in pending:
                         results[r.index] = Outcome(failure.reply, hop.relay)
                     return results
+                transient = (last, last_relay)
                 continue
             except Exception as err:  # a bug must not lose the message: defer, say why
                 log.event(40, qid, relay=hop.relay, stat=f"delivery error: {err!r}")
                 last = _reply(451, "4.3.0", f"Local error talking to {hop.name}: {type(err).__name__}")
+                transient = (last, hop.relay)
                 continue
             pending_next = []
             for r in pending:
@@ -264,21 +353,42 @@ class Outbound:
                 if outcome.elsewhere:
                     pending_next.append(r)
                     last, last_relay = outcome.reply, outcome.relay or hop.relay
+                    transient = (last, last_relay)
                 else:
                     results[r.index] = outcome
             pending = pending_next
             if not pending:
                 break
+        if last.is_permanent and transient is not None:
+            last, last_relay = transient   # a host that failed for now may qualify later: defer
         for r in pending:
             results[r.index] = Outcome(last, last_relay)
         return results
 
-    async def _on_hop(self, hop: Hop, transfer: Transfer) -> dict[int, Outcome]:
+    def _not_this_hop(self, qid: str | None, hop: Hop, hop_tls: HopTls) -> Reply:
+        """The reply for a hop the decision rules out before connecting (logged, counted)."""
+        req = hop_tls.requirement
+        if req.action == "skip":   # MTA-STS enforce, MX not in the policy (RFC 8461 §4.1)
+            reply = _reply(451, "4.7.5", f"TLS {req.label}: {hop.name}: {req.detail}")
+            self.tls_sources.record(hop_tls, hop, failure="validation-failure", why=req.detail)
+        elif req.action == "bounce":   # REQUIRETLS cannot be met by this host (RFC 8689 §4.2.1)
+            reply = _reply(550, "5.7.10", f"REQUIRETLS needed: {hop.name}: {req.detail}")
+        else:   # defer: a bogus DANE lookup (RFC 7672 §2.1), or a policy error
+            reply = _reply(454, "4.7.5", f"TLS {req.label}: {hop.name}: {req.detail}")
+            if req.source == "dane":
+                self.tls_sources.record(hop_tls, hop, failure="dnssec-invalid", why=req.detail)
+        _log_refusal(qid, req.source, hop.name, reply)
+        return reply
+
+    async def _on_hop(self, hop: Hop, transfer: Transfer, hop_tls: HopTls | None = None) -> dict[int, Outcome]:
         """One transaction with ``hop``: over an idle connection kept from an earlier message if
-        there is one (and again over a new one if that had gone stale), else a new connection."""
+        there is one (and again over a new one if that had gone stale), else a new connection.
+        A kept connection is used only when it was opened under the same TLS decision."""
+        hop_tls = hop_tls or self._default_tls()
         session = self.pool.take(hop)
-        if session is not None and self._tls_server(session).failed:
-            await session.close()   # the map changed since: this connection no longer qualifies
+        if session is not None and (self._tls_server(session).failed
+                                    or session.hop_tls is None or session.hop_tls.requirement != hop_tls.requirement):
+            await session.close()   # the map or the decision changed since: this connection no longer qualifies
             session = None
         if session is not None:
             try:
@@ -288,7 +398,7 @@ class Outbound:
             except HopFailure:
                 pass
         first = transfer.recipients[0].address if transfer.recipients else ""
-        session = await self._session(hop, transfer.qid, first)
+        session = await self._session(hop, transfer.qid, first, hop_tls)
         return await self._use(session, transfer)
 
     async def _use(self, session: OutboundConnection, transfer: Transfer) -> dict[int, Outcome]:
@@ -362,6 +472,13 @@ class Outbound:
                 for r in sendable:
                     out.setdefault(r.index, Outcome(reply, hop.relay, elsewhere=True, interrupted=True))
                 return out
+
+
+def _log_refusal(qid: str | None, source: str, relay: str, reply: Reply) -> None:
+    """One line for a host a TLS source refused: ``policy=dane, relay=mx.example, reject=454 4.7.5 ...``."""
+    text = f"policy={source}, relay={relay}, reject={reply}"
+    log.logger.log(log.NOTICE, f"{qid}: {text}" if qid else text,
+                   extra={"fields": {"policy": source, "relay": relay, "reject": str(reply)}, "qid": qid})
 
 
 def _log_policy(qid: str | None, decision) -> None:

@@ -110,6 +110,7 @@ class Hop:
     port: int
     preference: int = 0
     from_mx: bool = False     # the name came from an MX record (logged with its final dot)
+    secure: bool = False      # the MX RRset (implicit MX: the address RRset) was DNSSEC-secure (RFC 7672 §2.2.1)
 
     @property
     def relay(self) -> str:
@@ -273,7 +274,7 @@ async def next_hops(route: Route | None, domain: str, resolver: Resolver, defaul
                 found = [Hop(f"[{host}]", a, port, base) for a in addrs]
             else:
                 mail_hosts: list[MailHost] = await resolver.mail_hosts(target.host)
-                found = [Hop(h.name, a, port, base + h.preference, not h.implicit)
+                found = [Hop(h.name, a, port, base + h.preference, not h.implicit, getattr(h, "secure", False))
                          for h in mail_hosts for a in h.addresses]
         except DNSError as err:
             # a temporary failure of any host wins over a permanent one: the mail waits

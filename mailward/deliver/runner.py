@@ -33,6 +33,7 @@ from mailward.deliver.maildir import Mailboxes
 from mailward.deliver.outbound import Outbound, Pool
 from mailward.deliver.routes import RouteTable
 from mailward.deliver.scheduler import Limits, RetryPolicy, Schedule
+from mailward.deliver.tls_sources import TlsSources
 from mailward.dns import Resolver
 from mailward.listen import parse_listen
 from mailward.spool.queue import Queue
@@ -196,6 +197,50 @@ def _listen_addresses(config) -> frozenset[tuple[str, int]]:
     return frozenset(out)
 
 
+def _dane_resolver(config):
+    """DANE is on when ``[dane] resolver`` names validating resolvers (RFC 7672 §2.1)."""
+    from mailward.config import ConfigError
+    section = getattr(config, "dane", None)
+    servers = tuple(getattr(section, "resolver", ()) or ())
+    if not servers:
+        return None
+    from mailward.dns import SecureResolver
+    try:
+        return SecureResolver(list(servers), timeout=getattr(section, "timeout", config.delivery.dns_timeout))
+    except ValueError as err:
+        raise ConfigError(f"{config.path}: dane.resolver: expected IP addresses ({err})") from None
+
+
+def _mta_sts(config, resolver):
+    """MTA-STS (RFC 8461) when ``[mta_sts] enabled``; None otherwise."""
+    section = getattr(config, "mta_sts", None)
+    if section is None or not section.enabled:
+        return None
+    from mailward.mtasts.lookup import MtaSts
+    return MtaSts.from_config(config, resolver)
+
+
+_TLS_RPT_STORES: dict = {}
+
+
+def tls_rpt_store(config):
+    """The TLS-RPT counts (RFC 8460) when ``[tls_rpt] enabled``; None otherwise. One store per
+    folder and process: a reload (which builds the runner again) and the report sender get the
+    same one, which holds the folder's writer lock."""
+    section = getattr(config, "tls_rpt", None)
+    if section is None or not section.enabled:
+        return None
+    from pathlib import Path
+    from mailward.tlsrpt.store import TlsRptStore
+    folder = Path(section.state_dir or Path(config.spool.directory) / "tlsrpt")
+    store = _TLS_RPT_STORES.get(folder)
+    if store is None:
+        store = _TLS_RPT_STORES[folder] = TlsRptStore(folder, sync_interval=section.sync_interval,
+                                                      compact_bytes=section.compact_bytes,
+                                                      keep_days=section.keep_days)
+    return store
+
+
 def build_runner(config, spool: Queue) -> QueueRunner:
     """The queue runner the server uses (the seam between receiving and delivery)."""
     from mailward.config import ConfigError
@@ -213,11 +258,17 @@ def build_runner(config, spool: Queue) -> QueueRunner:
         raise ConfigError(str(err)) from None
     except ValueError as err:
         raise ConfigError(f"{config.path}: delivery.resolver: expected IP addresses ({err})") from None
+    policy = DeliveryPolicy.from_config(config)
+    dane_resolver = _dane_resolver(config)
+    if dane_resolver is not None:   # MX lookups must see the AD bit too (RFC 7672 §2.2.1)
+        resolver = dane_resolver
+    sources = TlsSources(policy, floor=d.tls_floor, dane_resolver=dane_resolver,
+                         mta_sts=_mta_sts(config, resolver), recorder=tls_rpt_store(config))
     outbound = Outbound(helo_name=d.helo_name or hostname, tls_context=_client_tls_context(config),
                         starttls=d.starttls, fallback_to_clear=d.tls_fallback_to_clear,
                         connect_timeout=d.connect_timeout, command_timeout=d.command_timeout,
-                        policy=DeliveryPolicy.from_config(config),
-                        pool=Pool(d.connection_idle, d.max_messages_per_connection))
+                        policy=policy, pool=Pool(d.connection_idle, d.max_messages_per_connection),
+                        tls_sources=sources)
     ctx = Context(spool=spool, hostname=hostname, local_domains=frozenset(x.lower() for x in config.local.domains),
                   maildir_root=config.local.maildir_root, outbound=outbound, resolver=resolver, routes=routes,
                   aliases=aliases, limits=Limits(d.max_deliveries, d.max_per_destination),

@@ -18,6 +18,11 @@ How a delivery uses it (sendmail cf/README, STARTTLS, "Allowing Connections"):
 
 No map configured: every check passes except a failed handshake (verify=SOFTWARE).
 
+:meth:`DeliveryPolicy.access_view` says whether the map has an entry of its own for a host or
+its recipients (``Try_TLS:``, ``TLS_Srv:``, ``TLS_Rcpt:``): then the map is the source of the
+sending side's TLS decision (:mod:`mailward.policy.tls_requirement`) and DANE, MTA-STS and
+the floor are not consulted.
+
 The map in use is the map on disk: every check first lets the holder look at the file
 (one ``stat`` at most every ``RELOAD_INTERVAL`` seconds) and reload it when it changed, so
 the process that delivers — the master when ``server.workers > 1`` — never decides with an
@@ -33,6 +38,7 @@ from mailward.policy.accessmap import EMPTY, AccessMapError
 from mailward.policy.decision import Decision
 from mailward.policy.holder import AccessMapHolder
 from mailward.policy.tls_checks import check_tls_rcpt, check_tls_server, try_tls_decision
+from mailward.policy.tls_requirement import AccessView
 from mailward.tls.facts import ConnectionFacts
 
 RELOAD_INTERVAL = 1.0   # seconds between two looks at the access map file
@@ -75,3 +81,20 @@ class DeliveryPolicy:
 
     def tls_rcpt(self, conn: ConnectionFacts, rcpt: str, tls_disabled: bool = False) -> Decision:
         return check_tls_rcpt(self.amap, conn, rcpt, self.tls_perm_err, tls_disabled)
+
+    def access_view(self, server_name: str, server_addr: str, rcpts=()) -> AccessView | None:
+        """The first entry of the map for this host (Try_TLS, TLS_Srv) or one of ``rcpts``
+        (TLS_Rcpt), None when the map has none: the entry the map's checks would use."""
+        if self.holder is None:
+            return None
+        amap = self.amap
+        if not len(amap):
+            return None
+        conn = ConnectionFacts(server_name, server_addr)
+        decisions = [try_tls_decision(amap, server_name, server_addr),
+                     check_tls_server(amap, conn, self.tls_perm_err)]
+        decisions += [check_tls_rcpt(amap, conn, r, self.tls_perm_err) for r in rcpts]
+        for d in decisions:
+            if d.entry is not None:
+                return AccessView(d.entry.key, d.entry.value, d.entry.where)
+        return None

@@ -107,8 +107,10 @@ class TlsRequirement:
 
     @property
     def needs_tls(self) -> bool:
-        """STARTTLS must succeed: no delivery in clear, no fallback to clear."""
-        return self.level in TLS_LEVELS and not self.testing
+        """STARTTLS must succeed and the session be checked against ``level``: no delivery in
+        clear, no fallback to clear. Never for the access map: its own checks (TLS_Srv,
+        TLS_Rcpt) apply as they always did."""
+        return self.level in TLS_LEVELS and not self.testing and self.source != "access-map"
 
     @property
     def label(self) -> str:

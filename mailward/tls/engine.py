@@ -118,6 +118,19 @@ class TLSEngine:
             plain.append(data)
         return b"".join(plain), self._drain()
 
+    def peer_chain_der(self) -> list[bytes]:
+        """The certificates the peer presented, leaf first, in DER (for DANE, RFC 7672 §3, and
+        the host-name check of MTA-STS and ``delivery.tls_floor = "verify"``); [] without any."""
+        from OpenSSL import crypto
+        try:
+            chain = self.conn.get_peer_cert_chain() or []
+            if not chain:
+                leaf = self.conn.get_peer_certificate()
+                chain = [leaf] if leaf is not None else []
+            return [crypto.dump_certificate(crypto.FILETYPE_ASN1, c) for c in chain]
+        except SSL.Error:
+            return []
+
     def encrypt(self, plaintext: bytes) -> bytes:
         view = memoryview(plaintext)
         while view:

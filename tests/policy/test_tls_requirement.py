@@ -81,6 +81,7 @@ def test_needs_tls_and_label():
     assert not decide(mx=MX, sts=STS_TEST).needs_tls            # testing: failures do not stop delivery
     assert not decide(mx=MX).needs_tls
     assert decide(mx=MX, floor="encrypt").needs_tls
+    assert not decide(mx=MX, access=MAP_VERIFY).needs_tls        # the map's own checks apply
     assert decide(mx=MX, dane=DANE_OK, requiretls=True).label == "policy=dane, level=dane, requiretls"
     assert decide(mx=MX, sts=STS_TEST).label == "policy=mta-sts, level=sts, sts=testing"
 
