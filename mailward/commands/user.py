@@ -6,8 +6,8 @@
     mailward user list            the users, and which mechanisms each can use
 
 The file is ``--file FILE``, else the config's ``auth.users_file`` (``-c CONFIG``, default
-``$MAILWARD_CONFIG``, else /etc/mailward/mailward.toml). Its format is described in
-:mod:`mailward.auth.users`.
+``$MAILWARD_CONFIG``, else /etc/mailward/mailward.toml). Its format is in docs/submission.md
+(and mailward/auth/users.py).
 
 The password is never a command-line argument (other accounts can read those in ps): it
 comes from ``--password-file FILE`` (its first line; ``-`` is standard input), else the
