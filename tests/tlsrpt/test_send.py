@@ -18,6 +18,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+
 from mailward.config import from_dict, load
 from mailward.spool.store import Spool
 from mailward.tlsrpt.results import is_report_envelope
@@ -292,6 +294,46 @@ def test_the_delivery_side_store_is_shared(world, tmp_path):
     tlsrpt = TlsRpt.from_config(cfg, Spool(cfg.spool.directory, fsync=False), store=store)
     assert tlsrpt.recorder is store and tlsrpt.sender.store is store
     asyncio.run(tlsrpt.stop())
+
+
+def _service_wired() -> bool:
+    """Has the composition root wired TlsRpt in (mailward/service/serve.py and master.py)?"""
+    import inspect
+
+    import mailward.service.master
+    import mailward.service.serve
+    return all("TlsRpt" in inspect.getsource(m) for m in (mailward.service.serve, mailward.service.master))
+
+
+@pytest.mark.skipif(not _service_wired(), reason="the service does not start TlsRpt yet (docs/tls-rpt.md, API)")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_running_server_sends_due_reports_by_itself(world, tmp_path, workers):
+    """`mailward serve` (one process, or a master and workers) sends yesterday's reports on
+    its own: the https: POST, and the mailto: report through its queue to the receiver."""
+    base = tmp_path / "mta"
+    base.mkdir()
+    conf = settings(world)
+    conf["server"]["workers"] = workers
+    mta = MTA(base, conf)
+    store = open_store(load(mta.config))
+    record_day(store, "periodic.rpt.test", ok=workers)
+    record_day(store, "mailonly.rpt.test", ok=10 + workers)
+    store.close()
+    posts, mails = len(world.collector.to("/v1/periodic")), len(world.receiver.messages)
+    mta.start()
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline and (len(world.collector.to("/v1/periodic")) == posts
+                                           or len(world.receiver.messages) == mails):
+            time.sleep(0.1)
+        check_report(unzip_report(world.collector.to("/v1/periodic")[-1].body), "periodic.rpt.test", ok=workers)
+        mail = world.receiver.messages[-1]
+        report = check_report_mail(mail.content, "mailonly.rpt.test", ["tls-reports+mail@rua.rpt.test"])
+        check_report(report, "mailonly.rpt.test", ok=10 + workers)
+    finally:
+        mta.stop()
+    log = mta.log_text()
+    assert "tlsrpt=sent, day=" in log and "tlsrpt=queued, day=" in log and "daemon=stopped" in log
 
 
 def test_disabled_records_nothing(tmp_path):
