@@ -20,6 +20,20 @@ DURABILITY CONTRACT
 File format of ``queue/ID``: the line ``MAILWARD-SPOOL 1``, one line of JSON (the envelope),
 then the message exactly as received (CRLF line ends, dot-unstuffed, our Received: first).
 
+THE LOG FORMAT (``spool.format = "log"``)
+------------------------------------------
+New messages go as records into an append-only segment of this process (``SPOOL/log/``,
+:mod:`mailward.spool.segments`, :mod:`mailward.spool.logwriter`) instead of a file each: the
+commit thread appends every waiting message and makes them durable with one ``fdatasync``
+for the batch; no file is created, renamed or folder-fsynced per message. The contract above
+holds with "written to its segment and fdatasynced" in place of "renamed into ``queue/`` and
+the folder fsynced": the 250 still follows durability, a record torn by a crash was never
+answered, and ``publish`` has nothing left to do. Status, hold and removal stay per message in
+``queue/ID.status`` and ``queue/ID.hold`` (:mod:`mailward.spool.logstore`: ``remove`` appends a
+``removed`` line; a segment whose messages are all removed is retired; old, mostly empty
+segments are compacted). Reading always covers both formats, so switching ``spool.format``
+either way strands nothing: messages already queued are delivered from where they are.
+
 Failure behaviour: an OSError while receiving (ENOSPC, EIO) surfaces to the caller, which
 answers 452 4.3.1 and calls :meth:`Incoming.abort`; nothing half-written remains.
 
@@ -204,14 +218,40 @@ class GroupCommitter:
 
 
 class Spool:
-    def __init__(self, directory: Path, fsync: bool = True):
+    """The queue (see the module's contract). ``format``: how new messages are written,
+    ``"files"`` (a file each) or ``"log"`` (segments); either is read."""
+
+    def __init__(self, directory: Path, fsync: bool = True, format: str = "files",
+                 segment_size: int = 16 << 20, compact_after: float = 600.0):
         self.directory = Path(directory)
         self.incoming = self.directory / "incoming"
         self.queue = self.directory / "queue"
         for d in (self.directory, self.incoming, self.queue):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if format not in ("files", "log"):
+            raise ValueError(f"spool.format: expected 'files' or 'log', not {format!r}")
         self.fsync = fsync
+        self.format = format
+        self._log_args = (segment_size, compact_after)
+        self._log_store = None
         self._committer: GroupCommitter | None = None
+
+    @classmethod
+    def from_settings(cls, settings) -> "Spool":
+        """The spool a ``[spool]`` section (:class:`mailward.config.settings.SpoolSettings`) describes."""
+        return cls(settings.directory, fsync=settings.fsync, format=getattr(settings, "format", "files"),
+                   segment_size=getattr(settings, "segment_size", 16 << 20),
+                   compact_after=getattr(settings, "compact_after", 600.0))
+
+    @property
+    def log(self):
+        """The log store (:mod:`mailward.spool.logstore`) when this spool writes or holds a log."""
+        if self._log_store is None:
+            from mailward.spool.logstore import LogStore
+
+            if self.format == "log" or LogStore.present(self.directory):
+                self._log_store = LogStore(self.directory, self.fsync, *self._log_args)
+        return self._log_store
 
     @property
     def committer(self) -> GroupCommitter:
@@ -223,14 +263,19 @@ class Spool:
     def recover(self) -> int:
         """Delete partly received messages left by a crash; returns how many.
 
-        Also drops status and hold files whose message is gone (a crash inside remove())."""
+        Also drops status and hold files whose message is gone (a crash inside remove()), and
+        with a log retires and compacts its segments."""
         removed = 0
         for path in self.incoming.iterdir():
             path.unlink(missing_ok=True)
             removed += 1
+        log = self.log
+        if log is not None:
+            log.recover()
         for path in self.queue.iterdir():
             base, dot, suffix = path.name.partition(".")
-            if dot and suffix in ("status", "hold") and not (self.queue / base).exists():
+            if dot and suffix in ("status", "hold") and not (self.queue / base).exists() \
+                    and not (log is not None and log.knows(base)):
                 path.unlink(missing_ok=True)
         return removed
 
@@ -248,11 +293,15 @@ class Spool:
         return removed
 
     def begin(self, envelope: Envelope) -> Incoming:
+        if self.format == "log":
+            return self.log.begin(envelope)
         return Incoming(self, envelope)
 
     def sync_async(self, incoming: Incoming) -> Future:
         """Make the message's data durable (in a thread, shared with concurrent messages);
         then :meth:`publish` it, then answer 250."""
+        if not isinstance(incoming, Incoming):
+            return self.log.sync_async(incoming)
         return self.committer.submit(incoming)
 
     def publish(self, incomings: list[Incoming]) -> list[OSError | None]:
@@ -263,6 +312,9 @@ class Spool:
         results: list[OSError | None] = []
         moved = False
         for incoming in incomings:
+            if not isinstance(incoming, Incoming):
+                results.append(incoming.error)   # a log record: durable once synced
+                continue
             try:
                 os.rename(incoming.path, self.queue / incoming.envelope.queue_id)
                 results.append(None)
@@ -286,17 +338,35 @@ class Spool:
 
     # ---- reading and delivery state -------------------------------------------------------
     def ids(self) -> list[str]:
-        return sorted(p.name for p in self.queue.iterdir() if "." not in p.name)
+        names = set(os.listdir(self.queue))
+        files = {n for n in names if "." not in n}
+        log = self.log
+        if log is not None:
+            files.update(log.ids(names))
+        return sorted(files)
 
     def load(self, queue_id: str) -> Envelope:
         """The envelope with each recipient's latest state applied."""
         path = self.queue / queue_id
+        log = self.log
+        if log is not None and not path.exists():
+            raw, size = log.envelope(queue_id)
+            try:
+                env = Envelope.from_json(raw)
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(f"{log.folder}: message {queue_id}: not a mailward envelope") from None
+            env.content_size = size
+            return self._apply_status(env)
         with open(path, "rb") as f:
             if f.readline() != MAGIC:
                 raise ValueError(f"{path}: not a mailward spool file")
             env = Envelope.from_json(f.readline())
             header_end = f.tell()
         env.content_size = max(0, path.stat().st_size - header_end)
+        return self._apply_status(env)
+
+    def _apply_status(self, env: Envelope) -> Envelope:
+        queue_id = env.queue_id
         status = self.queue / f"{queue_id}.status"
         if status.exists():
             for line in status.read_bytes().splitlines():
@@ -310,6 +380,10 @@ class Spool:
 
     def content(self, queue_id: str, chunk_size: int = 1 << 16) -> Iterator[bytes]:
         """The message bytes (after the envelope line), in chunks."""
+        log = self.log
+        if log is not None and not (self.queue / queue_id).exists():
+            yield from log.content(queue_id, chunk_size)
+            return
         with open(self.queue / queue_id, "rb") as f:
             f.readline()
             f.readline()
@@ -328,6 +402,11 @@ class Spool:
 
     def remove(self, queue_id: str) -> None:
         """Drop a message whose recipients are all final."""
+        log = self.log
+        if log is not None and not (self.queue / queue_id).exists():
+            if log.locate(queue_id) is not None:
+                log.mark_removed(queue_id)
+            return
         for suffix in ("", ".status", ".hold"):
             (self.queue / f"{queue_id}{suffix}").unlink(missing_ok=True)
         if self.fsync:
@@ -343,7 +422,10 @@ class Spool:
         (self.queue / f"{queue_id}.hold").unlink(missing_ok=True)
 
     def exists(self, queue_id: str) -> bool:
-        return (self.queue / queue_id).exists()
+        if (self.queue / queue_id).exists():
+            return True
+        log = self.log
+        return log is not None and log.locate(queue_id) is not None
 
     def last_attempt(self, queue_id: str) -> float | None:
         """When a result was last recorded for this message (None: never tried). The

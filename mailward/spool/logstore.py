@@ -1,0 +1,225 @@
+"""The log spool's bookkeeping: which logged messages are still queued, retiring and compacting segments.
+
+Used by :class:`mailward.spool.store.Spool` whenever ``SPOOL/log`` exists (any process reads
+both formats; ``spool.format`` only decides how new messages are written).
+
+* A message in the log is *queued* until ``queue/ID.status`` holds a line with ``"removed"``
+  (:meth:`LogStore.mark_removed`, appended and fsynced like every status line): the segments
+  themselves are never rewritten.
+* A sealed segment (:mod:`mailward.spool.segments`) whose every message is removed is
+  *retired*: unlinked, the ``log/`` folder fsynced, and only then the status and hold files of
+  its messages deleted (a crash in between leaves status files without a message, which
+  :meth:`LogStore.orphans` finds at the next start).
+* Compaction (:meth:`LogStore.compact`): a sealed segment older than ``compact_after`` seconds
+  whose live messages fill less than half of it has them copied into this process's current
+  segment (fdatasynced), and is then retired: one long-deferred message does not keep a
+  whole segment, or the ones after it, on disk. Only a process running as the owner of
+  ``log/`` compacts (a root CLI must not leave segments the server cannot read).
+
+Failure behaviour: OSError from the file system surfaces to the caller of the operation that
+needed it; retiring and compacting are best effort (an error leaves the segment for later).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Iterator
+
+from mailward.fsutil import fsync_dir
+from mailward.spool.logwriter import LogIncoming, LogWriter
+from mailward.spool.segments import TMP_PREFIX, Location, LogIndex, is_locked
+
+REMOVED = b'"removed"'
+
+
+class LogStore:
+    def __init__(self, directory: Path, fsync: bool = True, segment_size: int = 16 << 20,
+                 compact_after: float = 600.0):
+        self.folder = Path(directory) / "log"
+        self.queue = Path(directory) / "queue"
+        self.incoming = Path(directory) / "incoming"
+        self.fsync, self.segment_size, self.compact_after = fsync, segment_size, compact_after
+        self.index = LogIndex(self.folder)
+        self._writer: LogWriter | None = None
+        self._removed: set[str] = set()
+        self._last_compact = time.monotonic()
+
+    @staticmethod
+    def present(directory: Path) -> bool:
+        return (Path(directory) / "log").is_dir()
+
+    # ---- receiving ---------------------------------------------------------------------------
+    @property
+    def writer(self) -> LogWriter:
+        if self._writer is None:
+            self.folder.mkdir(mode=0o700, exist_ok=True)
+            self._writer = LogWriter(self.folder, self.index, self.fsync, self.segment_size)
+        return self._writer
+
+    def begin(self, envelope) -> LogIncoming:
+        return LogIncoming(self.incoming, envelope)
+
+    def sync_async(self, incoming: LogIncoming) -> Future:
+        return self.writer.submit(incoming)
+
+    # ---- reading -------------------------------------------------------------------------------
+    def removed(self, qid: str, status_names: set[str] | None = None) -> bool:
+        if qid in self._removed:
+            return True
+        if status_names is not None and f"{qid}.status" not in status_names:
+            return False
+        try:
+            data = (self.queue / f"{qid}.status").read_bytes()
+        except FileNotFoundError:
+            return False
+        if REMOVED in data:
+            self._removed.add(qid)
+            return True
+        return False
+
+    def ids(self, queue_names: set[str] | None = None) -> list[str]:
+        self.index.refresh()
+        if queue_names is None:
+            queue_names = set(os.listdir(self.queue))
+        return [q for q in self.index.where if not self.removed(q, queue_names)]
+
+    def locate(self, qid: str) -> Location | None:
+        if self.removed(qid):
+            return None
+        return self.index.locate(qid)
+
+    def envelope(self, qid: str) -> tuple[bytes, int]:
+        """(the envelope's JSON, content length); FileNotFoundError when not queued."""
+        loc = self.locate(qid)
+        if loc is None:
+            raise FileNotFoundError(f"{self.folder}: no message {qid}")
+        try:
+            return self.index.read_envelope(loc), loc.content_len
+        except FileNotFoundError:
+            self.index.refresh()
+            loc = self.locate(qid)
+            if loc is None:
+                raise
+            return self.index.read_envelope(loc), loc.content_len
+
+    def content(self, qid: str, chunk_size: int) -> Iterator[bytes]:
+        loc = self.locate(qid)
+        if loc is None:
+            raise FileNotFoundError(f"{self.folder}: no message {qid}")
+        return self.index.read_content(loc, chunk_size)
+
+    # ---- removing, retiring, compacting ------------------------------------------------------
+    def mark_removed(self, qid: str) -> None:
+        """Durably note that ``qid`` is done (a ``removed`` line in its status file)."""
+        path = self.queue / f"{qid}.status"
+        created = not path.exists()
+        line = json.dumps({"removed": True, "at": time.time()}) + "\n"
+        with open(path, "ab") as f:
+            f.write(line.encode())
+            f.flush()
+            if self.fsync:
+                os.fsync(f.fileno())
+        if created and self.fsync:
+            fsync_dir(self.queue)
+        self._removed.add(qid)
+        for name in list(self.index.copies.get(qid, ())):
+            self.retire(name)
+        if time.monotonic() - self._last_compact > max(60.0, self.compact_after / 4):
+            self.compact()
+
+    def retire(self, name: str, status_names: set[str] | None = None) -> bool:
+        """Unlink a sealed segment whose messages are all removed; then their status files."""
+        path = self.folder / name
+        self.index.refresh_segment(name)
+        qids = self.index.by_segment.get(name, set())
+        if any(not self.removed(q, status_names) for q in qids) or is_locked(path):
+            return False
+        try:
+            path.unlink()
+            if self.fsync:
+                fsync_dir(self.folder)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+        self.index.forget(name)
+        for q in qids:
+            if q not in self.index.copies and not (self.queue / q).exists():
+                for suffix in (".status", ".hold"):
+                    (self.queue / f"{q}{suffix}").unlink(missing_ok=True)
+                self._removed.discard(q)
+        return True
+
+    def compact(self, now: float | None = None) -> int:
+        """Copy the live messages of old, mostly empty segments forward; returns segments retired."""
+        self._last_compact = time.monotonic()
+        try:
+            if os.stat(self.folder).st_uid != os.geteuid():
+                return 0
+        except FileNotFoundError:
+            return 0
+        now = time.time() if now is None else now
+        self.index.refresh()
+        names = set(os.listdir(self.queue))
+        done = 0
+        for name in self.index.segments():
+            path = self.folder / name
+            if self._writer is not None and name == self._writer.active():
+                continue
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue
+            if now - st.st_mtime < self.compact_after or is_locked(path):
+                continue
+            live = [q for q in self.index.by_segment.get(name, ()) if not self.removed(q, names)]
+            moved = [q for q in live if self.index.copies.get(q, set()) - {name}]
+            keep = [(q, self.index.where[q]) for q in live if q not in moved and q in self.index.where]
+            if sum(loc.env_len + loc.content_len for _, loc in keep) * 2 > st.st_size:
+                continue
+            if keep and not self._copy_forward(name, keep):
+                continue
+            if self.retire(name, names):
+                done += 1
+        return done
+
+    def _copy_forward(self, name: str, keep: list[tuple[str, Location]]) -> bool:
+        import zlib
+
+        items = []
+        try:
+            with open(self.folder / name, "rb") as f:
+                for qid, loc in keep:
+                    f.seek(loc.offset)
+                    env = f.read(loc.env_len)
+                    content = f.read(loc.content_len)
+                    items.append((qid, env, zlib.crc32(content, zlib.crc32(env)), len(content), content))
+            with self.writer.lock:
+                self.writer.append(items)
+        except OSError:
+            return False
+        return True
+
+    # ---- start ----------------------------------------------------------------------------------
+    def recover(self) -> None:
+        """At start (lock holder only): drop unfinished segment files, retire and compact."""
+        try:
+            entries = os.listdir(self.folder)
+        except FileNotFoundError:
+            return
+        for n in entries:
+            if n.startswith(TMP_PREFIX) and not is_locked(self.folder / n):
+                (self.folder / n).unlink(missing_ok=True)
+        self.index.refresh()
+        names = set(os.listdir(self.queue))
+        for name in self.index.segments():
+            self.retire(name, names)
+        self.compact()
+
+    def knows(self, qid: str) -> bool:
+        """Is there a record of ``qid`` in a segment (removed or not)?"""
+        return qid in self.index.copies
