@@ -26,7 +26,7 @@ from pathlib import Path
 
 from mailward import config as config_mod
 from mailward.config import ConfigError
-from mailward.spool.store import Spool, SpoolLock
+from mailward.spool.store import Spool, SpoolLock, SpoolLocked, running_server
 from mailward.tlsrpt.report import report_json
 from mailward.tlsrpt.store import StoreBusy, TlsRptStore, add_days, utc_day
 from mailward.tlsrpt.wiring import build_sender, open_store, state_dir
@@ -117,7 +117,14 @@ def _send(args) -> int:
     cfg = _config(args)
     if not cfg.tls_rpt.enabled:
         raise ConfigError(f"{args.config}: tls_rpt.enabled is false: no reports are sent")
-    lock = SpoolLock.acquire(cfg.spool.directory)       # SpoolLocked (exit 75) while a server runs
+    try:
+        lock = SpoolLock.acquire(cfg.spool.directory)
+    except SpoolLocked:
+        pid = running_server(cfg.spool.directory)
+        print(f"mailward: the mailward server{f' (pid {pid})' if pid else ''} is running on "
+              f"{cfg.spool.directory} and sends due reports itself (from tls_rpt.send_hour, every "
+              f"tls_rpt.check_interval seconds); nothing was sent", file=sys.stderr)
+        return EX_TEMPFAIL
     try:
         try:
             store = open_store(cfg, wait=False)

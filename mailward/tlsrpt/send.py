@@ -210,7 +210,7 @@ class ReportSender:
         host = self.settings.submitter
         received = (f"Received: by {host} (mailward {__version__}) with local id {qid};\r\n"
                     f"\t{email.utils.formatdate(now, usegmt=True)}\r\n").encode()
-        sender = self.settings.from_address
+        sender = email.utils.parseaddr(self.settings.from_address)[1] or self.settings.from_address
         env = Envelope(qid, sender, {}, [Recipient(a, {}) for a in addresses], now, client_name=REPORT_ORIGIN,
                        client_addr="127.0.0.1", helo=REPORT_ORIGIN)
         incoming = self.spool.begin(env)

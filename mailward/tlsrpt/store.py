@@ -20,7 +20,7 @@ reason]``) are written once per journal; a session is then ``["2026-12-01", pid,
 is a success). ``["s", day, domain, key]`` marks a report sent (key: a rua URI, or ``*`` for
 the whole day of that domain, which drops its counts).
 
-Compaction: when the journal exceeds ``compact_bytes``, on :meth:`mark_done` and at open, the
+Compaction: when the journal exceeds ``compact_bytes`` and at open, the
 counts are written to ``counts.json`` (temp file, fsync, rename, fsync the folder) naming the
 journal generation it includes; a new ``journal.N+1`` is begun and older journals are removed.
 At open, the snapshot is read and only journals newer than its generation are replayed, so a
@@ -263,8 +263,7 @@ class TlsRptStore:
         """The day's report of ``domain`` is finished (every rua has it, or the domain publishes
         no record): its counts are dropped and a late ``record()`` for that day is ignored."""
         self._mark(day, domain, DONE)
-        if self.writable:
-            self._compact()
+        self.sync()
 
     def _mark(self, day: str, domain: str, key: str) -> None:
         self._apply_mark(day, domain, key)
