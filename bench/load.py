@@ -37,7 +37,6 @@ import ssl
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

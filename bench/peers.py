@@ -144,9 +144,10 @@ class Mailward(Server):
     name = "mailward"
 
     def __init__(self, *args, profile: str = "", profile_out: Path | None = None, delivery: str = "parked",
-                 sink_port: int = 0, src: Path | None = None, workers: int = 0, **kw):
+                 sink_port: int = 0, src: Path | None = None, workers: int = 0, spool_format: str = "", **kw):
         super().__init__(*args, **kw)
         self.workers = workers            # server.workers (0: leave the key out)
+        self.spool_format = spool_format  # spool.format ("": leave the key out)
         self.src = src                    # a folder holding the mailward package to run (None: this checkout)
         self.profile = profile            # "", "cprofile" or "py-spy"
         self.profile_out = profile_out
@@ -189,6 +190,7 @@ ca_file = "{self.ca}"
 [spool]
 directory = "{d / 'spool'}"
 fsync = true
+{f'format = "{self.spool_format}"' if self.spool_format else ""}
 
 [local]
 domains = ["localhost"]
@@ -241,8 +243,20 @@ file = "{d / 'mailward.log'}"
             self.blackhole = None
 
     def spool_files(self) -> int:
-        q = self.dir / "spool" / "queue" if self.dir else None
-        return sum(1 for p in q.iterdir() if "." not in p.name) if q and q.exists() else 0
+        """Messages queued (either spool format), read as `mailward queue list` reads them."""
+        spool = self.dir / "spool" if self.dir else None
+        if not spool or not (spool / "queue").exists():
+            return 0
+        code = ("import sys; from mailward.spool.store import Spool; "
+                "print(len(Spool(sys.argv[1], fsync=False).ids()))")
+        env = dict(os.environ, **({"PYTHONPATH": str(self.src)} if self.src else {}))
+        r = subprocess.run([PYTHON, "-c", code, str(spool)], capture_output=True, text=True, env=env,
+                           cwd=self.src or ROOT)
+        try:
+            return int(r.stdout.strip())
+        except ValueError:
+            q = spool / "queue"
+            return sum(1 for p in q.iterdir() if "." not in p.name)
 
 
 class Aiosmtpd(Server):

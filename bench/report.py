@@ -1,7 +1,12 @@
 """Turn a benchmark run (the dict bench/run.py builds) into Markdown, a chart and target checks.
 
 Each server's figure for a cell is its best round (highest msgs/s) — the same rule for every
-server; with a busy shared machine the best round is the one least disturbed by others.
+server; with a busy shared machine the best round is the one least disturbed by others. A run
+made with ``--stat median`` marks its cells ``"stat": "median"``: then the median round is used.
+
+``report["cells"]`` is the main table (spools on the work folder's file system by default);
+``report["second"]`` (``--fs both``) holds the same cells measured with every spool on its own
+loop-mounted ext4, shown as a second table.
 """
 
 from __future__ import annotations
@@ -15,8 +20,14 @@ COLOURS = {"mailward": "#1f77b4", "postfix": "#d62728", "aiosmtpd-discard": "#7f
 
 
 def best(cell: dict, name: str) -> dict | None:
+    """The server's run that stands for the cell: its best round, or its median one."""
     runs = [r for r in cell["runs"].get(name, []) if "error" not in r and r["msgs"]]
-    return max(runs, key=lambda r: r["msgs_per_s"]) if runs else None
+    if not runs:
+        return None
+    if cell.get("stat") == "median":
+        runs.sort(key=lambda r: r["msgs_per_s"])
+        return runs[(len(runs) - 1) // 2]
+    return max(runs, key=lambda r: r["msgs_per_s"])
 
 
 def ratio(a: dict | None, b: dict | None) -> float | None:
@@ -119,13 +130,13 @@ def outbound_text(ob) -> str:
             f"max_deliveries 20, max_per_destination 4, 100 messages per connection.")
 
 
-def summary_table(report: dict) -> str:
+def summary_table(report: dict, cells: dict | None = None) -> str:
     peers = [p for p in report["peers"] if p != "mailward"]
     head = "| cell | mailward msgs/s | " + " | ".join(f"{LABELS[p]} msgs/s | ratio" for p in peers) + " |"
     sep = "|---|---:|" + "---:|---:|" * len(peers)
     rows = [head, sep]
     goals = {"postfix": None, "aiosmtpd-discard": 1.0, "aiosmtpd-fsync": None}
-    for name, cell in report["cells"].items():
+    for name, cell in (report["cells"] if cells is None else cells).items():
         mw = best(cell, "mailward")
         row = [name, f"{mw['msgs_per_s']:.0f}" if mw else "–"]
         for p in peers:
@@ -138,12 +149,12 @@ def summary_table(report: dict) -> str:
     return "\n".join(rows)
 
 
-def cpu_table(report: dict) -> str:
+def cpu_table(report: dict, cells: dict | None = None) -> str:
     """Server CPU (user + system of the whole process tree) per message: less disturbed by a
     busy machine than msgs/s."""
     peers = report["peers"]
     rows = ["| cell | " + " | ".join(LABELS[p] for p in peers) + " |", "|---|" + "---:|" * len(peers)]
-    for name, cell in report["cells"].items():
+    for name, cell in (report["cells"] if cells is None else cells).items():
         vals = []
         for p in peers:
             runs = [r for r in cell["runs"].get(p, []) if "error" not in r and r["msgs"]]
@@ -177,18 +188,20 @@ def markdown(report: dict, chart: str = "latest.png") -> str:
         f"mailward: {m.get('mailward', 'the working tree')}.",
         "",
         f"Machine: {m['nproc']} cores ({m['cpu']}), {m['memory_gb']} GB, Linux {m['kernel']}, "
-        f"spools on {m.get('filesystem', '?')}; Python {m['python']}; Postfix {m['postfix']}; "
+        f"spools on {m.get('filesystem', '?')} (first table)"
+        + (f" and on {report['second']['filesystem']} (second table)" if report.get("second") else "")
+        + f"; Python {m['python']}; Postfix {m['postfix']}; "
         f"mailward's TLS: pyOpenSSL over {m['mailward_openssl']}; client: stdlib ssl over {m['client_openssl']}; "
         f"`openssl`: {m['openssl_cli']}. Load average {m['loadavg_start']:.2f} at the start, "
         f"{m.get('loadavg_end', 0):.2f} at the end (the machine is shared: figures are noisy).",
         "",
         f"Mode: {report['mode']} — {report['duration']:.0f} s of load per cell after {report['warmup']:.1f} s of "
-        f"warm-up, {report['rounds']} round(s), best round kept; every server started fresh for each cell; "
+        f"warm-up, {report['rounds']} round(s), {report.get('stat', 'best')} round kept; every server started fresh for each cell; "
         f"STARTTLS on every connection; PIPELINING {'used where offered' if report['pipelining'] else 'off'}. "
         f"mailward: `spool.fsync = true` (group commit), recipient in a non-local domain (nothing delivered "
         f"during the run). Postfix: cleanup's fsynced queue, delivery to `discard:`.",
         "",
-        f"Machine limit: `openssl s_time -new` against `openssl s_server` (same certificate): "
+        "Machine limit: `openssl s_time -new` against `openssl s_server` (same certificate): "
         + ", ".join(f"{r:.0f}" for r in report.get("openssl", [])) + " full handshakes/s.",
         "",
         f"![msgs/s per cell]({chart})",
@@ -208,6 +221,12 @@ def markdown(report: dict, chart: str = "latest.png") -> str:
         lines.append(f"- {text}: {mark} — {detail}")
     lines += ["", "## Server CPU per message (ms, user + system, whole process tree; lowest round)", "",
               cpu_table(report), "", "## Every server, every cell", "", detail_table(report), ""]
+    second = report.get("second")
+    if second:
+        lines += [f"## The same cells with every spool on {second['filesystem']}", "",
+                  "A fresh ext4 per server: no other work's files share it. Messages per second and mailward / "
+                  "peer:", "", summary_table(report, second["cells"]), "",
+                  "Server CPU per message (ms, lowest round):", "", cpu_table(report, second["cells"]), ""]
     if report.get("idle"):
         lines += ["## Idle TLS sessions (RSS at rest)", ""]
         for name, r in report["idle"].items():

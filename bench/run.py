@@ -1,7 +1,9 @@
 """The benchmark: mailward beside Postfix and aiosmtpd, in one run, with one client.
 
     python -m bench.run            # quick: a few seconds per cell (for development)
+    python -m bench.run --short    # a quick check: 4 KiB, C=10/100, M=1/20, 1 round, no extras (~2 min)
     python -m bench.run --full     # the matrix as recorded in README (longer cells, 2 rounds)
+    python -m bench.run --fs both  # also a second table with every spool on its own loop-mounted ext4
     make bench BENCH_ARGS=--full
 
 For every cell of the matrix (message size 4 KiB and 100 KiB x C = 1, 10, 100 concurrent
@@ -14,9 +16,14 @@ Also measured in the same run: the machine's limit (`openssl s_time -new` agains
 `openssl s_server`, same certificate), 5,000 concurrent idle TLS sessions on mailward (RSS at
 rest), outbound delivery when mailward has it, and the access map (bench/accessmap.py).
 
-Spools: every server's queue lives on a fresh ext4 file system of its own (a sparse image,
-loop-mounted; ``--fs loop``, the default when run as root) so that other work on the machine's
-disk does not decide the result; ``--fs dir`` uses the work folder's file system as it is.
+Spools: by default (``--fs dir``) every server's queue lives in the work folder (``/var/tmp``,
+on the machine's root file system), the file system users have. ``--fs both`` measures the
+matrix a second time with every spool on a fresh ext4 of its own (a sparse image,
+loop-mounted; root only) and reports it as a second table, so that the effect of other work on
+the machine's disk can be told apart; ``--fs loop`` measures only that.
+
+Repetitions: ``--rounds N`` runs every cell N times; ``--stat best`` (the default) keeps each
+server's best round, ``--stat median`` the median (use it with 3 or more rounds).
 
 Results: bench/results/latest.md (tables, targets, machine), latest.json, latest.png (chart).
 Run ``bash bench/setup.sh`` first (Postfix, openssl, the ``bench`` extra); ``make bench`` does.
@@ -38,7 +45,6 @@ import platform
 import shutil
 import signal
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -87,18 +93,31 @@ def machine() -> dict:
 
 MAILWARD_SRC: Path | None = None   # the exported commit that is measured (see --mailward)
 MAILWARD_WORKERS = 0               # server.workers for mailward (0: the key is left out)
+MAILWARD_SPOOL_FORMAT = ""         # spool.format for mailward ("": the key is left out)
 
 
 def supports_workers(src: Path | None) -> bool:
-    config = (src or Path(__file__).resolve().parent.parent) / "mailward" / "config.py"
+    base = (src or Path(__file__).resolve().parent.parent) / "mailward"
+    for config, mark in ((base / "config.py", '"workers"'), (base / "config" / "settings.py", "workers:")):
+        try:
+            if mark in config.read_text():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def supports_spool_format(src: Path | None) -> bool:
+    settings = (src or Path(__file__).resolve().parent.parent) / "mailward" / "config" / "settings.py"
     try:
-        return '"workers"' in config.read_text()
-    except OSError:
+        return "format:" in settings.read_text().split("class SpoolSettings", 1)[1].split("@dataclass", 1)[0]
+    except (OSError, IndexError):
         return False
 
 
-def export_mailward(rev: str, dest: Path) -> tuple[Path | None, str]:
-    """(folder to run mailward from, description). ``worktree``: this checkout as it is."""
+def export_mailward(rev: str, dest: Path, patch: Path | None = None) -> tuple[Path | None, str]:
+    """(folder to run mailward from, description). ``worktree``: this checkout as it is.
+    ``patch``: a diff applied to the exported copy (``patch -p1``), never to the checkout."""
     root = Path(__file__).resolve().parent.parent
     git = ["git", "-C", str(root)]
     if rev == "worktree":
@@ -110,16 +129,18 @@ def export_mailward(rev: str, dest: Path) -> tuple[Path | None, str]:
     dest.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(git + ["archive", commit, "mailward"], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    if patch is not None:
+        subprocess.run(["patch", "-s", "-p1", "-d", str(dest), "-i", str(patch.resolve())], check=True)
     subject = subprocess.run(git + ["log", "-1", "--format=%cd %s", "--date=format:%Y-%m-%d %H:%M", commit],
                              capture_output=True, text=True).stdout.strip()
-    return dest, f"commit {commit} ({subject[:80]})"
+    return dest, f"commit {commit} ({subject[:80]})" + (f" with {patch.name} applied" if patch else "")
 
 
 def make_server(name: str, workdir: Path, cert: Path, key: Path, ca: Path, profile: str = "",
                 profile_out: Path | None = None) -> peers.Server:
     if name == "mailward":
         return peers.Mailward(workdir, cert, key, ca, profile=profile, profile_out=profile_out, src=MAILWARD_SRC,
-                              workers=MAILWARD_WORKERS)
+                              workers=MAILWARD_WORKERS, spool_format=MAILWARD_SPOOL_FORMAT)
     if name == "postfix":
         return peers.Postfix(workdir, cert, key, ca)
     if name.startswith("aiosmtpd-"):
@@ -134,6 +155,55 @@ def run_cell(server: peers.Server, size: int, c: int, m: int, duration: float, w
     if warmup:
         asyncio.run(load.run_load(load.Spec(duration=warmup, **base)))
     return asyncio.run(load.run_load(load.Spec(duration=duration, pid=server.pid, **base)))
+
+
+def measure_matrix(into: dict, workdir: Path, *, cells, names, rounds, cert, key, ca, duration, warmup,
+                   pipelining, profile="", profile_out=None, stat="best") -> None:
+    """Every cell for every server, ``rounds`` times; runs are appended to ``into[cell]["runs"]``.
+    Servers alternate within a cell and the order rotates from cell to cell and round to round."""
+    for rnd in range(rounds):
+        for i, (size, c, m) in enumerate(cells):
+            key_ = cell_name(size, c, m)
+            cell = into.setdefault(key_, {"size": size, "c": c, "m": m, "stat": stat, "runs": {}})
+            k = (i + rnd) % len(names)
+            for name in names[k:] + names[:k]:
+                out = profile_out.with_name(f"{profile_out.stem}-{size}-{c}-{m}{profile_out.suffix}") \
+                    if profile_out else None
+                server = make_server(name, workdir, cert, key, ca, profile, out)
+                try:
+                    with server:
+                        res = run_cell(server, size, c, m, duration, warmup, pipelining)
+                except Exception as err:  # a peer that fails to start is reported, not fatal
+                    print(f"  {key_:<22} {name:<17} error: {err}", flush=True)
+                    cell["runs"].setdefault(name, []).append({"error": str(err)[:500]})
+                    continue
+                run = asdict(res)
+                run["loadavg"] = os.getloadavg()[0]
+                cell["runs"].setdefault(name, []).append(run)
+                print(f"  {key_:<22} {name:<17} {res.line()}", flush=True)
+                for e in res.errors[:3]:
+                    print(f"      error: {e}", flush=True)
+
+
+def fstype(path: Path) -> str:
+    return subprocess.run(["findmnt", "-no", "FSTYPE", "-T", str(path)], capture_output=True,
+                          text=True).stdout.strip() or "?"
+
+
+def describe_fs(path: Path, loop: bool) -> str:
+    """'ext4 (its own, loop-mounted)' or 'ext4 on /dev/vda, mounted at /, 23% used'."""
+    if loop:
+        return f"{fstype(path)} (its own, loop-mounted)"
+    r = subprocess.run(["findmnt", "-no", "FSTYPE,SOURCE,TARGET", "-T", str(path)], capture_output=True, text=True)
+    parts = r.stdout.split()
+    if len(parts) < 3:
+        return fstype(path)
+    try:
+        st = os.statvfs(path)
+        used = f", {100 - 100 * st.f_bavail // max(1, st.f_blocks)}% used"
+    except OSError:
+        used = ""
+    return f"{parts[0]} on {parts[1]}, mounted at {parts[2]} (the machine's own{used})"
 
 
 def idle_sessions(name: str, workdir, cert, key, ca, count: int) -> dict:
@@ -199,7 +269,8 @@ def outbound_rate(workdir: Path, cert: Path, key: Path, ca: Path, count: int, si
     delivery can do once that is fixed, and the report says how many kicks it took.
     """
     sink = peers.Aiosmtpd(workdir, cert, key, ca, mode="discard")
-    mw = peers.Mailward(workdir, cert, key, ca, src=MAILWARD_SRC, workers=MAILWARD_WORKERS)
+    mw = peers.Mailward(workdir, cert, key, ca, src=MAILWARD_SRC, workers=MAILWARD_WORKERS,
+                        spool_format=MAILWARD_SPOOL_FORMAT)
     try:
         sink.start()
         mw.start()
@@ -279,14 +350,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int,
                     help="mailward's server.workers (default: one per core when the measured commit has the "
                          "setting, as its documentation recommends; 1: a single process)")
-    ap.add_argument("--fs", choices=("auto", "dir", "loop"), default="auto",
-                    help="loop: every spool on a fresh ext4 of its own (a sparse image, loop-mounted; root "
-                         "only); dir: in the work folder's file system; auto (default): loop when possible")
+    ap.add_argument("--fs", choices=("dir", "loop", "both"), default="dir",
+                    help="dir (default): spools in the work folder, on the file system users have (/var/tmp, "
+                         "the root file system); loop: every spool on a fresh ext4 of its own (a sparse image, "
+                         "loop-mounted; root only); both: the matrix on dir, then again on loop (a second table)")
+    ap.add_argument("--short", action="store_true",
+                    help="a quick check: 4 KiB, C=10 and 100, M=1 and 20, 2 s cells, 1 round, no idle sessions, "
+                         "outbound or access map (options given explicitly still apply)")
+    ap.add_argument("--stat", choices=("best", "median"), default="best",
+                    help="each server's figure for a cell: its best round (default) or the median round")
+    ap.add_argument("--spool-format", default="",
+                    help="mailward's spool.format (files or log; default: the key is left out, mailward's default)")
+    ap.add_argument("--patch", type=Path,
+                    help="a diff to apply to the exported mailward (not with --mailward worktree), e.g. "
+                         "bench/patches/spool-from-settings.diff")
     ap.add_argument("--readme", action="store_true",
                     help="also write the results into README.md between <!-- bench-results:start/end -->")
     args = ap.parse_args(argv)
 
     full = args.full
+    if args.short:
+        args.sizes = args.sizes if args.sizes != ",".join(map(str, SIZES)) else "4096"
+        args.concurrency = args.concurrency if args.concurrency != ",".join(map(str, CONCURRENCY)) else "10,100"
+        for attr in ("idle", "outbound", "accessmap_entries"):
+            if getattr(args, attr) is None:
+                setattr(args, attr, 0)
     duration = args.duration or (6.0 if full else 2.0)
     warmup = args.warmup if args.warmup is not None else (1.0 if full else 0.5)
     rounds = args.rounds or (2 if full else 1)
@@ -308,33 +396,46 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     workdir.chmod(0o755)  # Postfix's own user walks to its queue folder
     base = workdir
-    if args.fs == "auto":
-        args.fs = "loop" if loop_fs_possible() else "dir"
+    if args.fs in ("loop", "both") and not loop_fs_possible():
+        print("bench: a loop-mounted file system needs root, mkfs.ext4 and /dev/loop-control; measuring the "
+              "work folder's file system only", file=sys.stderr)
+        args.fs = "dir"
+    loop_dir: Path | None = None
+    if args.fs in ("loop", "both"):
+        loop_dir = mount_loop_fs(base)
     if args.fs == "loop":
-        workdir = mount_loop_fs(base)
-    fs = subprocess.run(["findmnt", "-no", "FSTYPE", "-T", str(workdir)], capture_output=True,
-                        text=True).stdout.strip() or "?"
+        workdir = loop_dir
+    fs = fstype(workdir)
     if fs == "tmpfs":
         print(f"bench: warning: {workdir} is on tmpfs, where fsync costs nothing; use --workdir on a disk",
               file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
-    global MAILWARD_SRC, MAILWARD_WORKERS
-    MAILWARD_SRC, measured = export_mailward(args.mailward, base / "src")
+    global MAILWARD_SRC, MAILWARD_WORKERS, MAILWARD_SPOOL_FORMAT
+    if args.patch and args.mailward == "worktree":
+        ap.error("--patch applies to an exported commit, not to the working tree")
+    MAILWARD_SRC, measured = export_mailward(args.mailward, base / "src", args.patch)
     if supports_workers(MAILWARD_SRC):
         MAILWARD_WORKERS = args.workers or (1 if args.profile == "cprofile" else os.cpu_count() or 1)
         measured += f", server.workers = {MAILWARD_WORKERS}"
     elif args.workers and args.workers > 1:
         print("bench: this mailward has no server.workers setting; measuring one process", file=sys.stderr)
+    if args.spool_format:
+        if supports_spool_format(MAILWARD_SRC):
+            MAILWARD_SPOOL_FORMAT = args.spool_format
+            measured += f", spool.format = {args.spool_format!r}"
+        else:
+            print("bench: this mailward has no spool.format setting; measuring its only spool", file=sys.stderr)
     info = machine()
     info["mailward"] = measured
-    info["filesystem"] = fs + (" (its own, loop-mounted)" if args.fs == "loop" else "")
+    info["filesystem"] = describe_fs(workdir, args.fs == "loop")
+    mode = "full" if full else ("short" if args.short else "quick")
     print(f"bench: {info['date']}, {info['nproc']} cores ({info['cpu']}), kernel {info['kernel']}, "
-          f"workdir {workdir} ({fs}); {'full' if full else 'quick'}: {duration}s per cell, "
+          f"workdir {workdir} ({fs}); {mode}: {duration}s per cell, "
           f"{rounds} round(s); mailward: {measured}", flush=True)
-    ca, cert, key = peers.make_certs(workdir)
+    ca, cert, key = peers.make_certs(base)
 
-    report: dict = {"machine": info, "mode": "full" if full else "quick", "duration": duration, "warmup": warmup,
-                    "rounds": rounds, "pipelining": not args.no_pipelining, "peers": names,
+    report: dict = {"machine": info, "mode": mode, "duration": duration, "warmup": warmup,
+                    "rounds": rounds, "stat": args.stat, "pipelining": not args.no_pipelining, "peers": names,
                     "cells": {}, "openssl": [], "idle": {}, "outbound": None, "accessmap": None}
     try:
         rate = peers.openssl_handshake_rate(cert, key, 5 if full else 2)
@@ -345,26 +446,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             suffix = "raw" if args.profile == "py-spy" else "prof"
             profile_out = args.out / f"profile-{args.tag}.{suffix}"
-        for rnd in range(rounds):
-            for i, (size, c, m) in enumerate(cells):
-                key_ = cell_name(size, c, m)
-                cell = report["cells"].setdefault(key_, {"size": size, "c": c, "m": m, "runs": {}})
-                k = (i + rnd) % len(names)
-                for name in names[k:] + names[:k]:
-                    out = profile_out.with_name(f"{profile_out.stem}-{size}-{c}-{m}{profile_out.suffix}") \
-                        if profile_out else None
-                    server = make_server(name, workdir, cert, key, ca, args.profile or "", out)
-                    try:
-                        with server:
-                            res = run_cell(server, size, c, m, duration, warmup, not args.no_pipelining)
-                    except Exception as err:  # a peer that fails to start is reported, not fatal
-                        print(f"  {key_:<22} {name:<17} error: {err}", flush=True)
-                        cell["runs"].setdefault(name, []).append({"error": str(err)[:500]})
-                        continue
-                    cell["runs"].setdefault(name, []).append(asdict(res))
-                    print(f"  {key_:<22} {name:<17} {res.line()}", flush=True)
-                    for e in res.errors[:3]:
-                        print(f"      error: {e}", flush=True)
+        matrix = dict(cells=cells, names=names, rounds=rounds, cert=cert, key=key, ca=ca, duration=duration,
+                      warmup=warmup, pipelining=not args.no_pipelining, profile=args.profile or "",
+                      profile_out=profile_out, stat=args.stat)
+        measure_matrix(report["cells"], workdir, **matrix)
+        if args.fs == "both" and loop_dir is not None and not args.profile:
+            print(f"the same cells, every spool on its own loop-mounted ext4 ({loop_dir}):", flush=True)
+            report["second"] = {"filesystem": describe_fs(loop_dir, True), "cells": {}}
+            measure_matrix(report["second"]["cells"], loop_dir, **matrix)
         if args.profile:
             from bench import profile as prof
             for path in sorted(args.out.glob(f"profile-{args.tag}-*")):
@@ -413,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
             report["accessmap"] = accessmap_bench(map_entries, 200_000 if full else 50_000)
             print(report["accessmap"], flush=True)
     finally:
-        if args.fs == "loop":
+        if loop_dir is not None:
             unmount_loop_fs(base)
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
@@ -434,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"bench: {readme} has no <!-- bench-results:start --> marker; not changed", file=sys.stderr)
     print("\n" + rep.summary_table(report))
+    if report.get("second"):
+        print(f"\nevery spool on {report['second']['filesystem']}:\n" + rep.summary_table(report, report["second"]["cells"]))
     print(f"\nbench: wrote {args.out / (args.tag + '.md')}, .json, .png")
     return 0
 
