@@ -161,3 +161,42 @@ def test_the_server_logs_the_unimplemented_tags_when_it_loads_the_map(tmp_path, 
         assert "the entry has no effect" in line and "Connect:" not in text
     finally:
         mta.stop()
+
+
+# ---- the AUTH users file and the trust stores of MTA-STS and TLS-RPT -----------------------------
+
+def test_check_names_each_bad_users_file_line_and_a_loose_mode(tmp_path):
+    users = tmp_path / "users"
+    env = {k: v for k, v in os.environ.items() if k != "MAILWARD_CONFIG"} | {"MAILWARD_PASSWORD": "s3cret pass"}
+    subprocess.run([sys.executable, "-m", "mailward", "user", "add", "--file", str(users), "alice"],
+                   check=True, capture_output=True, timeout=60, env=env)
+    good = users.read_text()
+    first_bad = len(good.splitlines()) + 1
+    users.write_text(good + "no colon here\n\nbob:not-a-hash:\n")
+    users.chmod(0o644)
+    bad_ca = tmp_path / "sts-ca.pem"
+    bad_ca.write_text("not a certificate\n")
+    config = tmp_path / "mailward.toml"
+    config.write_text(f'[auth]\nbackend = "file"\nusers_file = "{users}"\n\n[mta_sts]\nca_file = "{bad_ca}"\n'
+                      f'\n[tls_rpt]\nca_file = "{tmp_path / "missing.pem"}"\n')
+    run = mailward("check", "-c", config, cwd=tmp_path)
+    assert run.returncode == 2 and "Traceback" not in run.stderr + run.stdout
+    out = run.stdout
+    assert f"{users}: error: mode 0644 lets other accounts read" in out
+    assert f"{users}:{first_bad}: error: expected NAME:ARGON2ID:SCRAM" in out
+    assert f"{users}:{first_bad + 2}: error: ARGON2ID field" in out
+    assert f"{config}:6: error: mta_sts.ca_file {bad_ca}: no PEM certificate in it" in out
+    assert f"{config}:9: error: tls_rpt.ca_file {tmp_path / 'missing.pem'}: No such file or directory" in out
+    users.write_text(good)
+    users.chmod(0o600)
+    config.write_text(f'[auth]\nbackend = "file"\nusers_file = "{users}"\n')
+    run = mailward("check", "-c", config, cwd=tmp_path)
+    assert run.returncode == 0 and run.stdout == f"{config}: ok\n", run.stdout
+
+
+def test_check_wants_a_users_file_for_the_file_backend(tmp_path):
+    config = tmp_path / "mailward.toml"
+    config.write_text('[auth]\nbackend = "file"\n')
+    run = mailward("check", "-c", config, cwd=tmp_path)
+    assert run.returncode == 2
+    assert f'{config}:2: error: auth.backend is "file" but auth.users_file is empty' in run.stdout

@@ -5,7 +5,9 @@ of ``[tls]`` (:func:`mailward.ca.check.check_config`), the delivery client certi
 (``delivery.client_cert_file`` / ``client_key_file``), the access map
 (``policy.access_map``), the route file (``delivery.route_file``,
 :func:`mailward.deliver.routes.load_routes`), the aliases (``local.aliases``,
-:func:`mailward.deliver.aliases.load_aliases`) and the local users (``local.users``).
+:func:`mailward.deliver.aliases.load_aliases`), the local users (``local.users``), the AUTH
+users file (``auth.users_file`` with ``auth.backend = "file"``; every bad line, and its mode)
+and the trust stores of MTA-STS and TLS-RPT (``mta_sts.ca_file``, ``tls_rpt.ca_file``).
 
 Output: one line per problem, ``FILE:LINE: error: what`` (or ``warning:``), compiler style so
 an editor can jump to it; a TLS file's problem is placed at the config line that names the
@@ -216,6 +218,53 @@ def check_users(report: Report, cfg, aliases: dict | None) -> None:
                        "local.users, or correct the target")
 
 
+def check_auth_users(report: Report, cfg) -> None:
+    """auth.users_file: what the users-file backend refuses to start with (mode, bad lines)."""
+    auth = getattr(cfg, "auth", None)
+    if auth is None or auth.backend != "file":
+        return
+    from mailward.auth.users import UsersFileError, mode_problem, parse_users
+
+    path = auth.users_file
+    if not path:
+        report.add("error", report.setting("auth.backend"), 'auth.backend is "file" but auth.users_file is '
+                                                            "empty; fix: name the users file (mailward user add)")
+        return
+    try:
+        st = Path(path).stat()
+    except OSError as err:
+        report.add("error", report.setting("auth.users_file"),
+                   f"auth.users_file {path}: {err.strerror}; fix: check the path, or create it with mailward user add")
+        return
+    problem = mode_problem(st.st_mode)
+    if problem:
+        report.add("error", str(path), problem)
+    _, errors = _each_bad_line(Path(path), lambda text: parse_users(text, str(path)), (UsersFileError,))
+    for message in errors:
+        report.add_located("error", message)
+
+
+def check_trust_stores(report: Report, cfg) -> None:
+    """mta_sts.ca_file and tls_rpt.ca_file: PEM files of CA certificates, when set."""
+    from cryptography import x509
+
+    for setting in ("mta_sts.ca_file", "tls_rpt.ca_file"):
+        section, key = setting.split(".")
+        value = getattr(getattr(cfg, section, None), key, "")
+        if not value:
+            continue
+        try:
+            certs = x509.load_pem_x509_certificates(Path(value).read_bytes())
+        except OSError as err:
+            report.add("error", report.setting(setting), f"{setting} {value}: {err.strerror}; fix: check the path")
+            continue
+        except ValueError:
+            certs = []
+        if not certs:
+            report.add("error", report.setting(setting), f"{setting} {value}: no PEM certificate in it; fix: name a "
+                                                         "file of CA certificates (-----BEGIN CERTIFICATE-----)")
+
+
 def _check(args) -> int:
     path = Path(args.config)
     report = Report(path.resolve() if path.exists() else path)
@@ -233,6 +282,8 @@ def _check(args) -> int:
         check_routes(report, cfg)
         aliases = check_aliases(report, cfg)
         check_users(report, cfg, aliases)
+        check_auth_users(report, cfg)
+        check_trust_stores(report, cfg)
     if report.errors:
         print(f"{path}: {report.errors} error{'s' if report.errors != 1 else ''}, "
               f"{report.warnings} warning{'s' if report.warnings != 1 else ''}: the server would not start")
