@@ -22,7 +22,18 @@ The dialogue (RFC 5321 §3, §4.1):
   :class:`TransactionDone` carries one reply per recipient (:meth:`TransactionResult.outcome`).
   A transaction that ended before its content (MAIL refused, every RCPT refused) is closed
   with ``RSET`` so the connection can be reused for the next message.
+* :meth:`authenticate` (RFC 4954), only inside TLS and only when the server offers AUTH:
+  ``AUTH`` with the mechanism's initial response, each ``334`` answered by the mechanism
+  (:mod:`mailward.smtp.client_auth`), then :class:`~mailward.smtp.client_auth.AuthSucceeded`
+  or :class:`~mailward.smtp.client_auth.AuthFailed`. The credentials are only in the bytes
+  sent; no event, error or ``repr`` holds them.
 * :meth:`quit` sends ``QUIT``; :class:`Closed` reports the end (also on ``421`` at any time).
+
+LMTP (RFC 2033), ``ClientConnection(name, lmtp=True)``: ``LHLO`` instead of ``EHLO`` (and no
+HELO fallback: §4.1), and after the end of data one reply per recipient accepted at RCPT, in
+the order of the RCPT commands (§4.2). :class:`LMTPResult` keeps them: its ``outcome(i)`` is
+recipient ``i``'s own reply, so one message can be delivered to one mailbox and refused
+(``550``) or deferred (``452``) for another.
 
 States: :attr:`ClientConnection.state` is a :class:`~mailward.smtp.client_state.ClientState`;
 the calls allowed in each state are one table in :mod:`mailward.smtp.client_state`.
@@ -34,8 +45,11 @@ fault: try another host, defer); calling a method in the wrong state raises
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections import deque
+from dataclasses import dataclass, field
 
 from mailward.smtp import client_state as rules
 from mailward.smtp.client_events import (  # noqa: F401  (re-exported: the core's API)
@@ -55,6 +69,7 @@ from mailward.smtp.client_events import (  # noqa: F401  (re-exported: the core'
     rcpt_params,
     xtext_params,
 )
+from mailward.smtp.client_auth import AuthAbort, AuthFailed, AuthSucceeded, MAX_COMMAND_LINE
 from mailward.smtp.client_state import ClientState
 from mailward.smtp.errors import LocalProtocolError, RemoteProtocolError
 from mailward.smtp.replies import Reply
@@ -123,16 +138,31 @@ def parse_ehlo(reply: Reply) -> dict[str, str]:
     return ext
 
 
+@dataclass
+class LMTPResult(TransactionResult):
+    """An LMTP transaction's result: ``data_rcpts[i]`` is the reply to the end of data for
+    recipient ``i`` (None when it was refused at RCPT or no reply came, RFC 2033 §4.2)."""
+    data_rcpts: list[Reply | None] = field(default_factory=list)
+
+    def outcome(self, index: int) -> Reply:
+        reply = self.data_rcpts[index] if index < len(self.data_rcpts) else None
+        return reply if reply is not None else super().outcome(index)
+
+
 # ---- the state machine --------------------------------------------------------------------
 S = ClientState
 
 
 class ClientConnection:
-    def __init__(self, local_name: str):
+    def __init__(self, local_name: str, *, lmtp: bool = False):
         self.local_name = local_name
+        self.lmtp = lmtp                # RFC 2033: LHLO, one reply per recipient after the data
         self.extensions: dict[str, str] = {}
         self.esmtp = False
         self.tls_active = False
+        self.authenticated = False      # AUTH succeeded on this connection (RFC 4954 §6)
+        self._mechanism = None          # the SASL mechanism of the exchange under way
+        self._held_initial: bytes | None = None   # an initial response too long for the AUTH line
         self.transactions = 0           # completed on this connection (for reuse limits)
         self._state = S.GREETING
         self._reader = ReplyReader()
@@ -209,8 +239,7 @@ class ClientConnection:
         self.extensions = {}
         self._reader = ReplyReader()   # nothing received in clear is kept
         self._replies.clear()
-        self._command(f"EHLO {self.local_name}", "EHLO")
-        self._state = S.EHLO
+        self._hello()
 
     def tls_refused_by_policy(self) -> None:
         """The handshake succeeded but the TLS policy refuses this server: say QUIT inside
@@ -229,7 +258,9 @@ class ClientConnection:
         every recipient after MAIL was accepted."""
         rules.check_call("send_transaction", self._state)
         self._tx = tx
-        self._result = TransactionResult(rcpts=[None] * len(tx.recipients))
+        none = [None] * len(tx.recipients)
+        self._result = LMTPResult(rcpts=list(none), data_rcpts=list(none)) if self.lmtp else \
+            TransactionResult(rcpts=none)
         ext = self.extensions
         commands = [(f"MAIL FROM:<{tx.sender}>{xtext_params(mail_params(tx, ext))}", "MAIL", -1)]
         if not tx.recipients:
@@ -264,10 +295,35 @@ class ClientConnection:
         rules.check_call("end_content", self._state)
         # The end of data is CRLF.CRLF; a message not ending in CRLF gets one (§4.1.1.4).
         self._out.append(b".\r\n" if self._tail in (b"", b"\r\n") else b"\r\n.\r\n")
-        self._expect.append(("DATA_END", -1))
-        self._state = S.DATA_END
         assert self._result is not None
+        accepted = [i for i, r in enumerate(self._result.rcpts) if r is not None and r.is_positive]
+        if self.lmtp and accepted:   # RFC 2033 §4.2: one reply per accepted RCPT, in their order
+            self._expect.extend(("DATA_END", i) for i in accepted)
+        else:
+            self._expect.append(("DATA_END", -1))
+        self._state = S.DATA_END
         self._result.content_sent = True
+
+    def authenticate(self, mechanism) -> None:
+        """AUTH with ``mechanism`` (:mod:`mailward.smtp.client_auth`). Refused (our bug, not
+        the server's) outside TLS: a password is never sent in clear by this core."""
+        rules.check_call("authenticate", self._state)
+        if not self.tls_active:
+            raise LocalProtocolError("authenticate() outside TLS would send the credentials in clear")
+        if "AUTH" not in self.extensions:
+            raise LocalProtocolError("AUTH was not offered")
+        self._mechanism = mechanism
+        self._held_initial = None
+        line = f"AUTH {mechanism.name}"
+        initial = mechanism.initial_response()
+        if initial is not None:
+            encoded = base64.b64encode(initial).decode("ascii") or "="   # RFC 4954 §4: "=" is empty
+            if len(line) + 1 + len(encoded) + 2 <= MAX_COMMAND_LINE:
+                line += " " + encoded
+            else:   # RFC 4954 §4: too long for the command line: wait for the empty 334
+                self._held_initial = initial
+        self._command(line, "AUTH")
+        self._state = S.AUTH
 
     def quit(self) -> None:
         rules.check_call("quit", self._state)
@@ -307,8 +363,7 @@ class ClientConnection:
         if self._state is S.GREETING:
             self._events.append(Greeting(reply))
             if reply.code == 220:
-                self._command(f"EHLO {self.local_name}", "EHLO")
-                self._state = S.EHLO
+                self._hello()
             else:  # RFC 5321 §3.1: 554 greeting → QUIT and try elsewhere
                 self._command("QUIT", "QUIT")
                 self._state = S.QUIT
@@ -318,12 +373,16 @@ class ClientConnection:
         kind, index = self._expect.popleft()
         getattr(self, f"_on_{kind.lower()}")(reply, index)
 
+    def _hello(self) -> None:
+        self._command(f"{'LHLO' if self.lmtp else 'EHLO'} {self.local_name}", "EHLO")
+        self._state = S.EHLO
+
     def _on_ehlo(self, reply: Reply, index: int) -> None:
         if reply.code == 250:
             self.extensions, self.esmtp = parse_ehlo(reply), True
             self._state = S.READY
             self._events.append(Ready(dict(self.extensions), True, reply))
-        elif reply.is_permanent and not self.tls_active:  # RFC 5321 §3.2: fall back to HELO
+        elif reply.is_permanent and not self.tls_active and not self.lmtp:  # RFC 5321 §3.2: HELO
             self._command(f"HELO {self.local_name}", "HELO")
             self._state = S.HELO
         else:
@@ -395,9 +454,36 @@ class ClientConnection:
 
     def _on_data_end(self, reply: Reply, index: int) -> None:
         assert self._result is not None
+        if index >= 0:   # LMTP: this recipient's own reply (RFC 2033 §4.2)
+            self._result.data_rcpts[index] = reply
+            if any(kind == "DATA_END" for kind, _ in self._expect):
+                return   # more recipients' replies to come
         self._result.data = reply
         self.transactions += 1
         self._done()
+
+    def _on_auth(self, reply: Reply, index: int) -> None:
+        mechanism = self._mechanism
+        if reply.code == 334 and mechanism is not None:
+            try:
+                if self._held_initial is not None:
+                    answer, self._held_initial = self._held_initial, None
+                else:
+                    challenge = base64.b64decode(reply.lines[0].strip(), validate=True)
+                    answer = mechanism.respond(challenge)
+                line = base64.b64encode(answer).decode("ascii")
+            except (binascii.Error, ValueError, AuthAbort):
+                line = "*"   # RFC 4954 §4: cancel; the server answers 501
+            self._out.append(line.encode("ascii") + b"\r\n")
+            self._expect.append(("AUTH", -1))
+            return
+        self._mechanism = self._held_initial = None
+        self._state = S.READY
+        if reply.code == 235:
+            self.authenticated = True
+            self._events.append(AuthSucceeded(reply))
+        else:
+            self._events.append(AuthFailed(reply))
 
     def _on_data_end_empty(self, reply: Reply, index: int) -> None:
         self._done()

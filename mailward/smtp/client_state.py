@@ -15,8 +15,12 @@ The dialogue (RFC 5321 §3, §4.1; RFC 3207 §4.2; RFC 2920 §3.1)::
     DATA_END --its reply--> READY   (354 after every RCPT was refused: only the end, DATA_END)
     TRANSACTION --refused before the content--> RSET --its reply--> READY
                                                 (or READY at once when MAIL was refused)
+    READY --authenticate()--> AUTH --334--> (the next response) AUTH --235 or any other--> READY
     GREETING/EHLO/HELO/READY --quit()--> QUIT --221--> CLOSED
     any state --421, or the peer closes--> CLOSED
+
+LMTP (RFC 2033) follows the same table: LHLO in place of EHLO (no HELO fallback, §4.1), and
+DATA_END waits for one reply per recipient accepted at RCPT (§4.2) before READY.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from mailward.smtp.errors import LocalProtocolError
 
 class ClientState(enum.Enum):
     GREETING = "waiting for the server's greeting"
-    EHLO = "EHLO sent"
+    EHLO = "EHLO (LHLO in LMTP) sent"
     HELO = "HELO sent (EHLO was refused)"
     READY = "a transaction, STARTTLS or QUIT may start"
     STARTTLS = "STARTTLS sent"
@@ -37,6 +41,7 @@ class ClientState(enum.Enum):
     CONTENT = "354: the I/O layer sends the message"
     DATA_END = "the end of data sent, its reply awaited"
     RSET = "RSET sent after a transaction that ended before its content"
+    AUTH = "AUTH sent: a 334 challenge or the final reply awaited"
     QUIT = "QUIT sent, its reply awaited"
     CLOSED = "closed"
 
@@ -54,6 +59,7 @@ CALLS: dict[str, tuple[frozenset[ClientState], str]] = {
     "send_transaction": (frozenset({S.READY}), "after Ready, TLSRefused or TransactionDone"),
     "send_content": (frozenset({S.CONTENT}), "after SendContent"),
     "end_content": (frozenset({S.CONTENT}), "after SendContent"),
+    "authenticate": (frozenset({S.READY}), "after Ready (inside TLS), when AUTH was offered"),
     "quit": (frozenset({S.GREETING, S.EHLO, S.HELO, S.READY, S.CLOSED}), "outside a transaction"),
 }
 
