@@ -27,7 +27,8 @@ works unchanged)::
   operator moving from sendmail learns what is not enforced instead of trusting it silently.
 
 Values are checked at load time for the tags whose meaning mailward implements (see
-:mod:`mailward.policy.rhs`). A bad line raises :class:`AccessMapError` naming the file,
+:mod:`mailward.policy.rhs`; ``AuthInfo:`` values, the credentials for SMTP AUTH as a client,
+by :mod:`mailward.policy.authinfo`, whose errors never quote the value: it holds a password). A bad line raises :class:`AccessMapError` naming the file,
 the line and why; nothing else escapes the parser (property-tested).
 
 Contract: :meth:`AccessMap.get` is a single dict probe; a loaded map is never mutated, so
@@ -43,6 +44,7 @@ from array import array
 from pathlib import Path
 from typing import NamedTuple
 
+import mailward.policy.authinfo as _authinfo
 import mailward.policy.rhs as _rhs
 
 
@@ -55,14 +57,14 @@ UNIMPLEMENTED_TAGS = {
     "clientrate": "FEATURE(ratecontrol): connection rate limit",
     "clientconn": "FEATURE(conncontrol): concurrent connection limit",
     "greetpause": "FEATURE(greet_pause): pause before the greeting",
-    "authinfo": "FEATURE(authinfo): SMTP AUTH credentials for delivery",
     "qgrp": "FEATURE(queuegroup): queue group selection",
     "clt_features": "client features for delivery",
     "badrcpt": "bad recipient throttling",
 }
-# Tags mailward looks up (mailward.policy.rhs, smtp_checks, tls_checks).
+# Tags mailward looks up (mailward.policy.rhs, smtp_checks, tls_checks; AuthInfo: the delivery
+# client, mailward.policy.authinfo).
 IMPLEMENTED_TAGS = frozenset({"connect", "from", "to", "tls_clt", "tls_srv", "tls_rcpt", "try_tls",
-                              "srv_features", "certissuer", "certsubject", "ipv6"})
+                              "srv_features", "certissuer", "certsubject", "ipv6", "authinfo"})
 _TAG_WARNINGS_MAX = 100  # a map of 10,000 ClientRate: lines gets 100 lines and a count, not 10,000
 
 
@@ -85,6 +87,13 @@ def unimplemented_tag(key: str) -> str | None:
 
 
 _TAG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def check_value(key: str, value: str) -> str | None:
+    """Why ``value`` is not valid for ``key``'s tag, or None."""
+    if key[:9].lower() == "authinfo:":
+        return _authinfo.problem(value)
+    return _rhs.check_value(key, value)
 
 
 class AccessMapError(Exception):
@@ -184,7 +193,7 @@ class AccessMap:
         values_append = amap._values.append
         lines_append = amap._lines.append
         intern = sys.intern
-        check = _rhs.check_value
+        check = check_value
         checked: dict[tuple[str, str], str | None] = {}
         tag_warnings = 0
         for number, raw in enumerate(text.split("\n"), 1):  # lines end at LF only, as in makemap
