@@ -10,6 +10,9 @@ same functions delivery uses, so RCPT never accepts what delivery would bounce a
 (``550 5.1.1 <addr>... User unknown``; Postfix's ``local_recipient_maps``; ``postmaster``
 always exists, RFC 5321 §4.5.1). Each question returns a :class:`Verdict`.
 
+An authenticated client (SMTP AUTH) relays, and with ``submission.sender_login_map`` may use
+only the envelope senders the map gives its user (:meth:`ReceivePolicy.sender_login`).
+
 This is the edge of the policy package: it holds the map (:class:`AccessMapHolder`) and
 checks the file for changes at most once a second (one ``stat``); :meth:`reload` is for
 SIGHUP. Everything else is the pure functions.
@@ -28,6 +31,7 @@ from mailward.policy.accessmap import AccessMapError
 from mailward.policy.decision import Decision
 from mailward.policy.holder import AccessMapHolder
 from mailward.policy.local import local_address
+from mailward.policy.sender_login import SenderLoginMap, SenderLoginMapError
 from mailward.policy.smtp_checks import check_connect, check_mail, check_rcpt
 from mailward.policy.tls_checks import ServerFeatures, check_tls_client, srv_features
 from mailward.smtp.replies import Reply
@@ -59,7 +63,7 @@ class ReceivePolicy:
     def __init__(self, holder: AccessMapHolder | None = None, *, local_domains=("localhost",), relay_domains=(),
                  tls_perm_err: bool = False, cert_regex_issuer: str = "", cert_regex_subject: str = "",
                  request_client_cert: bool = True, is_local=None, local_user_exists=None,
-                 check_interval: float = 1.0) -> None:
+                 check_interval: float = 1.0, sender_logins: SenderLoginMap | None = None) -> None:
         self.holder = holder or AccessMapHolder(None)
         self.local_domains = tuple(d.lower().rstrip(".") for d in local_domains)
         self.relay_domains = tuple(relay_domains)
@@ -70,6 +74,7 @@ class ReceivePolicy:
         self._is_local = is_local or self._in_local_domains
         self.local_user_exists = local_user_exists or (lambda address: True)
         self.check_interval = check_interval
+        self.sender_logins = sender_logins
         self._checked = time.monotonic()
 
     @classmethod
@@ -82,7 +87,15 @@ class ReceivePolicy:
                 holder = AccessMapHolder.shared(settings.access_map)
             except AccessMapError as err:
                 raise ConfigError(f"policy.access_map: {err}") from None
+        logins = None
+        submission = getattr(config, "submission", None)
+        if submission is not None and submission.sender_login_map:
+            try:
+                logins = SenderLoginMap.load(submission.sender_login_map)
+            except SenderLoginMapError as err:
+                raise ConfigError(f"submission.sender_login_map: {err}") from None
         return cls(holder, local_domains=config.local.domains, relay_domains=settings.relay_domains,
+                   sender_logins=logins,
                    tls_perm_err=settings.tls_perm_err, cert_regex_issuer=settings.cert_regex_issuer,
                    cert_regex_subject=settings.cert_regex_subject,
                    request_client_cert=config.tls.request_client_cert, is_local=is_local,
@@ -132,8 +145,17 @@ class ReceivePolicy:
         """From: entries; the session has run tls_client for this MAIL already."""
         return verdict(check_mail(self.holder.current, conn, sender, self.tls_perm_err, tls_checked))
 
-    def rcpt(self, conn: ConnectionFacts, rcpt: str) -> Verdict:
-        """An unknown local user first (550 5.1.1), then To:, relaying and certificates."""
+    def sender_login(self, user: str, sender: str) -> Verdict:
+        """May the authenticated ``user`` send as ``sender``? (submission.sender_login_map;
+        no map: yes). ``553 5.7.1`` otherwise, as Postfix words it."""
+        logins = self.sender_logins
+        if logins is None or logins.owns(user, sender):
+            return ACCEPT
+        return Verdict(Reply(553, "5.7.1", f"<{sender}>: Sender address rejected: not owned by user {user}"))
+
+    def rcpt(self, conn: ConnectionFacts, rcpt: str, authenticated: str | None = None) -> Verdict:
+        """An unknown local user first (550 5.1.1), then To:, relaying (an ``authenticated``
+        user relays) and certificates."""
         local = self.is_local(rcpt)
         if local and not self.local_user_exists(rcpt):
             return Verdict(Reply(550, "5.1.1", f"<{rcpt}>... User unknown"))
@@ -141,4 +163,5 @@ class ReceivePolicy:
         if local and "@" in rcpt:  # local by route or alias domain, not only local.domains
             domains = domains + (rcpt.rpartition("@")[2],)
         return verdict(check_rcpt(self.holder.current, conn, rcpt, domains, self.relay_domains,
-                                  self.cert_regex_issuer, self.cert_regex_subject))
+                                  self.cert_regex_issuer, self.cert_regex_subject,
+                                  authenticated=authenticated is not None))

@@ -16,7 +16,8 @@ FEATURE(blocklist_recipients), plus relaying by client certificate (sendmail cf/
   client certificate whose issuer is ``CERTISSUER:<dn> RELAY`` (or ``SUBJECT`` and then
   ``CERTSUBJECT:<dn> RELAY``), for a client from 127.0.0.1 / ::1 (hard-wired in sendmail,
   reference d4_relay_from_127.0.0.1), and for a client whose address or name is
-  ``Connect:... RELAY`` (or untagged). Otherwise ``550 5.7.1 <addr>... Relaying denied``.
+  ``Connect:... RELAY`` (or untagged), and for a client that authenticated with SMTP AUTH
+  (RFC 4954; sendmail's ``${auth_type}``). Otherwise ``550 5.7.1 <addr>... Relaying denied``.
 
 DNs in CERTISSUER/CERTSUBJECT keys are in sendmail's ``+XX`` form
 (:mod:`mailward.tls.dn`); an entry in sendmail 8.12's form (``darth+2Bcert``) matches the
@@ -189,10 +190,11 @@ def _relay_by_client(amap: AccessMap, conn: ConnectionFacts, trace: Trace, local
 
 def check_rcpt(amap: AccessMap, conn: ConnectionFacts, rcpt: str, local_domains: Iterable[str],
                relay_domains: Iterable[str] = (), cert_regex_issuer: str | None = None,
-               cert_regex_subject: str | None = None) -> Decision:
+               cert_regex_subject: str | None = None, authenticated: bool = False) -> Decision:
     """check_rcpt for ``RCPT TO:<rcpt>``: To: entries, then relaying. Accepting decisions
     carry ``250 2.1.5 <rcpt>... Recipient ok``; action "relay" when the recipient is not
-    local and relaying was allowed, "continue" for local recipients."""
+    local and relaying was allowed, "continue" for local recipients. ``authenticated``: the
+    client passed SMTP AUTH, which allows relaying (sendmail's Relay_ok for ${auth_type})."""
     local_domains, relay_domains = tuple(local_domains), tuple(relay_domains)
     address = _bracket(rcpt)
     addr = sendmail_addr(conn.peer_addr)
@@ -216,6 +218,9 @@ def check_rcpt(amap: AccessMap, conn: ConnectionFacts, rcpt: str, local_domains:
     # Local recipients need no relaying (sendmail checks RelayTLS first, with the same outcome)
     if is_local:
         return Decision("continue", "check_rcpt", lookups=tuple(trace.tried), **ok)
+    # An authenticated client relays (sendmail cf/README, "SMTP AUTH": ${auth_type} set)
+    if authenticated:
+        return Decision("relay", "check_rcpt", lookups=tuple(trace.tried), **ok)
     # RelayTLS: a verified certificate from a CA the map trusts for relaying
     cert_entry = relay_by_certificate(amap, conn, trace, cert_regex_issuer, cert_regex_subject)
     if cert_entry is not None:

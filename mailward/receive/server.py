@@ -26,6 +26,9 @@ from typing import Callable
 from mailward import log
 from mailward.config import Config, ConfigError
 from mailward.dns import ClientName, Resolver, confirmed_client_name, system_client_name
+from mailward.listen import role_of
+from mailward.receive.auth_limits import WindowCounter
+from mailward.receive.received import protocol_name
 from mailward.receive.session import SMTPSession
 from mailward.smtp.parse import printable_address
 from mailward.smtp.replies import Reply
@@ -90,6 +93,8 @@ class SMTPServer:
         self.spool = receiving.spool
         self.publisher = Publisher(self.spool)
         self.gate = receiving.policy    # the session asks it every question (receive policy)
+        self.auth = getattr(receiving, "auth", None)   # the AUTH backend (mailward.auth), or None
+        self._limit_counters(config)
         self.sessions: set[SMTPSession] = set()
         self.per_client: Counter[str] = Counter()
         self.servers: list[asyncio.base_events.Server] = []
@@ -100,6 +105,21 @@ class SMTPServer:
         self.on_reload: Callable[[], None] | None = None     # SIGHUP: rebuild (mailward.service.reload)
         self.on_ready: Callable[[], None] | None = None      # accepting connections
         self.on_stopping: Callable[[], None] | None = None   # a stop has begun
+
+    def _limit_counters(self, config: Config) -> None:
+        """Failed AUTH per client address, messages per authenticated user ([submission])."""
+        sub = config.submission
+        self.auth_failures = WindowCounter(sub.auth_failure_window, sub.max_auth_failures)
+        self.submissions = WindowCounter(sub.rate_limit_window, sub.rate_limit_messages or 1)
+        if not sub.rate_limit_messages:
+            self.submissions.reached = lambda user: False
+
+    def role_of(self, sockname) -> str:
+        """The role of the listener a connection came in on (mailward.listen)."""
+        try:
+            return role_of(sockname, self.config.server.listen) if sockname else "mx"
+        except ValueError:
+            return "mx"
 
     # ---- admission ---------------------------------------------------------------------
     def admit(self, session: SMTPSession) -> Reply | None:
@@ -168,11 +188,15 @@ class SMTPServer:
         self._free_checked = -1.0
 
     def accepted(self, envelope, session: SMTPSession) -> None:
-        tls = session.tls
+        tls, core = session.tls, session.core
+        user = core.authenticated if core is not None else None
+        if user is not None:
+            self.submissions.add(user)
+        proto = protocol_name(core.extended if core else True, tls.active,
+                              "SMTPUTF8" in envelope.sender_params, user is not None)
         log.info(envelope.queue_id, **{"from": f"<{printable_address(envelope.sender)}>"},
-                 size=envelope.content_size or None,
-                 nrcpts=len(envelope.recipients), proto="ESMTPS" if tls.active else "ESMTP",
-                 relay=session.relay)
+                 size=envelope.content_size or None, nrcpts=len(envelope.recipients), proto=proto,
+                 relay=session.relay, authid=printable_address(user) if user is not None else None)
         if self.notify_fd is None:
             self.runner.submit(envelope.queue_id)
             return
@@ -205,6 +229,18 @@ class SMTPServer:
         self.tls_context = receiving.tls_context
         self._reload_tls = receiving.reload_tls
         self.policy = self.gate = receiving.policy
+        old_auth, self.auth = self.auth, getattr(receiving, "auth", None)
+        if self.auth is not old_auth:
+            loop = asyncio.get_running_loop()
+            if self.auth is not None:
+                loop.create_task(self.auth.start())
+            if old_auth is not None:
+                loop.create_task(old_auth.close())
+        if (config.submission.max_auth_failures, config.submission.auth_failure_window,
+                config.submission.rate_limit_messages, config.submission.rate_limit_window) != \
+                (self.auth_failures.limit, self.auth_failures.window, self.submissions.limit,
+                 self.submissions.window):
+            self._limit_counters(config)
         self.resolver = Resolver(list(config.delivery.resolver), timeout=config.delivery.dns_timeout)
         self._name_cache.clear()
         self.forget_free_space()
@@ -215,6 +251,8 @@ class SMTPServer:
             if removed:
                 log.info(None, spool="recovered", discarded_partial=removed)
             self.runner.start()
+        if self.auth is not None:
+            await self.auth.start()
         loop = asyncio.get_running_loop()
         for sock in self.listen_socks:
             self.servers.append(await loop.create_server(lambda: SMTPSession(self), sock=sock, backlog=1024))
@@ -237,6 +275,8 @@ class SMTPServer:
             session.shutdown()
         if self.run_delivery:
             await self.runner.stop()
+        if self.auth is not None:
+            await self.auth.close()
         log.info(None, daemon="stopped")
 
     def request_stop(self) -> None:

@@ -63,6 +63,9 @@ from mailward.smtp.parse import printable_address, printable_bytes, printable_fi
 from mailward.smtp.replies import Reply
 from mailward.smtp.server import PROTOCOL_ERROR, ServerConnection
 from mailward.spool.store import Envelope, Incoming, Recipient, new_queue_id
+from mailward.receive.session_auth import SessionAuth
+from mailward.receive.session_tls import SessionTLS
+from mailward.smtp.server_auth import AuthCancelled, AuthRequested, AuthResponse
 from mailward.tls.engine import TLSClosed, TLSEngine, TLSFailure
 from mailward.tls.facts import NO_TLS, ConnectionFacts, TLSFacts
 
@@ -75,7 +78,7 @@ class Phase(enum.Enum):
     CLOSED = "nothing read is handled any more; the transport is closing or closed"
 
 
-class SMTPSession(asyncio.Protocol):
+class SMTPSession(SessionTLS, SessionAuth, asyncio.Protocol):
     WRITE_HIGH_WATER = 65536   # transport buffer above which reading stops
     WRITE_LOW_WATER = 16384    # ... and below which it starts again
     EARLY_INPUT_LIMIT = 65536  # octets held before the greeting; more closes the connection
@@ -87,6 +90,7 @@ class SMTPSession(asyncio.Protocol):
         self.core: ServerConnection | None = None    # made when the greeting is sent
         self.client_addr = ""
         self.client_name = ""                 # sendmail's ${client_name}: a confirmed name or [addr]
+        self.role = "mx"                      # the listener's (mailward.listen): mx, submission, submissions
         # The connection (see Phase) and the work that can outlive it.
         self.phase = Phase.GREETING
         self.committing = False               # a message is being made durable; reading is paused
@@ -122,11 +126,16 @@ class SMTPSession(asyncio.Protocol):
             transport.close()
             self.phase = Phase.CLOSED
             return
+        self.role = self.server.role_of(transport.get_extra_info("sockname"))
         self._arm(self.settings.idle_timeout)
+        if self.role == "submissions":   # RFC 8314 §3.3: TLS from the first octet
+            self._start_implicit_tls()
         asyncio.get_running_loop().create_task(self._greet())
 
     async def _greet(self) -> None:
         self.client_name = await self.server.client_name(self.client_addr)
+        if self._handshake is not None and not self._closed:
+            await self._handshake   # implicit TLS: greet inside TLS, once it is up
         if self._closed:
             return
         desc = f"{self.client_name} [{self.client_addr}]" if self.client_name != f"[{self.client_addr}]" \
@@ -137,7 +146,11 @@ class SMTPSession(asyncio.Protocol):
         self.request_cert = features.request_client_cert
         self.core = ServerConnection(
             self.server.hostname, desc, self._limits(),
-            starttls_available=features.offer_starttls and self.server.tls_context is not None)
+            starttls_available=features.offer_starttls and self.server.tls_context is not None,
+            implicit_tls=self.tls.active, auth_available=self.server.auth is not None,
+            submission=self.role in ("submission", "submissions"))
+        if self.tls.active:
+            self._tls_state_checks()
         if self._early:  # bytes before the greeting: the core sees them before it greets
             data, self._early = bytes(self._early), bytearray()
             self.core.receive_data(data)
@@ -215,7 +228,7 @@ class SMTPSession(asyncio.Protocol):
             self._pump()  # replies the core held back, for input it already has
 
     def _update_reading(self) -> None:
-        pause = self.committing or self._write_paused
+        pause = self.committing or self._write_paused or self.auth_busy
         if pause == self._reading_paused or self._closed:
             return
         self._reading_paused = pause
@@ -226,6 +239,8 @@ class SMTPSession(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.phase = Phase.CLOSED
+        if self._handshake is not None and not self._handshake.done():
+            self._handshake.cancel()
         if self._timer:
             self._timer.cancel()
         self._abort_incoming()
@@ -377,6 +392,12 @@ class SMTPSession(asyncio.Protocol):
             self.core.block(verdict.reply)  # RCPT gets the same answer, as in sendmail
         else:
             verdict = self.server.gate.mail(facts, event.path.address)
+        user = self.core.authenticated
+        if verdict.reply is None and user is not None:   # submission.sender_login_map, rate limit
+            verdict = self.server.gate.sender_login(user, event.path.address)
+            if verdict.reply is None and self.server.submissions.reached(user):
+                verdict = Verdict(Reply(450, "4.7.1", "Rate limit exceeded, try again later"),
+                                  {"authid": printable_address(user)})
         size = event.path.params.get("SIZE") or "0"
         if verdict.reply is None and not self.server.spool_has_room(int(size)):
             verdict = Verdict(R.STORAGE_FULL)
@@ -384,7 +405,7 @@ class SMTPSession(asyncio.Protocol):
         self._answer(verdict, "check_mail", sender)
 
     def _on_rcpt(self, event: ev.RcptTo) -> None:
-        verdict = self.server.gate.rcpt(self.facts(), event.path.address)
+        verdict = self.server.gate.rcpt(self.facts(), event.path.address, self.core.authenticated)
         self._answer(verdict, "check_rcpt", f"<{event.path.address}>")
 
     def _answer(self, verdict, ruleset: str, arg1: str) -> None:
@@ -400,9 +421,12 @@ class SMTPSession(asyncio.Protocol):
         core = self.core
         tx = core.transaction  # what the client sent; the spool's Envelope is made from it
         qid = new_queue_id()
-        smtputf8 = tx.smtputf8
+        smtputf8, user = tx.smtputf8, core.authenticated
+        params = dict(tx.sender.params)
+        if "AUTH" in params:
+            params["AUTH"] = self.auth_param(tx.sender.address, params["AUTH"])
         envelope = Envelope(
-            queue_id=qid, sender=tx.sender.address, sender_params=dict(tx.sender.params),
+            queue_id=qid, sender=tx.sender.address, sender_params=params,
             recipients=[Recipient(r.address, dict(r.params)) for r in tx.recipients],
             received_at=time.time(), client_name=self.client_name, client_addr=self.client_addr,
             helo=core.helo or "", tls=self.tls.__dict__ if self.tls.active else {})
@@ -410,9 +434,10 @@ class SMTPSession(asyncio.Protocol):
             self.incoming = self.server.spool.begin(envelope)
             self.incoming.write(received_header(
                 helo=core.helo or "", client_name=self.client_name, client_addr=self.client_addr,
-                hostname=self.server.hostname, protocol=protocol_name(core.extended, self.tls.active, smtputf8),
+                hostname=self.server.hostname,
+                protocol=protocol_name(core.extended, self.tls.active, smtputf8, user is not None),
                 queue_id=qid, tls=self.tls, recipients=[r.address for r in tx.recipients],
-                claimed_name=self.claimed_name))
+                claimed_name=self.claimed_name, authenticated=user is not None))
         except OSError as err:
             self.incoming = None
             self._storage_problem(err)
@@ -487,61 +512,6 @@ class SMTPSession(asyncio.Protocol):
             self.incoming.abort()
             self.incoming = None
 
-    def _on_starttls(self, event: ev.StartTLS) -> None:
-        try:
-            engine = TLSEngine(self.server.tls_context, server_side=True, request_cert=self.request_cert)
-        except Exception as err:  # OpenSSL could not make a session: say so, stay in clear
-            log.info(None, STARTTLS="server", **{"error:": f"cannot start TLS: {err}"}, relay=self.relay)
-            self.core.respond(R.TLS_CANNOT_START)
-            return
-        self.core.respond(None)
-        self._flush()  # the 220 goes out in plaintext; nothing read after STARTTLS is kept
-        self.engine = engine
-        self._arm(self.settings.tls_handshake_timeout)
-
-    def _note_handshake(self) -> None:
-        """Once per handshake, however the read that completed it ended: every completed
-        handshake logs its facts, as sendmail 8.17 does (also when s_client sends its
-        Finished and close_notify in one segment)."""
-        if self.engine is not None and self.engine.facts is not None and not self.tls.active:
-            self._tls_established()
-
-    def _tls_established(self) -> None:
-        self.tls = self.engine.facts
-        self._tls_mail_verdict = None
-        t = self.tls
-        log.info(None, STARTTLS="server", relay=self.relay, version=t.tls_version, verify=t.verify,
-                 cipher=t.cipher, bits=f"{t.cipher_bits}/{t.alg_bits}")
-        log.info(None, STARTTLS="server", **{"cert-subject": t.cert_subject, "cert-issuer": t.cert_issuer,
-                                            "verifymsg": t.verifymsg})
-        self.core.tls_started()
-        verdict = self.server.gate.tls_client(self.facts(), "STARTTLS")
-        if verdict.reply is not None:
-            # Reported at MAIL and RCPT, not at the handshake, and the next EHLO offers only
-            # ENHANCEDSTATUSCODES: sendmail 8.17's nullserver mode after a tls_client refusal
-            # (sendmail cf/README, STARTTLS: tls_client).
-            fields = {"ruleset": "tls_client", "arg1": t.verify, "arg2": "STARTTLS"}
-            fields.update(verdict.log or {})
-            fields.update(relay=self.relay, reject=str(verdict.reply))
-            log.notice(None, **fields)
-            self.core.refuse_commands(verdict.reply)
-        self._arm(self.settings.idle_timeout)
-
-    def _tls_failed(self, reason: str, alert: bytes) -> None:
-        was_established = self.tls.active
-        if alert:
-            try:
-                self.transport.write(alert)
-            except Exception:
-                pass
-        if not was_established:
-            self.tls = TLSFacts(verify="SOFTWARE")
-            log.info(None, STARTTLS="server", **{"error:": f"accept failed={reason}"}, relay=self.relay,
-                     verify="SOFTWARE")
-        else:
-            log.info(None, STARTTLS="server", **{"error:": f"read error={reason}"}, relay=self.relay)
-        self._close_transport()
-
     def _on_close(self, event: ev.CloseConnection) -> None:
         data = self.core.data_to_send()
         if data and self.engine is not None and self.engine.handshake_done:
@@ -583,4 +553,7 @@ _DISPATCH = {
     ev.CloseConnection: SMTPSession._on_close,
     ev.ProtocolError: SMTPSession._on_protocol_error,
     ev.PipeliningViolation: SMTPSession._on_pipelining_violation,
+    AuthRequested: SMTPSession._on_auth_requested,
+    AuthResponse: SMTPSession._on_auth_response,
+    AuthCancelled: SMTPSession._on_auth_cancelled,
 }

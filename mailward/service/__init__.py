@@ -9,7 +9,9 @@ and only this package (and :mod:`mailward.commands` above it) imports them all. 
 * :func:`build_receiving` — what a receiving process needs: the spool, the server TLS
   context (and how to rebuild it on SIGHUP), and the receive policy over the shared access
   map with the local recipients (one :class:`~mailward.deliver.maildir.Mailboxes` decides
-  both "does this local address exist" at RCPT and "which mailbox" at delivery). A worker process builds only this: no queue
+  both "does this local address exist" at RCPT and "which mailbox" at delivery), and the SMTP AUTH backend
+  (:func:`mailward.auth.build.backend_from_config`; a submission listener needs it and a
+  certificate). A worker process builds only this: no queue
   runner, resolver pool or client TLS context just to answer RCPT.
 * :func:`build_delivery` — the queue runner over the same spool, for the process that
   delivers (the only one with ``server.workers = 1``, the master otherwise).
@@ -25,7 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from mailward.auth.build import backend_from_config
 from mailward.config import Config, ConfigError
+from mailward.listen import parse_listener
 from mailward.deliver.aliases import AliasError, AliasTable
 from mailward.deliver.maildir import Mailboxes
 from mailward.policy.local import local_address
@@ -42,6 +46,7 @@ class Receiving:
     tls_context: object | None
     reload_tls: Callable[[], object | None]     # a new server context, or ConfigError
     policy: ReceivePolicy     # every receive decision (sendmail's rulesets, local users)
+    auth: object | None = None   # the SMTP AUTH backend (mailward.auth.AuthBackend), or None
 
 
 def build_tls_context(config: Config):
@@ -71,7 +76,25 @@ def build_receiving(config: Config, spool: Spool | None = None) -> Receiving:
     policy = ReceivePolicy.from_config(
         config, is_local=lambda address: local_address(address, domains, routes.route),
         local_user_exists=lambda address: mailboxes.find(address).exists)
-    return Receiving(spool, build_tls_context(config), lambda: build_tls_context(config), policy)
+    tls_context = build_tls_context(config)
+    auth = backend_from_config(config)
+    check_listeners(config, tls_context, auth)
+    return Receiving(spool, tls_context, lambda: build_tls_context(config), policy, auth)
+
+
+def check_listeners(config: Config, tls_context, auth) -> None:
+    """A submission or submissions listener needs a certificate (TLS comes before AUTH, RFC
+    8314 §3) and an AUTH backend (MAIL needs AUTH there, RFC 6409 §4.3)."""
+    for item in config.server.listen:
+        listener = parse_listener(item)
+        if not listener.submission:
+            continue
+        if tls_context is None:
+            raise ConfigError(f"{config.path}: server.listen: {item!r} needs TLS; fix: set tls.cert_file and "
+                              f"tls.key_file")
+        if auth is None:
+            raise ConfigError(f"{config.path}: server.listen: {item!r} needs SMTP AUTH; fix: set auth.backend "
+                              f"(file or dovecot), see docs/submission.md")
 
 
 def build_delivery(config: Config, spool: Spool):

@@ -11,7 +11,9 @@ byte it already holds** (CVE-2011-0411: plaintext pipelined after STARTTLS must 
 executed inside the TLS session), drops all input until :meth:`tls_started`, and then starts
 over without HELO/EHLO and without a transaction (RFC 3207 §4.2).
 
-MAIL and RCPT parameters are checked by :mod:`mailward.smtp.server_params`; REQUIRETLS
+AUTH (RFC 4954) and what a submission listener requires (RFC 6409, RFC 8314) are
+:mod:`mailward.smtp.server_auth`, mixed in. MAIL and RCPT parameters are checked by
+:mod:`mailward.smtp.server_params`; REQUIRETLS
 (RFC 8689) is offered in EHLO only inside TLS and accepted on MAIL only there.
 
 States: :attr:`ServerConnection.state` is a :class:`~mailward.smtp.server_state.ServerState`;
@@ -72,6 +74,7 @@ from mailward.smtp.data import DataReader
 from mailward.smtp.errors import LocalProtocolError
 from mailward.smtp.parse import Path, SyntaxProblem, parse_path
 from mailward.smtp.replies import Reply
+from mailward.smtp.server_auth import AUTH_LINE_TOO_LONG, AuthCancelled, AuthCommands
 from mailward.smtp.server_params import check_mail_params, check_rcpt_params
 from mailward.smtp.server_state import ServerState
 
@@ -115,16 +118,23 @@ COMMAND_REJECTED = Reply(550, "5.0.0", "Command rejected")
 PIPELINING_SYNC = Reply(554, "5.5.0", "Error: SMTP protocol synchronization")
 NUL_IN_DATA = Reply(554, "5.6.0", "Message contains a NUL character (RFC 5322 §3.5)")
 
-class ServerConnection:
+class ServerConnection(AuthCommands):
     OUTPUT_HIGH_WATER = 65536  # octets of replies held before the core waits for them to be taken
 
     def __init__(self, hostname: str, client_desc: str, limits: ServerLimits = ServerLimits(),
-                 *, starttls_available: bool = False):
+                 *, starttls_available: bool = False, implicit_tls: bool = False, auth_available: bool = False,
+                 submission: bool = False):
+        """``implicit_tls``: the session runs inside TLS from its start (RFC 8314);
+        ``auth_available``: AUTH can be offered (under TLS; :mod:`.server_auth`);
+        ``submission``: STARTTLS and AUTH before MAIL (RFC 6409)."""
         self.hostname = hostname
         self.client_desc = client_desc          # "name [addr]" for the EHLO reply
         self.limits = limits
         self.starttls_available = starttls_available
-        self.tls_active = False
+        self.tls_active = implicit_tls
+        self.auth_available = auth_available
+        self.require_tls = self.require_auth = submission
+        self.authenticated = None
         self.helo: str | None = None
         self.extended = False
         self.transaction: InboundTransaction | None = None
@@ -253,8 +263,11 @@ class ServerConnection:
 
     def tls_started(self) -> None:
         """The handshake succeeded: a fresh session over TLS (RFC 3207 §4.2)."""
+        if self._state is ServerState.AUTH:
+            self._events.append(AuthCancelled("TLS started"))
         self._enter("TLS started")
         self.tls_active = True
+        self._auth_forget()
         self.blocked = None
         self.refusing = None
         self.helo = None
@@ -351,7 +364,7 @@ class ServerConnection:
 
     def _read_line(self) -> bytes | None:
         """The next complete command line, or None; overlong lines are answered and dropped."""
-        limit = self.limits.max_command_line
+        limit = self._line_limit()
         while True:
             nl = self._inbuf.find(b"\n", self._pos)
             if nl < 0:
@@ -363,7 +376,12 @@ class ServerConnection:
             self._pos = nl + 1
             if self._discarding_long_line or len(line) > limit:
                 self._discarding_long_line = False
-                self._error("(too long)", R.LINE_TOO_LONG)
+                if self._state is ServerState.AUTH:
+                    self._enter("AUTH ended")
+                    self._events.append(AuthCancelled("line too long"))
+                    self._error("AUTH", AUTH_LINE_TOO_LONG)
+                else:
+                    self._error("(too long)", R.LINE_TOO_LONG)
                 if self._state is ServerState.CLOSED:
                     return None
                 continue
@@ -388,9 +406,12 @@ class ServerConnection:
         except UnicodeDecodeError:
             self._error("(invalid UTF-8)", Reply(500, "5.5.2", "Command is not valid UTF-8"))
             return True
+        state = self._state
+        if state is ServerState.AUTH:
+            self._auth_line(line)
+            return True
         verb, _, arg = line.partition(" ")
         verb = verb.upper()
-        state = self._state
         if state is ServerState.REFUSED and not rules.served(verb, state):
             self._send(rules.NOT_SERVED_WHEN_REFUSED)  # not counted: the client did nothing wrong
             return True
@@ -464,6 +485,7 @@ class ServerConnection:
             keywords.append("STARTTLS")
         if self.tls_active and self.limits.requiretls:
             keywords.append("REQUIRETLS")  # RFC 8689 §2: the option is used only over TLS
+        keywords += self._ehlo_auth_keyword()
         keywords.append("HELP")
         self._send(Reply(250, "", (greeting, *keywords)))
 
@@ -473,12 +495,15 @@ class ServerConnection:
     def _cmd_mail(self, arg: str) -> None:
         if self._out_of_sequence("MAIL"):
             return
+        refusal = self._mail_refusal()
+        if refusal is not None:
+            return self._error("MAIL", refusal)
         if arg[:5].upper() != "FROM:":
             return self._error("MAIL", Reply(501, "5.5.2", "Syntax error in parameters: expected MAIL FROM:<address>"))
         try:
             path = parse_path(arg[5:], kind="MAIL")
             check_mail_params(path, max_message_size=self.limits.max_message_size, tls_active=self.tls_active,
-                              requiretls=self.limits.requiretls)
+                              requiretls=self.limits.requiretls, auth=self.auth_available)
         except SyntaxProblem as problem:
             return self._error("MAIL", problem.reply)
         self._decide(ev.MailFrom(path))
@@ -554,4 +579,5 @@ _HANDLERS = {
     "EXPN": ServerConnection._cmd_expn,
     "HELP": ServerConnection._cmd_help,
     "STARTTLS": ServerConnection._cmd_starttls,
+    "AUTH": ServerConnection._cmd_auth,
 }

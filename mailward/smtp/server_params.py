@@ -5,7 +5,7 @@ or :class:`~mailward.smtp.parse.SyntaxProblem` carrying the reply. The core
 (:mod:`mailward.smtp.server`) calls these before it asks the world about the address.
 
 MAIL: SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8 (RFC 6531), RET and ENVID (RFC 3461),
-REQUIRETLS (RFC 8689). RCPT: NOTIFY and ORCPT (RFC 3461). A parameter given twice was
+REQUIRETLS (RFC 8689), AUTH (RFC 4954 §5, when the server has AUTH). RCPT: NOTIFY and ORCPT (RFC 3461). A parameter given twice was
 already refused by the parser (501 5.5.4), so REQUIRETLS is accepted at most once per MAIL.
 Any other parameter: 555 5.5.4 (RFC 5321 §4.1.1.11), as is REQUIRETLS where it is not
 offered (the extension turned off with ``server.requiretls = false``).
@@ -36,8 +36,10 @@ def unrecognized(key: str) -> SyntaxProblem:
     return SyntaxProblem(Reply(555, "5.5.4", f"{key} parameter unrecognized"))
 
 
-def check_mail_params(path: Path, *, max_message_size: int, tls_active: bool, requiretls: bool) -> None:
-    """Check MAIL's parameters; ``requiretls``: the extension is on (``server.requiretls``)."""
+def check_mail_params(path: Path, *, max_message_size: int, tls_active: bool, requiretls: bool,
+                      auth: bool = False) -> None:
+    """Check MAIL's parameters; ``requiretls``: the extension is on (``server.requiretls``);
+    ``auth``: the server has AUTH (RFC 4954 §5's AUTH= parameter is then known)."""
     for key, value in path.params.items():
         if key == "SIZE":
             if value is None or not value.isdigit():
@@ -63,6 +65,12 @@ def check_mail_params(path: Path, *, max_message_size: int, tls_active: bool, re
                 raise SyntaxProblem(REQUIRETLS_NO_VALUE)
             if not tls_active:
                 raise SyntaxProblem(REQUIRETLS_NEEDS_TLS)
+        elif key == "AUTH" and auth:
+            # RFC 4954 §5: AUTH=<> or AUTH=xtext(mailbox); whether it is kept is the session's
+            # decision (an unauthenticated client's becomes <>).
+            if value is None or (value != "<>" and not check_xtext(value)):
+                raise SyntaxProblem(Reply(501, "5.5.4", "AUTH parameter must be <> or an xtext mailbox "
+                                                        "(RFC 4954 §5)"))
         else:
             raise unrecognized(key)
 

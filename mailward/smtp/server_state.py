@@ -14,6 +14,7 @@ The dialogue (RFC 5321 §3.3, §4.1.4; RFC 3207 §4.2), as :data:`TRANSITIONS` h
     DATA              --message refused (size, line length, bare CR/LF, NUL)--> GREETED
     MAIL_/RCPT_ACCEPTED --RSET, HELO/EHLO-->  GREETED
     CONNECTED/GREETED --220 to STARTTLS-->    TLS_HANDSHAKE --tls_started()--> CONNECTED
+    GREETED           --AUTH accepted-->      AUTH          --235/535/454/501--> GREETED
     CONNECTED         --a refusing greeting-> REFUSED: only QUIT is served (RFC 5321 §3.1)
     any state         --QUIT, too many errors, timeout, shutdown, pipelining violation--> CLOSED
 
@@ -47,6 +48,7 @@ class ServerState(enum.Enum):
     DATA = "reading the message text"                # after 354, until CRLF.CRLF
     END_OF_DATA = "the message ended, its reply is being decided"
     TLS_HANDSHAKE = "220 sent to STARTTLS, all input dropped until tls_started()"
+    AUTH = "an AUTH exchange runs: each line is an answer to a 334 (RFC 4954 §4)"
     REFUSED = "greeted with a refusal, only QUIT is served"   # RFC 5321 §3.1
     CLOSED = "closed"
 
@@ -75,7 +77,10 @@ SERVED_IN: dict[str, frozenset[ServerState]] = {
     "EXPN": COMMAND_STATES,
     "HELP": COMMAND_STATES,
     "STARTTLS": frozenset({S.CONNECTED, S.GREETED}),   # RFC 3207 §4: not inside a transaction
+    "AUTH": frozenset({S.GREETED}),                    # RFC 4954 §4: after EHLO, not in a transaction
 }
+
+AUTH_IN_TRANSACTION = Reply(503, "5.5.0", "AUTH not permitted during a mail transaction")   # RFC 4954 §4
 
 # (verb, state) → the reply to a verb sent in a command state it is not served in (RFC 5321
 # §4.1.4, §4.3.2: 503 bad sequence), in sendmail 8.17's words; counted as a client error.
@@ -90,6 +95,9 @@ OUT_OF_SEQUENCE: dict[tuple[str, ServerState], Reply] = {
     ("DATA", S.MAIL_ACCEPTED): R.NEED_RCPT,
     ("STARTTLS", S.MAIL_ACCEPTED): R.TLS_IN_TRANSACTION,
     ("STARTTLS", S.RCPT_ACCEPTED): R.TLS_IN_TRANSACTION,
+    ("AUTH", S.CONNECTED): R.NEED_HELO,
+    ("AUTH", S.MAIL_ACCEPTED): AUTH_IN_TRANSACTION,
+    ("AUTH", S.RCPT_ACCEPTED): AUTH_IN_TRANSACTION,
 }
 # In REFUSED every line but QUIT gets this, not counted as an error (RFC 5321 §3.1).
 NOT_SERVED_WHEN_REFUSED = R.NO_SERVICE
@@ -113,6 +121,8 @@ TRANSITIONS: dict[str, tuple[frozenset[ServerState], ServerState]] = {
     "message refused": (frozenset({S.DATA}), S.GREETED),       # the core already answered
     "message answered": (frozenset({S.END_OF_DATA}), S.GREETED),
     "220 to STARTTLS": (frozenset({S.CONNECTED, S.GREETED}), S.TLS_HANDSHAKE),
+    "AUTH started": (frozenset({S.GREETED}), S.AUTH),
+    "AUTH ended": (frozenset({S.AUTH}), S.GREETED),
     # a fresh session over TLS; tests also use it to start one without a handshake
     "TLS started": (ALL_STATES - {S.CLOSED}, S.CONNECTED),
     "closed": (ALL_STATES, S.CLOSED),
