@@ -47,9 +47,10 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
+import dns.name
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from mailward.dns import DNSError
 
@@ -62,6 +63,8 @@ VALIDATION_FAILURE = "validation-failure"
 USAGE_NAMES = {0: "PKIX-TA", 1: "PKIX-EE", 2: "DANE-TA", 3: "DANE-EE"}
 _DIGEST_LENGTH = {0: None, 1: 32, 2: 64}      # RFC 6698 §2.1.3: SHA2-256, SHA2-512
 MAX_CHAIN = 10                                 # longest issuer path followed for DANE-TA
+MAX_PRESENTED = 32                             # certificates of a peer's chain looked at (the rest ignored)
+_STRENGTH = {1: 1, 2: 2}                       # RFC 7671 §9: SHA2-512 is stronger than SHA2-256
 
 
 @dataclass(frozen=True, repr=False)
@@ -152,7 +155,9 @@ async def _tlsa_at(resolver, owner: str) -> DaneLookup:
     try:
         got = await resolver.lookup(owner, "TLSA")
     except DNSError as err:
-        what = "SERVFAIL (bogus DNSSEC)" if err.servfail else "no answer"
+        what = ("SERVFAIL (bogus DNSSEC)" if err.servfail else
+                "malformed answer (a record dnspython cannot parse)" if getattr(err, "malformed", False)
+                else "no answer")
         return DaneLookup("bogus", (), f"TLSA lookup of {owner} failed: {what}", owner,
                           failure=DNSSEC_INVALID)
     if not got.secure:
@@ -208,11 +213,43 @@ def reference_names(host: str, domain: str = "", lookup: DaneLookup | None = Non
 
 # ---- matching (pure) ------------------------------------------------------------------------
 
+def _der_tlv(buf: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, start of the content, end of the element) of the DER element at ``pos``."""
+    tag, first = buf[pos], buf[pos + 1]
+    if first < 0x80:
+        return tag, pos + 2, pos + 2 + first
+    n = first & 0x7F
+    if not 1 <= n <= 4 or pos + 2 + n > len(buf):
+        raise ValueError("bad DER length")
+    length = int.from_bytes(buf[pos + 2:pos + 2 + n], "big")
+    end = pos + 2 + n + length
+    if end > len(buf):
+        raise ValueError("DER element runs past its container")
+    return tag, pos + 2 + n, end
+
+
+def spki_der(cert: x509.Certificate) -> bytes:
+    """The SubjectPublicKeyInfo exactly as the certificate carries it (RFC 6698 §2.1.2: the
+    selector SPKI(1) digests these bytes). Read from the DER, not re-encoded: no key type is
+    needed (an unknown algorithm is fine) and explicit parameters stay as they are."""
+    tbs = cert.tbs_certificate_bytes
+    tag, pos, end = _der_tlv(tbs, 0)
+    if tag != 0x30:
+        raise ValueError("tbsCertificate is not a SEQUENCE")
+    if tbs[pos] == 0xA0:                 # [0] version
+        pos = _der_tlv(tbs, pos)[2]
+    for _ in range(5):                   # serial, signature, issuer, validity, subject
+        pos = _der_tlv(tbs, pos)[2]
+    tag, _, spki_end = _der_tlv(tbs, pos)
+    if tag != 0x30 or spki_end > end:
+        raise ValueError("no SubjectPublicKeyInfo")
+    return tbs[pos:spki_end]
+
+
 def _selected(cert: x509.Certificate, selector: int) -> bytes:
     if selector == 0:
         return cert.public_bytes(serialization.Encoding.DER)
-    return cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return spki_der(cert)
 
 
 def _digest(data: bytes, mtype: int) -> bytes:
@@ -224,10 +261,11 @@ def _digest(data: bytes, mtype: int) -> bytes:
 
 
 def record_matches(record: TLSA, cert: x509.Certificate) -> bool:
-    """The certificate's selected part, digested by the record's matching type, equals the data."""
+    """The certificate's selected part, digested by the record's matching type, equals the data.
+    False (never an exception) for a certificate that cannot be read."""
     try:
         return _digest(_selected(cert, record.selector), record.mtype) == record.data
-    except (ValueError, TypeError):
+    except Exception:
         return False
 
 
@@ -237,17 +275,50 @@ def tlsa_for(cert_der: bytes, usage: int = 3, selector: int = 1, mtype: int = 1)
     return TLSA(usage, selector, mtype, _digest(_selected(cert, selector), mtype))
 
 
+def agile(records) -> list[TLSA]:
+    """RFC 7671 §9 (digest algorithm agility): of the usable records with the same usage and
+    selector, only those with the strongest digest present are used — a key that matches
+    only a SHA2-256 record when a SHA2-512 record is published is not accepted. Full(0)
+    records are not digests and are always kept."""
+    usable = [r for r in records if r.usable]
+    best: dict[tuple[int, int], int] = {}
+    for r in usable:
+        if r.mtype in _STRENGTH:
+            key = (r.usage, r.selector)
+            best[key] = max(best.get(key, 0), _STRENGTH[r.mtype])
+    return [r for r in usable if r.mtype not in _STRENGTH or _STRENGTH[r.mtype] == best[(r.usage, r.selector)]]
+
+
+def _ascii_name(name: str) -> str:
+    """Lower case, no trailing dot, U-labels as A-labels (certificates carry A-labels, RFC 6125
+    §6.4.2); '' for a name that cannot be a host name."""
+    name = name.strip()
+    name = name[:-1] if name.endswith(".") else name
+    if not name or name.endswith("."):
+        return ""
+    if name.isascii():
+        return name.lower()
+    try:
+        return dns.name.from_unicode(name).to_text(omit_final_dot=True).lower()
+    except Exception:
+        return ""
+
+
 def name_matches(pattern: str, name: str) -> bool:
     """RFC 6125 §6.4.3 as RFC 7672 §3.2.3 restricts it: ``*`` only as the whole left-most
-    label, matching exactly one label; case-insensitive, trailing dots ignored."""
-    pattern = pattern.rstrip(".").lower()
-    name = name.rstrip(".").lower()
+    label, matching exactly one label, and only above a name of two labels or more
+    (``*.com`` matches nothing, as OpenSSL); case-insensitive, trailing dots ignored, U-labels
+    compared as A-labels."""
+    pattern = pattern.lower() if pattern.isascii() else ""   # a SAN is IA5String
+    pattern = pattern[:-1] if pattern.endswith(".") else pattern
+    name = _ascii_name(name)
     if not pattern or not name:
         return False
     if pattern.startswith("*."):
         rest = pattern[2:]
         head, dot, tail = name.partition(".")
-        return bool(head) and bool(dot) and "*" not in rest and tail == rest
+        return (bool(head) and bool(dot) and "*" not in rest and "." in rest
+                and all(rest.split(".")) and tail == rest)
     return "*" not in pattern and pattern == name
 
 
@@ -256,7 +327,7 @@ def cert_names(cert: x509.Certificate) -> list[str]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         dns_names = san.get_values_for_type(x509.DNSName)
-    except (x509.ExtensionNotFound, ValueError):
+    except x509.ExtensionNotFound:
         dns_names = []
     if dns_names:
         return list(dns_names)
@@ -267,58 +338,158 @@ def _valid_at(cert: x509.Certificate, now: datetime.datetime) -> bool:
     return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
+def _ext(cert: x509.Certificate, kind):
     try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except (x509.ExtensionNotFound, ValueError):
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    bc = _ext(cert, x509.BasicConstraints)
+    if bc is None:
         return cert.version == x509.Version.v1   # RFC 5280 §4.2.1.9: v3 issuers say CA:TRUE
+    return bool(bc.ca)
 
 
 def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
     try:
         child.verify_directly_issued_by(parent)
         return True
-    except (ValueError, TypeError, InvalidSignature):
+    except Exception:        # wrong name, bad signature, an algorithm cryptography lacks
         return False
+
+
+def _in_subtree(name: str, base: str) -> bool:
+    """RFC 5280 §4.2.1.10: a dNSName constraint covers the name itself and every name below
+    it; a leading '.' covers only names below."""
+    base = base.lower().rstrip(".")
+    if base.startswith("."):
+        return name.endswith(base)
+    return name == base or name.endswith("." + base) or not base
+
+
+def _constraint_problem(issuer: x509.Certificate, depth: int, names: list[str]) -> str:
+    """Why ``issuer`` may not vouch for a leaf with ``names`` ``depth`` CAs below it ('' if it
+    may): key usage, path length and dNSName constraints (RFC 5280 §4.2.1.3, .9, .10)."""
+    who = issuer.subject.rfc4514_string()
+    ku = _ext(issuer, x509.KeyUsage)
+    if ku is not None and not ku.key_cert_sign:
+        return f"issuer {who} may not sign certificates (keyUsage)"
+    bc = _ext(issuer, x509.BasicConstraints)
+    if bc is not None and bc.path_length is not None and depth > bc.path_length:
+        return f"issuer {who} allows {bc.path_length} intermediate CA(s) below it, the chain has {depth}"
+    nc = _ext(issuer, x509.NameConstraints)
+    if nc is not None:
+        permitted = [g.value for g in nc.permitted_subtrees or () if isinstance(g, x509.DNSName)]
+        excluded = [g.value for g in nc.excluded_subtrees or () if isinstance(g, x509.DNSName)]
+        for name in names:
+            name = name.lower().rstrip(".")
+            if (permitted and not any(_in_subtree(name, b) for b in permitted)) or \
+                    any(_in_subtree(name, b) for b in excluded):
+                return f"issuer {who} is not allowed to certify {name} (name constraints)"
+    return ""
+
+
+def _unknown_critical(cert: x509.Certificate) -> bool:
+    return any(e.critical and isinstance(e.value, x509.UnrecognizedExtension) for e in cert.extensions)
+
+
+class _KeyOnly:
+    """A DANE-TA(2) SPKI(1) Full(0) record used as the issuer of the topmost presented
+    certificate when the trust anchor itself is not sent (RFC 7671 §5.2.2)."""
+
+    def __init__(self, record: TLSA):
+        self.record = record
+        self.key = serialization.load_der_public_key(record.data)
+
+    def signed(self, child: x509.Certificate) -> bool:
+        # A throwaway certificate carrying the record's key under the child's issuer name lets
+        # cryptography check the child's signature whatever its algorithm.
+        from cryptography.hazmat.primitives import hashes
+        signer = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        holder = (x509.CertificateBuilder().subject_name(child.issuer).issuer_name(child.issuer)
+                  .public_key(self.key).serial_number(1).not_valid_before(now)
+                  .not_valid_after(now + datetime.timedelta(minutes=1)).sign(signer, hashes.SHA256()))
+        return _issued_by(child, holder)
 
 
 def _ta_path(leaf: x509.Certificate, certs: list[x509.Certificate], ta: list[TLSA],
              now: datetime.datetime) -> tuple[TLSA | None, str]:
-    """Follow issuers from the leaf through the presented certificates until one matches a
-    DANE-TA record; every certificate on the way must be valid now and every issuer a CA."""
+    """Follow issuers from the leaf through the presented certificates (and the trust-anchor
+    certificates or keys published as Full(0) DANE-TA records, RFC 7671 §5.2.2) until one
+    matches a DANE-TA record; every certificate on the way must be valid now, carry no
+    unknown critical extension, and every issuer must be a CA allowed to sign this path."""
+    names = cert_names(leaf)
+    extra: list[x509.Certificate] = []
+    keys: list[_KeyOnly] = []
+    for r in ta:
+        if r.mtype != 0:
+            continue
+        try:
+            if r.selector == 0:
+                extra.append(x509.load_der_x509_certificate(r.data))
+            else:
+                keys.append(_KeyOnly(r))
+        except Exception:
+            continue            # record data that is no certificate or key: it just matches nothing
+    candidates = certs + [c for c in extra if c not in certs]
     current, path = leaf, [leaf]
-    for _ in range(MAX_CHAIN):
-        issuer = next((c for c in certs if c not in path and _issued_by(current, c)), None)
+    for depth in range(MAX_CHAIN):
+        issuer = next((c for c in candidates if c not in path and _issued_by(current, c)), None)
         if issuer is None:
+            key = next((k for k in keys if k.signed(current)), None)
+            if key is not None:
+                return _path_verdict(path, key.record, now)
             return None, "no presented certificate matches a DANE-TA record on the leaf's issuer path"
         if not _is_ca(issuer):
             return None, f"issuer {issuer.subject.rfc4514_string()} is not a CA"
+        problem = _constraint_problem(issuer, depth, names)
+        if problem:
+            return None, problem
         path.append(issuer)
         hit = next((r for r in ta if record_matches(r, issuer)), None)
         if hit is not None:
-            expired = [c for c in path if not _valid_at(c, now)]
-            if expired:
-                return None, (f"certificate {expired[0].subject.rfc4514_string()} is not valid "
-                              f"now (DANE-TA checks dates)")
-            return hit, ""
+            return _path_verdict(path, hit, now)
         current = issuer
     return None, "issuer path too long"
+
+
+def _path_verdict(path: list[x509.Certificate], hit: TLSA, now: datetime.datetime) -> tuple[TLSA | None, str]:
+    expired = [c for c in path if not _valid_at(c, now)]
+    if expired:
+        return None, (f"certificate {expired[0].subject.rfc4514_string()} is not valid "
+                      f"now (DANE-TA checks dates)")
+    odd = [c for c in path if _unknown_critical(c)]
+    if odd:
+        return None, f"certificate {odd[0].subject.rfc4514_string()} has an unknown critical extension"
+    return hit, ""
 
 
 def match_chain(records, chain_der: list[bytes], names: list[str],
                 now: datetime.datetime | None = None) -> DaneMatch:
     """Does the peer's chain (leaf first, DER) match the usable ``records``? ``names`` are the
     reference identifiers for DANE-TA (RFC 7672 §3.2.2: the MX host name and the next-hop
-    domain; after a secure CNAME, the expanded name too). ``now`` defaults to the current time."""
-    usable = [r for r in records if r.usable]
+    domain; after a secure CNAME, the expanded name too). ``now`` defaults to the current time.
+    Never raises: whatever goes wrong with the peer's data is a non-match."""
+    try:
+        return _match_chain(records, chain_der, names, now)
+    except Exception as err:     # fail closed: a chain we cannot judge is not a match
+        return DaneMatch(False, None, f"the server's certificate chain could not be checked: "
+                         f"{type(err).__name__}: {err}"[:300], None, VALIDATION_FAILURE)
+
+
+def _match_chain(records, chain_der, names, now) -> DaneMatch:
+    usable = agile(records)
     if not usable:
         return DaneMatch(False, None, "no usable TLSA records", None, TLSA_INVALID)
     if not chain_der:
         return DaneMatch(False, None, "the server presented no certificate", None, VALIDATION_FAILURE)
     now = now or datetime.datetime.now(datetime.timezone.utc)
     try:
-        certs = [x509.load_der_x509_certificate(d) for d in chain_der]
-    except ValueError as err:
+        certs = [x509.load_der_x509_certificate(bytes(d)) for d in list(chain_der)[:MAX_PRESENTED]]
+    except (ValueError, TypeError) as err:
         return DaneMatch(False, None, f"unparsable certificate from the server: {err}", None,
                          VALIDATION_FAILURE)
     leaf = certs[0]
@@ -334,7 +505,7 @@ def match_chain(records, chain_der: list[bytes], names: list[str],
     if hit is None:
         return DaneMatch(False, None, f"DANE-TA: {why}", None, VALIDATION_FAILURE)
     have = cert_names(leaf)
-    wanted = [n.rstrip(".").lower() for n in names if n]
+    wanted = [w for w in (_ascii_name(n) for n in names if n) if w]
     if not any(name_matches(p, n) for p in have for n in wanted):
         return DaneMatch(False, 2, f"DANE-TA: certificate names {', '.join(have) or '(none)'} match "
                          f"none of {', '.join(wanted) or '(none)'}", hit, HOST_MISMATCH)

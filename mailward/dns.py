@@ -21,7 +21,10 @@ AD bit of their answers: ``secure`` means AD set, anything else is not secure. m
 DNSSEC validation itself. :attr:`MailHost.secure` is the MX RRset's AD bit (for an implicit MX
 the address RRset's); :meth:`Resolver.address_lookup` reports it for one host (``[host]``
 routes, and the address check of RFC 7672 §2.2.2) and :meth:`Resolver.lookup` for any one
-RRset. A resolver built without ``dnssec`` never reports ``secure``. A SERVFAIL from a validating
+RRset. A resolver built without ``dnssec``, or without servers (resolv.conf's resolvers were
+not named by the administrator), never reports ``secure``; :meth:`Resolver.validates` checks at
+startup that the named resolvers do set AD (one that strips it makes every answer look unsigned,
+which no single answer can reveal). A SERVFAIL from a validating
 resolver is how it reports a bogus answer: :class:`DNSError` then has ``servfail=True`` (and is
 temporary, as every SERVFAIL).
 
@@ -51,10 +54,11 @@ import dns.resolver
 
 class DNSError(Exception):
     def __init__(self, text: str, *, temporary: bool, status: str = "", code: int = 0,
-                 servfail: bool = False):
+                 servfail: bool = False, malformed: bool = False):
         super().__init__(text)
         self.temporary = temporary
         self.servfail = servfail        # a server answered SERVFAIL (a validating resolver: bogus)
+        self.malformed = malformed      # an answer came but could not be parsed (FormError)
         self.status = status or ("4.4.3" if temporary else "5.1.2")
         self.code = code or (451 if temporary else 550)
 
@@ -137,12 +141,26 @@ class Resolver:
         self._resolver.cache = dns.resolver.Cache(60)
         self.rng = rng or random.Random()
         self.dnssec = dnssec
+        # The AD bit is believed only from servers the administrator named: with dnssec but no
+        # servers (resolv.conf: a LAN or provider resolver nobody vouched for) nothing is secure.
+        self.ad_trusted = bool(dnssec and servers)
         if dnssec:  # RFC 6840 §5.7: AD in the query asks for the AD bit; DO for the signatures
             self._resolver.use_edns(0, dns.flags.DO, 1232)
             self._resolver.flags = dns.flags.RD | dns.flags.AD
 
     def _secure(self, response) -> bool:
-        return self.dnssec and response is not None and bool(response.flags & dns.flags.AD)
+        return self.ad_trusted and response is not None and bool(response.flags & dns.flags.AD)
+
+    async def validates(self, name: str = ".", rdtype: str = "DNSKEY") -> bool:
+        """Does the resolver set the AD bit on an answer that must be signed (by default the
+        root zone's DNSKEY RRset)? False for a resolver that does not validate or strips AD, or
+        one that cannot be reached: a startup check to log, since such a resolver turns every
+        DANE lookup into ``insecure`` without any single answer looking wrong."""
+        try:
+            got = await self.lookup(name, rdtype)
+        except DNSError:
+            return False
+        return got.secure and got.rrset is not None
 
     async def lookup(self, name: str, rdtype: str) -> RRLookup:
         """One RRset with its DNSSEC status (see :class:`RRLookup`). NXDOMAIN is an answer here
@@ -163,11 +181,15 @@ class Resolver:
 
     @staticmethod
     def _temporary(name: str, rdtype: str, err: Exception) -> DNSError:
-        servfail = any(getattr(e[-1], "rcode", lambda: None)() == dns.rcode.SERVFAIL
-                       for e in (getattr(err, "kwargs", {}) or {}).get("errors", ()) if e)
+        errors = [e for e in (getattr(err, "kwargs", {}) or {}).get("errors", ()) if e]
+        servfail = any(getattr(e[-1], "rcode", lambda: None)() == dns.rcode.SERVFAIL for e in errors)
+        malformed = [e[3] for e in errors if len(e) > 3 and isinstance(e[3], dns.exception.FormError)]
         what = "SERVFAIL" if servfail else type(err).__name__
+        if malformed and not servfail:
+            what = f"malformed answer ({str(malformed[0])[:120]})"
         return DNSError(f"Host name lookup failure for name={name} type={rdtype}: {what}",
-                        temporary=True, status="4.4.3", code=451, servfail=servfail)
+                        temporary=True, status="4.4.3", code=451, servfail=servfail,
+                        malformed=bool(malformed))
 
     async def _query(self, name: str, rdtype: str):
         """The answer's rrset, or None for "no such record"; raises DNSError otherwise."""
