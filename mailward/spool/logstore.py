@@ -132,12 +132,14 @@ class LogStore:
             self.compact()
 
     def retire(self, name: str, status_names: set[str] | None = None) -> bool:
-        """Unlink a sealed segment whose messages are all removed; then their status files."""
+        """Unlink a sealed segment whose messages are all removed (or copied to another
+        segment by compaction); then the status and hold files of the removed ones."""
         path = self.folder / name
         self.index.refresh_segment(name)
         qids = self.index.by_segment.get(name, set())
-        if any(not self.removed(q, status_names) for q in qids) or is_locked(path):
-            return False
+        if any(not self.removed(q, status_names) and not (self.index.copies.get(q, set()) - {name})
+               for q in qids) or is_locked(path):
+            return False             # a message is queued only here, or a writer still appends
         try:
             path.unlink()
             if self.fsync:

@@ -26,7 +26,8 @@ TOKEN = re.compile(rb"X-Token: (\S+)")
 
 
 def run(messages: int, kills: int, workdir: Path, clients: int = 4, per_connection: int = 10,
-        seed: int | None = None) -> dict:
+        seed: int | None = None, spool: dict | None = None, server: dict | None = None) -> dict:
+    """``spool``/``server``: more settings for those sections (e.g. {"format": "log"}, {"workers": 2})."""
     from mailward.ca import authority
     from tests.conftest import MTA
 
@@ -36,7 +37,7 @@ def run(messages: int, kills: int, workdir: Path, clients: int = 4, per_connecti
     authority.issue(pki / "ca", "localhost", ["localhost", "127.0.0.1"], pki / "s.pem", pki / "k.pem", usage="both")
     (workdir / "mta").mkdir()
     mta = MTA(workdir / "mta", {"tls": {"cert_file": str(pki / "s.pem"), "key_file": str(pki / "k.pem")},
-                                "server": {"reverse_lookup": False}})
+                                "server": {"reverse_lookup": False, **(server or {})}, "spool": dict(spool or {})})
     mta.start()
     ctx = ssl.create_default_context(cafile=str(pki / "ca" / "ca.pem"))
     tokens = [f"t{i:06d}" for i in range(messages)]
@@ -80,7 +81,7 @@ def run(messages: int, kills: int, workdir: Path, clients: int = 4, per_connecti
             remaining = len(todo)
         # spread the kills over the run
         time.sleep(rng.uniform(0.05, 0.6) if remaining else 0.05)
-        mta.kill9()
+        _kill9_tree(mta) if (server or {}).get("workers", 1) > 1 else mta.kill9()
         done_kills += 1
         mta.start()
     for t in threads:
@@ -88,9 +89,9 @@ def run(messages: int, kills: int, workdir: Path, clients: int = 4, per_connecti
     elapsed = time.time() - started
     # everything accepted must now be delivered: wait for the spool to drain
     deadline = time.time() + 20
-    while time.time() < deadline and any(p for p in (mta.spool / "queue").iterdir() if p.name != "mailward.pid"):
+    while time.time() < deadline and _queued(mta.spool):
         time.sleep(0.2)
-    leftover = sorted(p.name for p in (mta.spool / "queue").iterdir() if p.name != "mailward.pid")
+    leftover = _queued(mta.spool)
     mta.stop()
     seen: Counter[str] = Counter()
     for path in mta.maildir_files("crash"):
@@ -108,14 +109,64 @@ def run(messages: int, kills: int, workdir: Path, clients: int = 4, per_connecti
             "log": mta.log}
 
 
+def _kill9_tree(mta) -> None:
+    """SIGKILL the master and its workers at once (as systemd's KillMode=control-group or the
+    OOM killer of a cgroup would): the workers would otherwise hold the spool lock until they
+    notice their master is gone, and the restart would find the spool in use."""
+    import os
+    import signal
+
+    pids, todo = [], [mta.proc.pid]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            continue
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    mta.proc.wait()
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                return "State:\tZ" not in f.read()
+        except OSError:
+            return False
+
+    for pid in pids[1:]:     # the workers: reaped by init once the master is gone; wait for them
+        deadline = time.time() + 5
+        while time.time() < deadline and alive(pid):
+            time.sleep(0.01)
+
+
+def _queued(spool: Path) -> list[str]:
+    """What is still in the spool: every file in queue/ (a message, or the status or hold file
+    of one) — or, once a log exists (spool.format = "log", where status files of removed
+    messages stay until their segment is retired), the queue ids the spool still lists."""
+    if (spool / "log").is_dir():
+        from mailward.spool.store import Spool
+
+        return Spool(spool, fsync=False).ids()
+    return sorted(p.name for p in (spool / "queue").iterdir() if p.name != "mailward.pid")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=10000)
     parser.add_argument("--kills", type=int, default=25)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--spool-format", choices=("files", "log"), default="files")
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        result = run(args.messages, args.kills, Path(d), clients=args.clients)
+        result = run(args.messages, args.kills, Path(d), clients=args.clients,
+                     spool={"format": args.spool_format}, server={"workers": args.workers})
     lost = result.pop("lost")
     print(result, "lost:", len(lost), lost[:20])
     raise SystemExit(1 if lost or result["duplicate_ratio"] >= 0.001 else 0)

@@ -1,0 +1,217 @@
+"""The log spool (spool.format = "log") on the real file system: what a reader, the queue
+commands and the next start see after writes, removals, a torn or damaged segment, a
+compaction and a writer killed with SIGKILL.
+
+Writers that must be gone (a sealed segment) run in child processes, as a worker does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mailward.spool.store import Envelope, Recipient, Spool, new_queue_id
+from mailward.spool.logwriter import SPILL
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def message(spool: Spool, body: bytes, rcpts: int = 1) -> str:
+    env = Envelope(new_queue_id(), "sender@example.test", {"BODY": "8BITMIME"},
+                   [Recipient(f"r{i}@example.test", {}) for i in range(rcpts)], time.time(),
+                   client_name="client.test", client_addr="127.0.0.1", helo="client.test")
+    incoming = spool.begin(env)
+    for i in range(0, len(body), 65536):
+        incoming.write(body[i:i + 65536])
+    spool.commit(incoming)
+    return env.queue_id
+
+
+def body(n: int, tag: str = "x") -> bytes:
+    head = f"Subject: {tag}\r\n\r\n".encode()
+    return head + (tag.encode() * n)[:n] + b"\r\n"
+
+
+def child_writes(spool_dir: Path, sizes: list[int], extra: str = "") -> list[str]:
+    """Write messages from another process (its segment is sealed when it exits); their ids."""
+    code = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from tests.spool.test_log_store import message, body
+        from mailward.spool.store import Spool
+        spool = Spool({str(spool_dir)!r}, fsync=True, format="log"{extra})
+        for i, n in enumerate({sizes!r}):
+            print(message(spool, body(n, f"m{{i}}")), flush=True)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    return out.stdout.split()
+
+
+def segments(spool_dir: Path) -> list[str]:
+    return sorted(os.listdir(spool_dir / "log"))
+
+
+def test_messages_round_trip_and_every_spool_reads_both_formats(tmp_path):
+    log = Spool(tmp_path, format="log")
+    small = message(log, body(4000, "small"), rcpts=3)
+    big = message(log, body(SPILL * 3 + 17, "big"))      # spills to incoming/ while received
+    files = Spool(tmp_path)                                # the queue commands' default spool
+    old = message(files, body(100, "file"))
+    for spool in (log, Spool(tmp_path), Spool(tmp_path, format="log")):
+        assert spool.ids() == sorted([small, big, old])
+        env = spool.load(small)
+        assert [r.address for r in env.recipients] == [f"r{i}@example.test" for i in range(3)]
+        assert env.sender_params == {"BODY": "8BITMIME"} and env.content_size == len(body(4000, "small"))
+        assert b"".join(spool.content(small)) == body(4000, "small")
+        assert b"".join(spool.content(big, 1000)) == body(SPILL * 3 + 17, "big")
+        assert b"".join(spool.content(old)) == body(100, "file")
+        assert spool.exists(big) and not spool.exists("NOSUCHMESSAGE1")
+    assert os.listdir(tmp_path / "incoming") == []        # the spill file went into the segment
+    assert (tmp_path / "queue" / old).exists() and not (tmp_path / "queue" / small).exists()
+
+
+def test_one_fdatasync_covers_every_message_waiting(tmp_path):
+    spool = Spool(tmp_path, format="log")
+    writer = spool.log.writer
+    envs, futures = [], []
+    with writer.lock:                       # the thread takes the first message and waits here
+        for i in range(20):
+            env = Envelope(new_queue_id(), "s@example.test", {}, [Recipient("r@example.test", {})], time.time())
+            inc = spool.begin(env)
+            inc.write(body(4096, str(i)))
+            futures.append(spool.sync_async(inc))
+            envs.append(inc)
+            if i == 0:
+                deadline = time.time() + 5
+                while writer._waiting and time.time() < deadline:
+                    time.sleep(0.001)
+    for f in futures:
+        f.result(10)
+    assert spool.publish(envs) == [None] * 20
+    assert (writer.batches, writer.commits) == (2, 20)
+    assert len(Spool(tmp_path).ids()) == 20
+
+
+def test_a_torn_or_damaged_record_ends_the_segment(tmp_path):
+    ids = child_writes(tmp_path, [3000, 3000, 3000])
+    (seg,) = segments(tmp_path)
+    path = tmp_path / "log" / seg
+    size = path.stat().st_size
+    os.truncate(path, size - 100)                   # the last write torn by a crash
+    assert Spool(tmp_path).ids() == sorted(ids[:2])
+    data = bytearray(path.read_bytes())
+    pos = data.index(b"m1m1m1")                     # one bit of the second message's text
+    data[pos] ^= 1
+    path.write_bytes(bytes(data))
+    assert Spool(tmp_path).ids() == ids[:1]
+    assert b"".join(Spool(tmp_path).content(ids[0])) == body(3000, "m0")
+
+
+def test_removed_messages_go_and_their_segment_is_deleted_once_sealed(tmp_path):
+    live = Spool(tmp_path, format="log")
+    mine = message(live, body(500, "mine"))          # this process's segment stays open
+    ids = child_writes(tmp_path, [1000, 2000, 3000])
+    assert len(segments(tmp_path)) == 2
+    spool = Spool(tmp_path)
+    spool.record(ids[0], 0, "delivered", "250 ok", 1)
+    for qid in ids:
+        spool.remove(qid)
+        assert qid not in Spool(tmp_path).ids() and not spool.exists(qid)
+    assert segments(tmp_path) == [live.log.writer.active()]
+    assert sorted(os.listdir(tmp_path / "queue")) == []
+    live.remove(mine)
+    assert Spool(tmp_path).ids() == []
+    assert segments(tmp_path) == [live.log.writer.active()]   # open: kept until sealed
+    live.log.writer.seal()
+    Spool(tmp_path).recover()
+    assert segments(tmp_path) == [] and os.listdir(tmp_path / "queue") == []
+
+
+def test_compaction_moves_a_deferred_message_forward(tmp_path):
+    ids = child_writes(tmp_path, [4000] * 6)
+    (old,) = segments(tmp_path)
+    spool = Spool(tmp_path, format="log", compact_after=0)
+    for qid in ids[1:]:
+        spool.remove(qid)
+    spool.record(ids[0], 0, "deferred", "451 try later", 2)
+    spool.hold(ids[0])
+    assert segments(tmp_path) == [old]               # ids[0] pins it
+    assert spool.log.compact() == 1
+    assert old not in segments(tmp_path) and len(segments(tmp_path)) == 1
+    for reader in (spool, Spool(tmp_path)):
+        assert reader.ids() == ids[:1]
+        env = reader.load(ids[0])
+        assert (env.recipients[0].state, env.recipients[0].attempts) == ("deferred", 2)
+        assert b"".join(reader.content(ids[0])) == body(4000, "m0")
+        assert reader.held(ids[0])
+    assert sorted(os.listdir(tmp_path / "queue")) == [f"{ids[0]}.hold", f"{ids[0]}.status"]
+
+
+def test_recover_drops_leftovers_and_keeps_what_is_queued(tmp_path):
+    ids = child_writes(tmp_path, [100, 100])
+    spool = Spool(tmp_path)
+    spool.record(ids[0], 0, "deferred", "451", 1)
+    (tmp_path / "log" / ".tmp-ABANDONED-0001").write_bytes(b"MAILWARD-LOG 1\n\0" + b"\0" * 16)
+    (tmp_path / "incoming" / "HALFRECEIVED01").write_bytes(b"x" * 10)      # a spill of a dead session
+    (tmp_path / "queue" / "GONEGONEGONE01.status").write_text('{"rcpt": 0, "state": "delivered"}\n')
+    assert Spool(tmp_path, format="log").recover() == 1
+    assert os.listdir(tmp_path / "incoming") == []
+    assert not (tmp_path / "log" / ".tmp-ABANDONED-0001").exists()
+    assert sorted(os.listdir(tmp_path / "queue")) == [f"{ids[0]}.status"]
+    assert Spool(tmp_path).ids() == sorted(ids)
+
+
+WRITER = """
+import sys
+sys.path.insert(0, {root!r})
+from tests.spool.test_log_store import message, body
+from mailward.spool.store import Spool
+import threading
+spool = Spool({spool!r}, fsync=True, format="log")
+lock = threading.Lock()
+def session(n):
+    i = 0
+    while True:
+        qid = message(spool, body(2000 + 97 * (i % 50), f"{{n}}-{{i}}"))
+        with lock:
+            print(qid, f"{{n}}-{{i}}", flush=True)    # the "250": only after commit returned
+        i += 1
+threads = [threading.Thread(target=session, args=(n,), daemon=True) for n in range(4)]
+for t in threads:
+    t.start()
+threads[0].join()
+"""
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_sigkill_of_a_writer_loses_nothing_acknowledged(tmp_path, round_):
+    acked: dict[str, str] = {}
+    for kill in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER.format(root=str(ROOT), spool=str(tmp_path))],
+                                stdout=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+        reader.start()
+        time.sleep(0.4 + 0.2 * kill + 0.1 * round_)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        reader.join(5)
+        for line in lines:
+            if line.endswith("\n"):
+                qid, tag = line.split()
+                acked[qid] = tag
+        Spool(tmp_path, format="log").recover()
+    assert len(acked) > 20
+    spool = Spool(tmp_path)
+    queued = set(spool.ids())
+    assert set(acked) <= queued
+    for qid, tag in acked.items():
+        n, i = tag.split("-")
+        assert b"".join(spool.content(qid)) == body(2000 + 97 * (int(i) % 50), tag)
