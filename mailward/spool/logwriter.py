@@ -159,9 +159,10 @@ class LogWriter:
             self.seal()
             raise
         self._end = pos
-        for (qid, *_), loc in zip(items, out):
-            self.index.add(qid, loc)
-        self.index.noted(self._name, self._nonce, pos)
+        if self.index.reading:     # a process that only receives keeps no index (it would only grow)
+            for (qid, *_), loc in zip(items, out):
+                self.index.add(qid, loc)
+            self.index.noted(self._name, self._nonce, pos)
         if pos >= self.segment_size:
             self.seal()
         return out

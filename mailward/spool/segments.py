@@ -131,6 +131,8 @@ class LogIndex:
         self.copies: dict[str, set[str]] = {}     # queue id -> segments holding it
         self.by_segment: dict[str, set[str]] = {}
         self._scanned: dict[str, tuple[bytes | None, int, int]] = {}  # name -> (nonce, offset, size)
+        self._settled: set[str] = set()   # sealed and read to the end: never read again
+        self.reading = False              # has this process read the log? (writers add only then)
 
     def segments(self) -> list[str]:
         try:
@@ -139,13 +141,19 @@ class LogIndex:
             return []
 
     def refresh(self) -> None:
+        self.reading = True
         names = self.segments()
         for gone in set(self._scanned) - set(names):
             self.forget(gone)
         for name in names:
-            self.refresh_segment(name)
+            if name not in self._settled:
+                self.refresh_segment(name)
 
     def refresh_segment(self, name: str) -> None:
+        """Read what was appended to ``name`` since the last look. A segment that did not grow
+        and that no writer holds is sealed: read to its end once more, then never again."""
+        if name in self._settled:
+            return
         nonce, offset, size = self._scanned.get(name, (None, 0, -1))
         try:
             fd = os.open(self.folder / name, os.O_RDONLY | os.O_CLOEXEC)
@@ -155,7 +163,9 @@ class LogIndex:
         try:
             now_size = os.fstat(fd).st_size
             if now_size == size:
-                return
+                if is_locked(self.folder / name):
+                    return
+                self._settled.add(name)
             nonce, found, end = scan(fd, offset, nonce)
         finally:
             os.close(fd)
@@ -176,6 +186,7 @@ class LogIndex:
 
     def forget(self, name: str) -> None:
         self._scanned.pop(name, None)
+        self._settled.discard(name)
         for qid in self.by_segment.pop(name, set()):
             holders = self.copies.get(qid, set())
             holders.discard(name)
