@@ -259,7 +259,8 @@ class Outbound:
                                            "qid": None})
                 log.info(None, **{"STARTTLS": "client"}, relay=hop.name, version=t.tls_version, verify=t.verify,
                          cipher=t.cipher, bits=f"{t.cipher_bits}/{t.alg_bits}",
-                         **(check.fields or requirement_fields(req)))
+                         **(check.fields or requirement_fields(req)),
+                         **({"requiretls": "required"} if req.requiretls else {}))
                 log.info(None, **{"STARTTLS": "client", "cert-subject": t.cert_subject,
                                   "cert-issuer": t.cert_issuer, "verifymsg": t.verifymsg})
                 decision = self._tls_server(session)
@@ -387,7 +388,7 @@ class Outbound:
         hop_tls = hop_tls or self._default_tls()
         session = self.pool.take(hop)
         if session is not None and (self._tls_server(session).failed
-                                    or session.hop_tls is None or session.hop_tls.requirement != hop_tls.requirement):
+                                    or session.hop_tls is None or session.hop_tls.requirement.key != hop_tls.requirement.key):
             await session.close()   # the map or the decision changed since: this connection no longer qualifies
             session = None
         if session is not None:

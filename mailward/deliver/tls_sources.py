@@ -104,8 +104,10 @@ class TlsSources:
         report = bool(getattr(transfer, "report", False))
         relaxed = _relaxed(getattr(transfer, "relaxed", ""), report)
         by_mx = bool(getattr(transfer, "by_mx", False)) and bool(domain)
+        # RFC 8460 §5.3: a TLS report is delivered despite TLS failures — the floor included
+        floor = "may" if report else self.floor
         if access is not None and not requiretls:   # the map decides: nothing else is asked
-            return HopTls(decide(mx=hop.name, access=access, floor=self.floor), domain, report=report)
+            return HopTls(decide(mx=hop.name, access=access, floor=floor), domain, report=report)
         dane_view, lookup = DaneView(), None
         if self.dane_resolver is not None:
             secure = bool(getattr(hop, "secure", False)) and by_mx
@@ -130,7 +132,7 @@ class TlsSources:
             else:
                 sts_view = StsView("absent", False, "host named by the route file")
         req = decide(mx=hop.name, access=access, dane=dane_view, sts=sts_view, requiretls=requiretls,
-                     relaxed=relaxed, floor=self.floor)
+                     relaxed=relaxed, floor=floor)
         return HopTls(req, domain, lookup, result, report)
 
     def record(self, hop_tls: HopTls, hop, *, failure: str = "", why: str = "", helo: str = "") -> None:
@@ -176,7 +178,10 @@ def check_session(hop_tls: HopTls, hop, tls, chain: list[bytes]) -> SessionCheck
             return SessionCheck(False, fields, failure, problem)
         return SessionCheck(True, fields, why=f"certificate verified for {name}")
     if req.level == "encrypt":
-        return SessionCheck(True, {"policy": req.source, "level": "encrypt"})
+        # DANE with only unusable TLSA records: TLS without authentication, reported as
+        # tlsa-invalid (RFC 7672 §2.2, RFC 8460 §4.3.2.1)
+        invalid = "tlsa-invalid" if req.source == "dane" else ""
+        return SessionCheck(True, {"policy": req.source, "level": "encrypt"}, invalid)
     return SessionCheck(True, {})
 
 

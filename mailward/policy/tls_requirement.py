@@ -113,6 +113,11 @@ class TlsRequirement:
         return self.level in TLS_LEVELS and not self.testing and self.source != "access-map"
 
     @property
+    def key(self) -> tuple:
+        """What a connection opened under this decision was checked for (connection reuse)."""
+        return self.source, self.level, self.testing, self.requiretls, self.action
+
+    @property
     def label(self) -> str:
         """``policy=dane, level=dane`` — how log lines and queue reasons name the decision."""
         text = f"policy={self.source}, level={self.level}"

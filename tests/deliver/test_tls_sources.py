@@ -303,6 +303,21 @@ def test_dane_and_mta_sts_decide(make_mta, world, tmp_path):
                              capture_output=True, text=True, timeout=30).stdout
     assert "TLS policy=dane, level=dane" in listing and "TLS policy=mta-sts, level=sts" in listing, listing
 
+    # mailward policy test explains the same decisions, asking DNS and the policy host itself
+    def explain(domain: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "mailward", "policy", "test", "--role", "client", "-c",
+                               str(mta.config), "--domain", domain], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+    out = explain("dane.test")
+    assert f"== TLS decision for mx.dane.test [{HOSTS['dane']}] (MX RRset DNSSEC-secure)" in out
+    assert "2. dane       1 usable TLSA record(s)" in out and "decision: policy=dane, level=dane" in out
+    out = explain("stsmx.test")
+    assert "2. dane       MX RRset of mx.stsmx.test not DNSSEC-secure" in out
+    assert "decision: policy=mta-sts, level=sts" in out and "delivery: do not use this MX" in out
+    assert "delivery: defer" in explain("danebogus.test")
+    assert "decision: policy=floor, level=may" in explain("insecure.test")
+
     # TLS-RPT counted the sessions by policy type (RFC 8460 §4.3, §4.4)
     from mailward.tlsrpt.store import TlsRptStore
     store = TlsRptStore.read_only(mta.spool / "tlsrpt")

@@ -97,3 +97,52 @@ def test_unknown_dane_state_fails_closed():
 
 def test_bad_floor_is_may():
     assert decide(mx=MX, floor="bogus").level == "may"
+
+
+# ---- mailward policy test --role client --domain D --offline ... (what an administrator runs) ----
+def _cli(capsys, *argv) -> tuple[int, str, str]:
+    from mailward.cli import main
+    rc = main(["policy", "test", "--role", "client", "-c", "/nonexistent/mailward.toml", *argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_cli_offline_sts_with_requiretls(capsys):
+    rc, out, _ = _cli(capsys, "--domain", "example.com", "--offline", "mx=mx.example.com", "mx-secure=no",
+                      "tlsa=insecure", "sts=enforce", "sts-mx=*.example.com", "--requiretls")
+    assert rc == 0
+    assert out.splitlines()[0] == ("domain example.com: access map (none); delivery.tls_floor may; "
+                                   "message: REQUIRETLS; offline answers")
+    assert "== TLS decision for mx.example.com" in out
+    assert "  1. access-map no Try_TLS/TLS_Srv/TLS_Rcpt entry" in out
+    assert "  2. dane       MX RRset of mx.example.com not DNSSEC-secure" in out
+    assert "  3. mta-sts    enforce: " in out and "→ decides" in out
+    assert "  decision: policy=mta-sts, level=sts, requiretls" in out
+    assert "REQUIRETLS must be offered after STARTTLS and is sent on MAIL" in out
+
+
+def test_cli_offline_each_mx_and_the_map(capsys, tmp_path):
+    amap = tmp_path / "access"
+    amap.write_text("TLS_Srv:mx2.example.com VERIFY\n")
+    rc, out, _ = _cli(capsys, "--map", str(amap), "--domain", "example.com", "--floor", "encrypt",
+                      "--offline", "mx=mx1.example.com,mx2.example.com,mx3.other.net", "mx-secure=yes",
+                      "tlsa=none", "sts=enforce", "sts-mx=*.example.com")
+    assert rc == 0
+    blocks = out.split("== TLS decision for ")[1:]
+    assert "decision: policy=mta-sts, level=sts" in blocks[0]
+    assert "decision: policy=access-map, level=verify" in blocks[1]
+    assert f"1. access-map entry tls_srv:mx2.example.com VERIFY ({amap}:1) → decides" in blocks[1]
+    assert "delivery: do not use this MX" in blocks[2]
+
+
+def test_cli_offline_dane_bogus_and_floor(capsys):
+    rc, out, _ = _cli(capsys, "--domain", "d.example", "--offline", "mx-secure=yes", "tlsa=bogus")
+    assert rc == 0 and "decision: policy=dane, level=dane" in out and "delivery: defer" in out
+    rc, out, _ = _cli(capsys, "--domain", "d.example", "--floor", "verify", "--tls-required-no",
+                      "--offline", "mx-secure=yes", "tlsa=secure")
+    assert "not enforced (TLS-Required: No)" in out and "decision: policy=floor, level=verify" in out
+
+
+def test_cli_offline_bad_item(capsys):
+    rc, _, err = _cli(capsys, "--domain", "d.example", "--offline", "tlsa=maybe")
+    assert rc == 2 and err.startswith("mailward: --offline 'tlsa=maybe': tlsa is one of")
