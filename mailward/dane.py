@@ -391,6 +391,25 @@ def _constraint_problem(issuer: x509.Certificate, depth: int, names: list[str]) 
     return ""
 
 
+_SERVER_EKU = {x509.ExtendedKeyUsageOID.SERVER_AUTH.dotted_string,
+               "2.16.840.1.113730.4.1", "1.3.6.1.4.1.311.10.3.3"}   # serverAuth, Netscape/Microsoft SGC
+
+
+def _purpose_problem(cert: x509.Certificate, leaf: bool) -> str:
+    """Why ``cert`` may not serve (leaf) or vouch for (CA) a TLS server, as OpenSSL's
+    SSL-server purpose check that Postfix applies to DANE-TA chains ('' when it may): an
+    extendedKeyUsage must include serverAuth (anyExtendedKeyUsage alone is not enough); a
+    leaf's keyUsage must allow digitalSignature, keyEncipherment or keyAgreement."""
+    who = cert.subject.rfc4514_string()
+    eku = _ext(cert, x509.ExtendedKeyUsage)
+    if eku is not None and not any(o.dotted_string in _SERVER_EKU for o in eku):
+        return f"certificate {who} is not for TLS servers (extendedKeyUsage)"
+    ku = _ext(cert, x509.KeyUsage) if leaf else None
+    if ku is not None and not (ku.digital_signature or ku.key_encipherment or ku.key_agreement):
+        return f"certificate {who} is not for TLS servers (keyUsage)"
+    return ""
+
+
 def _unknown_critical(cert: x509.Certificate) -> bool:
     return any(e.critical and isinstance(e.value, x509.UnrecognizedExtension) for e in cert.extensions)
 
@@ -420,7 +439,8 @@ def _ta_path(leaf: x509.Certificate, certs: list[x509.Certificate], ta: list[TLS
     """Follow issuers from the leaf through the presented certificates (and the trust-anchor
     certificates or keys published as Full(0) DANE-TA records, RFC 7671 §5.2.2) until one
     matches a DANE-TA record; every certificate on the way must be valid now, carry no
-    unknown critical extension, and every issuer must be a CA allowed to sign this path."""
+    unknown critical extension and be fit for a TLS server (:func:`_purpose_problem`), and
+    every issuer must be a CA allowed to sign this path."""
     names = cert_names(leaf)
     extra: list[x509.Certificate] = []
     keys: list[_KeyOnly] = []
@@ -464,6 +484,10 @@ def _path_verdict(path: list[x509.Certificate], hit: TLSA, now: datetime.datetim
     odd = [c for c in path if _unknown_critical(c)]
     if odd:
         return None, f"certificate {odd[0].subject.rfc4514_string()} has an unknown critical extension"
+    for i, cert in enumerate(path):
+        problem = _purpose_problem(cert, leaf=i == 0)
+        if problem:
+            return None, problem
     return hit, ""
 
 

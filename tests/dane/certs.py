@@ -32,7 +32,10 @@ def make(cn: str, *, issuer: Cert | None = None, ca: bool | None = None, path_le
          sans: list[str] | tuple[str, ...] = (), ip_sans: tuple[str, ...] = (), key_cert_sign: bool = True,
          permitted: tuple[str, ...] = (), excluded: tuple[str, ...] = (), unknown_critical: bool = False,
          not_before: dt.datetime | None = None, not_after: dt.datetime | None = None,
-         key: ec.EllipticCurvePrivateKey | None = None) -> Cert:
+         key: ec.EllipticCurvePrivateKey | None = None, digital_signature: bool = False,
+         leaf_usage: tuple[str, ...] = (), eku: tuple[str, ...] = ()) -> Cert:
+    """``leaf_usage``: keyUsage bits for a non-CA (``"digital_signature"``, ``"key_cert_sign"``…);
+    ``eku``: extendedKeyUsage names (``"serverAuth"``, ``"clientAuth"``, ``"any"``)."""
     import ipaddress
 
     key = key or ec.generate_private_key(ec.SECP256R1())
@@ -47,9 +50,18 @@ def make(cn: str, *, issuer: Cert | None = None, ca: bool | None = None, path_le
                                         critical=True)
     if ca:
         builder = builder.add_extension(x509.KeyUsage(
-            digital_signature=False, content_commitment=False, key_encipherment=False,
+            digital_signature=digital_signature, content_commitment=False, key_encipherment=False,
             data_encipherment=False, key_agreement=False, key_cert_sign=key_cert_sign, crl_sign=True,
             encipher_only=False, decipher_only=False), critical=True)
+    elif leaf_usage:
+        bits = {b: b in leaf_usage for b in ("digital_signature", "content_commitment", "key_encipherment",
+                                             "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign")}
+        builder = builder.add_extension(x509.KeyUsage(**bits, encipher_only=False, decipher_only=False),
+                                        critical=True)
+    if eku:
+        oids = {"serverAuth": x509.ExtendedKeyUsageOID.SERVER_AUTH, "clientAuth": x509.ExtendedKeyUsageOID.CLIENT_AUTH,
+                "any": x509.ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+        builder = builder.add_extension(x509.ExtendedKeyUsage([oids[e] for e in eku]), critical=False)
     names = [x509.DNSName(s) for s in sans] + [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_sans]
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)

@@ -245,10 +245,14 @@ def test_trust_anchor_absent_from_the_chain():
 
 
 def test_a_leaf_that_is_a_ca():
-    """A CA:TRUE leaf issued under the trust anchor is accepted (as OpenSSL does); a self-signed
-    CA leaf does not become its own DANE-TA trust anchor."""
-    leaf = certs.make("mx.victim.example", issuer=INTER, ca=True, sans=["mx.victim.example"])
+    """A CA:TRUE leaf issued under the trust anchor is accepted when its keyUsage allows a TLS
+    server (digitalSignature), refused when it allows only certificate signing (as OpenSSL);
+    a self-signed CA leaf does not become its own DANE-TA trust anchor."""
+    leaf = certs.make("mx.victim.example", issuer=INTER, ca=True, sans=["mx.victim.example"],
+                      digital_signature=True)
     assert dane.match_chain([ta(ROOT)], [leaf.der, INTER.der, ROOT.der], NAMES).ok
+    signer = certs.make("mx.victim.example", issuer=INTER, ca=True, sans=["mx.victim.example"])
+    assert not dane.match_chain([ta(ROOT)], [signer.der, INTER.der, ROOT.der], NAMES).ok
     lone = certs.make("mx.victim.example", ca=True, sans=["mx.victim.example"])
     assert not dane.match_chain([ta(lone)], [lone.der], NAMES).ok
     assert dane.match_chain([ee(lone)], [lone.der], NAMES).ok
@@ -298,6 +302,27 @@ def test_issuer_constraints_are_enforced():
     no_bc = certs.make("No Basic Constraints", issuer=ROOT)
     leaf = certs.make("mx.victim.example", issuer=no_bc, sans=["mx.victim.example"])
     assert not dane.match_chain([ta(ROOT)], [leaf.der, no_bc.der, ROOT.der], NAMES).ok
+
+
+def test_certificates_not_for_tls_servers_fail_dane_ta_only():
+    """OpenSSL's SSL-server purpose, which Postfix applies to DANE-TA chains
+    (test_attacks_postfix.py compares): serverAuth in any extendedKeyUsage on the path, a
+    leaf keyUsage that allows a TLS handshake."""
+    def leaf(**kw):
+        return certs.make("mx.victim.example", issuer=INTER, sans=["mx.victim.example"], **kw)
+
+    for kw, ok in (({"eku": ("serverAuth",)}, True), ({"eku": ("clientAuth", "serverAuth")}, True),
+                   ({"eku": ("clientAuth",)}, False), ({"eku": ("any",)}, False),
+                   ({"leaf_usage": ("digital_signature",)}, True), ({"leaf_usage": ("key_agreement",)}, True),
+                   ({"leaf_usage": ("crl_sign",)}, False)):
+        c = leaf(**kw)
+        got = dane.match_chain([ta(ROOT)], [c.der, INTER.der, ROOT.der], NAMES)
+        assert got.ok is ok, (kw, got.reason)
+        assert dane.match_chain([ee(c)], [c.der], NAMES).ok            # DANE-EE: no such checks
+    for eku, ok in ((("clientAuth",), False), (("serverAuth",), True)):
+        inter = certs.make("EKU Intermediate", issuer=ROOT, ca=True, eku=eku)
+        c = certs.make("mx.victim.example", issuer=inter, sans=["mx.victim.example"])
+        assert dane.match_chain([ta(ROOT)], [c.der, inter.der, ROOT.der], NAMES).ok is ok, eku
 
 
 def test_an_unknown_critical_extension_on_the_leaf_fails_dane_ta_only():
