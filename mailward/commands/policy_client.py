@@ -105,15 +105,15 @@ async def online_decisions(args, config, policy, floor: str) -> list[tuple[str, 
     """The decision for each MX as delivery would take it now (DNS, MTA-STS fetch)."""
     from mailward.deliver.outbound import PendingRecipient, Transfer
     from mailward.deliver.routes import next_hops
-    from mailward.deliver.runner import _dane_resolver, _mta_sts
+    from mailward.deliver.runner import dane_resolver, mta_sts
     from mailward.deliver.tls_sources import TlsSources
     from mailward.dns import Resolver
     if config is None:
         raise ConfigError(f"{args.config}: no configuration to take the resolvers from; give -c FILE or --offline")
     d = config.delivery
-    dane_resolver = _dane_resolver(config)
-    resolver = dane_resolver or Resolver(list(d.resolver), timeout=d.dns_timeout)
-    sources = TlsSources(policy, floor=floor, dane_resolver=dane_resolver, mta_sts=_mta_sts(config, resolver))
+    secure = dane_resolver(config)
+    resolver = secure or Resolver(list(d.resolver), timeout=d.dns_timeout)
+    sources = TlsSources(policy, floor=floor, dane_resolver=secure, mta_sts=mta_sts(config, resolver))
     hops = await next_hops(None, args.domain, resolver, d.smtp_port)
     if args.mx:
         hops = [h for h in hops if h.name.lower().rstrip(".") == args.mx.lower().rstrip(".")] or hops[:0]

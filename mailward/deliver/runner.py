@@ -39,6 +39,7 @@ from mailward.listen import parse_listen
 from mailward.spool.queue import Queue
 
 DELIVERY_GRACE = 5.0
+STS_REFRESH_CHECK = 3600.0   # seconds between two looks for MTA-STS policies due a refresh (RFC 8461 §10.2)
 
 
 class QueueRunner:
@@ -55,6 +56,8 @@ class QueueRunner:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._sts_task: asyncio.Task | None = None
+        self._sts_next = 0.0
 
     # ---- the seam ------------------------------------------------------------------------
     def start(self) -> None:
@@ -99,6 +102,8 @@ class QueueRunner:
             await asyncio.wait(list(self._inflight.values()), timeout=self.grace)
         for task in list(self._inflight.values()):
             task.cancel()
+        if self._sts_task is not None:
+            self._sts_task.cancel()
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, *self._inflight.values(), return_exceptions=True)
@@ -146,6 +151,17 @@ class QueueRunner:
             except asyncio.TimeoutError:
                 pass
             await self.ctx.outbound.pool.expire()
+            self._refresh_sts()
+
+    def _refresh_sts(self) -> None:
+        """Refresh cached MTA-STS policies in the background (MtaSts.refresh_due never raises):
+        at most every STS_REFRESH_CHECK seconds (and a quarter of mta_sts.refresh_after), one at a time."""
+        sts = getattr(self.ctx.outbound.tls_sources, "mta_sts", None)
+        now = self.clock()
+        if sts is None or now < self._sts_next or (self._sts_task is not None and not self._sts_task.done()):
+            return
+        self._sts_next = now + min(STS_REFRESH_CHECK, max(60.0, getattr(sts, "refresh_after", 86400.0) / 4))
+        self._sts_task = asyncio.get_running_loop().create_task(sts.refresh_due())
 
     def _start(self, qid: str) -> None:
         task = asyncio.get_running_loop().create_task(self._attempt(qid))
@@ -197,7 +213,7 @@ def _listen_addresses(config) -> frozenset[tuple[str, int]]:
     return frozenset(out)
 
 
-def _dane_resolver(config):
+def dane_resolver(config):
     """DANE is on when ``[dane] resolver`` names validating resolvers (RFC 7672 §2.1)."""
     from mailward.config import ConfigError
     section = getattr(config, "dane", None)
@@ -211,7 +227,7 @@ def _dane_resolver(config):
         raise ConfigError(f"{config.path}: dane.resolver: expected IP addresses ({err})") from None
 
 
-def _mta_sts(config, resolver):
+def mta_sts(config, resolver):
     """MTA-STS (RFC 8461) when ``[mta_sts] enabled``; None otherwise."""
     section = getattr(config, "mta_sts", None)
     if section is None or not section.enabled:
@@ -259,11 +275,11 @@ def build_runner(config, spool: Queue) -> QueueRunner:
     except ValueError as err:
         raise ConfigError(f"{config.path}: delivery.resolver: expected IP addresses ({err})") from None
     policy = DeliveryPolicy.from_config(config)
-    dane_resolver = _dane_resolver(config)
-    if dane_resolver is not None:   # MX lookups must see the AD bit too (RFC 7672 §2.2.1)
-        resolver = dane_resolver
-    sources = TlsSources(policy, floor=d.tls_floor, dane_resolver=dane_resolver,
-                         mta_sts=_mta_sts(config, resolver), recorder=tls_rpt_store(config))
+    secure = dane_resolver(config)
+    if secure is not None:   # MX lookups must see the AD bit too (RFC 7672 §2.2.1)
+        resolver = secure
+    sources = TlsSources(policy, floor=d.tls_floor, dane_resolver=secure,
+                         mta_sts=mta_sts(config, resolver), recorder=tls_rpt_store(config))
     outbound = Outbound(helo_name=d.helo_name or hostname, tls_context=_client_tls_context(config),
                         starttls=d.starttls, fallback_to_clear=d.tls_fallback_to_clear,
                         connect_timeout=d.connect_timeout, command_timeout=d.command_timeout,
