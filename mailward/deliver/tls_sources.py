@@ -132,7 +132,7 @@ class TlsSources:
             else:
                 sts_view = StsView("absent", False, "host named by the route file")
         req = decide(mx=hop.name, access=access, dane=dane_view, sts=sts_view, requiretls=requiretls,
-                     relaxed=relaxed, floor=floor)
+                     relaxed=relaxed, floor=floor, routed=not by_mx)
         return HopTls(req, domain, lookup, result, report)
 
     def record(self, hop_tls: HopTls, hop, *, failure: str = "", why: str = "", helo: str = "") -> None:

@@ -27,6 +27,8 @@ applies decides; the others are listed in ``consulted`` for ``mailward policy te
    been found by a DNSSEC-secure MX lookup or be allowed by the domain's MTA-STS policy, the
    session must be TLS with the certificate authenticated by DANE or by PKIX with the MX host
    name, and the server must offer REQUIRETLS after STARTTLS (then MAIL carries REQUIRETLS).
+   A host named by the route file (a smarthost) was not found through DNS, so step one does not
+   apply to it: its certificate must verify with its name (level ``verify``).
    When DANE or MTA-STS applied above, they keep their source and ``requiretls`` is added;
    an MTA-STS ``testing`` policy is then enforced. Without a secure MX and without MTA-STS the
    host cannot qualify: ``bounce`` with ``550 5.7.10`` once no other MX does (RFC 8689 §4.2.1).
@@ -135,10 +137,11 @@ def access_level(value: str) -> Level:
 
 
 def decide(*, mx: str, access: AccessView | None = None, dane: DaneView = DaneView(), sts: StsView = StsView(),
-           requiretls: bool = False, relaxed: str = "", floor: str = "may") -> TlsRequirement:
+           requiretls: bool = False, relaxed: str = "", floor: str = "may", routed: bool = False) -> TlsRequirement:
     """The one decision for a delivery attempt to the host ``mx`` (see the module docstring).
     ``relaxed``: why the recipient domain's policies are not enforced ("TLS-Required: No",
-    "TLS report"), '' when they are; ignored with ``requiretls``."""
+    "TLS report"), '' when they are; ignored with ``requiretls``. ``routed``: the host was
+    named by the route file, not found by the recipient domain's MX lookup."""
     said: list[tuple[str, str]] = []
     if requiretls:
         relaxed = ""
@@ -197,6 +200,9 @@ def decide(*, mx: str, access: AccessView | None = None, dane: DaneView = DaneVi
         if dane.mx_secure:
             return done("requiretls", "verify", "REQUIRETLS: MX found by a DNSSEC-secure lookup; the certificate "
                                                 "must verify (PKIX) with the host name")
+        if routed:
+            return done("requiretls", "verify", "REQUIRETLS: host named by the route file (no MX lookup to "
+                                                "secure); the certificate must verify (PKIX) with the host name")
         return done("requiretls", "verify", "REQUIRETLS: no DNSSEC-secure MX and no MTA-STS policy for this "
                                             "host", action="bounce")
     said.append(("requiretls", "not on this message"))

@@ -202,16 +202,19 @@ def world(tmp_path_factory, pki):
     lab.stop()
 
 
-def sender(make_mta, world: World, tmp_path: Path, *, floor: str = "may", dane: bool = True, sts: bool = True):
+def sender(make_mta, world: World, tmp_path: Path, *, floor: str = "may", dane: bool = True, sts: bool = True,
+           routes: str = ""):
     from tests.conftest import tls_settings
     (tmp_path / "access").write_text("Connect:127.0.0.1 RELAY\n")
+    (tmp_path / "routes").write_text(routes)
     return make_mta({
         "server": {"hostname": "sender.test"},
         "tls": tls_settings(world.pki),
         "local": {"domains": ["localhost"]},
         "policy": {"access_map": str(tmp_path / "access")},
         "delivery": {"resolver": [world.resolver], "smtp_port": world.port, "connect_timeout": 2.0,
-                     "command_timeout": 5.0, "retry_first": 3600.0, "retry_jitter": 0.0, "tls_floor": floor},
+                     "command_timeout": 5.0, "retry_first": 3600.0, "retry_jitter": 0.0, "tls_floor": floor,
+                     "route_file": str(tmp_path / "routes")},
         "dane": {"resolver": [world.resolver] if dane else []},
         "mta_sts": {"enabled": sts, "ca_file": str(world.pki.ca), "https_port": world.policy_port},
     })
@@ -336,10 +339,12 @@ def test_dane_and_mta_sts_decide(make_mta, world, tmp_path):
 def test_requiretls_and_tls_required_no(make_mta, world, tmp_path):
     for rx in world.receivers.values():
         rx.clear()
-    mta = sender(make_mta, world, tmp_path)
+    # a smarthost named by the route file: no MX lookup to secure, its certificate must verify
+    mta = sender(make_mta, world, tmp_path, routes="relayed.test esmtp:mx.dane.test\n")
     submit(mta, ["r@dane.test", "r@insecure.test", "r@sts.test"], requiretls=True)
     submit(mta, ["n@danebad.test"], body=message("TLS-Required: No\r\n"))
-    to = wait_to_lines(mta, ["r@dane.test", "r@insecure.test", "r@sts.test", "n@danebad.test"])
+    submit(mta, ["s@relayed.test"], requiretls=True)
+    to = wait_to_lines(mta, ["r@dane.test", "r@insecure.test", "r@sts.test", "n@danebad.test", "s@relayed.test"])
     rx = world.receivers
     # DANE-verified TLS to a server that offers REQUIRETLS: delivered, REQUIRETLS on MAIL
     assert "stat=Sent" in to["r@dane.test"], to
@@ -354,6 +359,11 @@ def test_requiretls_and_tls_required_no(make_mta, world, tmp_path):
     # TLS-Required: No: DANE failure not enforced, delivered over opportunistic TLS
     assert "stat=Sent" in to["n@danebad.test"], to["n@danebad.test"]
     assert rx["danebad"].messages and all(tls for _, tls in rx["danebad"].lines("MAIL"))
+    # the smarthost: PKIX with its name, REQUIRETLS offered → delivered
+    assert "stat=Sent" in to["s@relayed.test"], to["s@relayed.test"]
+    log = mta.log_text()
+    assert "policy=requiretls, level=verify, requiretls=required" in log
+    assert len(rx["dane"].messages) == 2
     # the next hop was told (RFC 8689 §4.2.1): REQUIRETLS on MAIL FROM
     if not any("REQUIRETLS" in line for line, _ in mail):
         pytest.xfail("mailward.smtp.client_events.mail_params does not pass REQUIRETLS on yet")

@@ -76,6 +76,12 @@ def test_truth_table(access, dane, sts, requiretls, relaxed, floor, source, leve
     assert req.detail
 
 
+def test_requiretls_to_a_routed_host_needs_a_verified_certificate():
+    req = decide(mx="smarthost.example", requiretls=True, routed=True)
+    assert (req.source, req.level, req.action) == ("requiretls", "verify", "connect")
+    assert decide(mx="smarthost.example", requiretls=False, routed=True).source == "floor"
+
+
 def test_needs_tls_and_label():
     assert decide(mx=MX, dane=DANE_OK).needs_tls
     assert not decide(mx=MX, sts=STS_TEST).needs_tls            # testing: failures do not stop delivery
