@@ -426,11 +426,14 @@ class _KeyOnly:
         # A throwaway certificate carrying the record's key under the child's issuer name lets
         # cryptography check the child's signature whatever its algorithm.
         from cryptography.hazmat.primitives import hashes
-        signer = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
-        holder = (x509.CertificateBuilder().subject_name(child.issuer).issuer_name(child.issuer)
-                  .public_key(self.key).serial_number(1).not_valid_before(now)
-                  .not_valid_after(now + datetime.timedelta(minutes=1)).sign(signer, hashes.SHA256()))
+        try:
+            signer = ec.generate_private_key(ec.SECP256R1())
+            now = datetime.datetime.now(datetime.timezone.utc)
+            holder = (x509.CertificateBuilder().subject_name(child.issuer).issuer_name(child.issuer)
+                      .public_key(self.key).serial_number(1).not_valid_before(now)
+                      .not_valid_after(now + datetime.timedelta(minutes=1)).sign(signer, hashes.SHA256()))
+        except Exception:        # a key type no certificate can carry (X25519, DH): no match
+            return False
         return _issued_by(child, holder)
 
 
