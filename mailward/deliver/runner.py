@@ -57,6 +57,7 @@ class QueueRunner:
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._sts_task: asyncio.Task | None = None
+        self._dane_check: asyncio.Task | None = None
         self._sts_next = 0.0
 
     # ---- the seam ------------------------------------------------------------------------
@@ -66,6 +67,22 @@ class QueueRunner:
         for qid in self.spool.ids():
             self.schedule.add(qid, self._due_from_history(qid, now))
         self._task = asyncio.get_running_loop().create_task(self._loop())
+        secure = getattr(self.ctx.outbound.tls_sources, "dane_resolver", None)
+        if secure is not None:
+            self._dane_check = asyncio.get_running_loop().create_task(self._check_dane_resolver(secure))
+
+    @staticmethod
+    async def _check_dane_resolver(resolver) -> None:
+        """One warning when dane.resolver does not mark the root zone's DNSKEY RRset as validated:
+        such a resolver makes every DANE lookup ``insecure`` without any answer looking wrong."""
+        try:
+            ok = await resolver.validates()
+        except Exception:
+            ok = False
+        if not ok:
+            log.event(30, None, dane="resolver does not validate",
+                      reason="no AD bit on the root zone's DNSKEY RRset from dane.resolver: every TLSA answer "
+                             "will look insecure and DANE will not apply; use a validating resolver (docs/dane.md)")
 
     def submit(self, queue_id: str) -> None:
         if queue_id in self._inflight:
@@ -102,8 +119,9 @@ class QueueRunner:
             await asyncio.wait(list(self._inflight.values()), timeout=self.grace)
         for task in list(self._inflight.values()):
             task.cancel()
-        if self._sts_task is not None:
-            self._sts_task.cancel()
+        for task in (self._sts_task, self._dane_check):
+            if task is not None:
+                task.cancel()
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, *self._inflight.values(), return_exceptions=True)
