@@ -29,7 +29,7 @@ class Listener:
 
     @property
     def submission(self) -> bool:
-        """STARTTLS (or implicit TLS) and AUTH before MAIL (RFC 6409 §4.3, RFC 8314)."""
+        """STARTTLS (or implicit TLS) and AUTH before MAIL (RFC 6409 §3.3, RFC 8314)."""
         return self.role in ("submission", "submissions")
 
     @property

@@ -25,7 +25,7 @@ from mailward.tls.facts import TLSFacts
 
 
 def protocol_name(extended: bool, tls: bool, smtputf8: bool, authenticated: bool = False) -> str:
-    """RFC 3848 (ESMTPA, ESMTPS, ESMTPSA), RFC 6531 §3.7.3 (UTF8SMTP, UTF8SMTPS, UTF8SMTPA,
+    """RFC 3848 (ESMTPA, ESMTPS, ESMTPSA), RFC 6531 (UTF8SMTP, UTF8SMTPS, UTF8SMTPA,
     UTF8SMTPSA). AUTH needs EHLO, so an authenticated session is always extended."""
     suffix = ("S" if tls else "") + ("A" if authenticated else "")
     if smtputf8:

@@ -129,13 +129,11 @@ class SMTPSession(SessionTLS, SessionAuth, asyncio.Protocol):
         self.role = self.server.role_of(transport.get_extra_info("sockname"))
         self._arm(self.settings.idle_timeout)
         if self.role == "submissions":   # RFC 8314 §3.3: TLS from the first octet
-            self._start_implicit_tls()
+            self._expect_implicit_tls()
         asyncio.get_running_loop().create_task(self._greet())
 
     async def _greet(self) -> None:
         self.client_name = await self.server.client_name(self.client_addr)
-        if self._handshake is not None and not self._closed:
-            await self._handshake   # implicit TLS: greet inside TLS, once it is up
         if self._closed:
             return
         desc = f"{self.client_name} [{self.client_addr}]" if self.client_name != f"[{self.client_addr}]" \
@@ -144,6 +142,12 @@ class SMTPSession(SessionTLS, SessionAuth, asyncio.Protocol):
         facts = self.facts()
         features = gate.features(facts)
         self.request_cert = features.request_client_cert
+        if self._handshake is not None:   # implicit TLS: greet inside TLS, once it is up
+            if not self._begin_implicit_tls():
+                return
+            await self._handshake
+            if self._closed:
+                return
         self.core = ServerConnection(
             self.server.hostname, desc, self._limits(),
             starttls_available=features.offer_starttls and self.server.tls_context is not None,

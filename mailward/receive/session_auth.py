@@ -109,9 +109,11 @@ class SessionAuth:
             if delay > 0:
                 await asyncio.sleep(delay)
         self.auth_busy = False
-        if self._closed or self.core is None or exchange is not self.auth_exchange:
+        if self._closed or self.core is None:
             return
         self._update_reading()
+        if exchange is not self.auth_exchange:   # the exchange ended meanwhile: its answer is not wanted
+            return
         mech = self.auth_mechanism
         if step.challenge is not None:
             self.core.auth_challenge(step.challenge)

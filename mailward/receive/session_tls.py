@@ -29,11 +29,24 @@ from mailward.tls.facts import TLSFacts
 class SessionTLS:
     _handshake: asyncio.Future | None = None   # implicit TLS: done once the handshake completed
 
-    def _start_implicit_tls(self) -> None:
-        """At connect on a submissions listener (RFC 8314 §3.3): the handshake first."""
-        self.engine = TLSEngine(self.server.tls_context, server_side=True, request_cert=self.request_cert)
+    def _expect_implicit_tls(self) -> None:
+        """At connect on a submissions listener (RFC 8314 §3.3): TLS from the first octet.
+        The client's first bytes wait in the early buffer until the engine starts, once
+        Srv_Features has said whether to ask for a certificate (:meth:`_begin_implicit_tls`)."""
         self._handshake = asyncio.get_running_loop().create_future()
         self._arm(self.settings.tls_handshake_timeout)
+
+    def _begin_implicit_tls(self) -> bool:
+        try:
+            self.engine = TLSEngine(self.server.tls_context, server_side=True, request_cert=self.request_cert)
+        except Exception as err:  # OpenSSL could not make a session: nothing can be said in clear
+            log.info(None, STARTTLS="server", **{"error:": f"cannot start TLS: {err}"}, relay=self.relay)
+            self._close_transport()
+            return False
+        early, self._early = bytes(self._early), bytearray()
+        if early:   # the ClientHello that came during the name lookup
+            self.data_received(early)
+        return not self._closed
 
     def _on_starttls(self, event: ev.StartTLS) -> None:
         try:

@@ -84,7 +84,7 @@ def build_receiving(config: Config, spool: Spool | None = None) -> Receiving:
 
 def check_listeners(config: Config, tls_context, auth) -> None:
     """A submission or submissions listener needs a certificate (TLS comes before AUTH, RFC
-    8314 §3) and an AUTH backend (MAIL needs AUTH there, RFC 6409 §4.3)."""
+    8314 §3) and an AUTH backend (MAIL needs AUTH there, RFC 6409 §3.3)."""
     for item in config.server.listen:
         listener = parse_listener(item)
         if not listener.submission:

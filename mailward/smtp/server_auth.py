@@ -135,7 +135,7 @@ class AuthCommands:
         return self.limits.max_command_line
 
     def _mail_refusal(self) -> Reply | None:
-        """What a submission listener says to MAIL before STARTTLS or AUTH (RFC 6409 §4.3)."""
+        """What a submission listener says to MAIL before STARTTLS or AUTH (RFC 6409 §3.3)."""
         if self.require_tls and not self.tls_active:
             return MUST_STARTTLS
         if self.require_auth and self.authenticated is None:

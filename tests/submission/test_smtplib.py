@@ -224,3 +224,8 @@ def test_external_with_a_verified_client_certificate(make_mta, pki, users_file):
         assert c.docmd("AUTH", "EXTERNAL =") == (235, b"2.7.0 Authentication successful")
         assert c.mail("client@client.test")[0] == 250
     assert "authid=client.test, mech=EXTERNAL, bits=0" in s.mta.wait_log("mech=EXTERNAL")
+    # implicit TLS asks for the certificate too (after Srv_Features, during the handshake)
+    with smtplib.SMTP_SSL(s.host, s.submissions, local_hostname="client.test", timeout=15, context=ctx) as c:
+        c.ehlo()
+        assert c.esmtp_features["auth"].split() == ["PLAIN", "EXTERNAL"]
+        assert c.docmd("AUTH", "EXTERNAL " + base64.b64encode(b"client.test").decode())[0] == 235
