@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings, strategies as st
+
 from mailward.smtp import client as C
 from mailward.smtp.replies import Reply
 
@@ -133,3 +135,47 @@ def test_all_recipients_refused_no_data_in_lmtp():
     conn.receive_data(b"250 OK\r\n")
     (done,) = events(conn)
     assert done.result.outcome(0).code == 550
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([250, 450, 550]), st.sampled_from([250, 452, 552])), min_size=1,
+                max_size=6),
+       st.booleans())
+def test_each_recipient_gets_its_own_reply(plan, pipelined):
+    """Any mix of RCPT and end-of-data replies: outcome(i) is i's RCPT refusal, else its own
+    reply after the data (RFC 2033 §4.2); DATA is not sent when no RCPT was accepted."""
+    conn = C.ClientConnection("mw.test", lmtp=True)
+    ready(conn, LHLO if pipelined else b"250-lmtp.test\r\n250 8BITMIME\r\n")
+    rcpts = [f"r{i}@x" for i in range(len(plan))]
+    conn.send_transaction(C.Transaction("a@c", tuple((r, {}) for r in rcpts), {}, 0))
+    replies = [b"250 2.1.0 OK\r\n"] + [f"{code} {code // 100}.0.0 rcpt {i}\r\n".encode()
+                                       for i, (code, _) in enumerate(plan)]
+    accepted = [i for i, (code, _) in enumerate(plan) if code == 250]
+    evs: list = []
+    sent = b""
+    for reply in replies:
+        sent += conn.data_to_send()
+        evs += events_after(conn, reply)
+    sent += conn.data_to_send()
+    if not accepted:   # pipelined, DATA went out and fails (RFC 2033 §4.2: 503); then RSET
+        assert (b"DATA" in sent) == pipelined
+        if pipelined:
+            evs += events_after(conn, b"503 5.5.1 No valid recipients\r\n")
+            sent = conn.data_to_send()
+        assert sent.endswith(b"RSET\r\n")
+        conn.receive_data(b"250 2.0.0 reset\r\n")
+        (done,) = events(conn)
+    else:
+        (ev,) = events_after(conn, b"354 go\r\n")
+        assert isinstance(ev, C.SendContent)
+        conn.end_content()
+        conn.data_to_send()
+        final = b"".join(f"{plan[i][1]} {plan[i][1] // 100}.0.0 data {i}\r\n".encode() for i in accepted)
+        (done,) = events_after(conn, final)
+    for i, (rcpt_code, data_code) in enumerate(plan):
+        got = done.result.outcome(i)
+        if rcpt_code != 250:
+            assert (got.code, got.text) == (rcpt_code, f"rcpt {i}")
+        else:
+            assert (got.code, got.text) == (data_code, f"data {i}")
+    assert conn.ready
