@@ -294,7 +294,7 @@ def _ascii_name(name: str) -> str:
     §6.4.2); '' for a name that cannot be a host name."""
     name = name.strip()
     name = name[:-1] if name.endswith(".") else name
-    if not name or name.endswith("."):
+    if not name or name.endswith(".") or "*" in name:   # a reference name is never a pattern
         return ""
     if name.isascii():
         return name.lower()

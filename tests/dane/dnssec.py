@@ -22,7 +22,8 @@ from an hour ago for 30 days). ``broken`` makes a zone bogus on purpose:
   replaced in the signed file (change an RR's data: its RRSIG no longer verifies, so only that
   RRset is bogus).
 
-NSD serves every zone on 127.0.0.1:NSD_PORT. Unbound (``-d``, foreground, config and logs in
+NSD serves every zone on 127.0.0.1:NSD_PORT (``stub_port``: Unbound asks that port instead,
+where a test puts a proxy in front of NSD). Unbound (``-d``, foreground, config and logs in
 the work folder) listens on 127.0.0.1:PORT, sends the test zones to NSD (``stub-zone``), trusts
 each signed zone's KSK (``trust-anchor``) and treats the unsigned ones as insecure
 (``domain-insecure``); ``local-zone: "test." nodefault`` lifts Unbound's built-in NXDOMAIN for
@@ -118,7 +119,8 @@ class DnssecLab:
     """NSD + Unbound with the given zones in ``workdir`` (see the module docstring)."""
 
     def __init__(self, zones: list[Zone], workdir: Path, *, startup_timeout: float = 10.0,
-                 port53: bool = True):
+                 port53: bool = True, stub_port: int = 0):
+        self.stub_port = stub_port        # Unbound asks this port instead of NSD's (a proxy in between)
         self.zones = list(zones)
         self.dir = Path(workdir)
         self.startup_timeout = startup_timeout
@@ -168,7 +170,8 @@ class DnssecLab:
             path.write_text(self._zone_text(zone))
             served = self._sign(zone, path) if zone.signed else path
             nsd_zones.append(f'zone:\n    name: "{origin}"\n    zonefile: "{served}"\n')
-            unbound_zones.append(f'stub-zone:\n    name: "{origin}"\n    stub-addr: 127.0.0.1@{self.nsd_port}\n')
+            unbound_zones.append(f'stub-zone:\n    name: "{origin}"\n'
+                                 f'    stub-addr: 127.0.0.1@{self.stub_port or self.nsd_port}\n')
         return "".join(nsd_zones), "".join(unbound_zones)
 
     # ---- running the servers --------------------------------------------------------------

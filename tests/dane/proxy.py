@@ -4,7 +4,10 @@ drops some of them, answers SERVFAIL, strips the AD bit, or sets TC on UDP answe
 
 ``DnsProxy(upstream_port, rule).start()``; ``rule(query, transport)`` returns ``None``
 (forward unchanged) or a set of actions: ``"drop"``, ``"servfail"``, ``"strip-ad"``,
-``"tc"`` (UDP: an empty truncated answer). ``proxy.address`` is "127.0.0.1:PORT";
+``"tc"`` (UDP: an empty truncated answer). ``rewrite(query, response)``, when given, may
+change or replace each forwarded response (placed in front of NSD: the attacker on the path
+between the validating resolver and the authoritative server). ``upstream_port`` may be a
+callable (a port known only once the upstream starts). ``proxy.address`` is "127.0.0.1:PORT";
 ``proxy.seen`` lists ``(qname, qtype, transport)`` in arrival order. :meth:`stop` ends it.
 """
 
@@ -24,9 +27,10 @@ from tests.dane.dnssec import free_port
 
 
 class DnsProxy:
-    def __init__(self, upstream_port: int, rule):
-        self.upstream = upstream_port
+    def __init__(self, upstream_port, rule, rewrite=None):
+        self._upstream = upstream_port
         self.rule = rule
+        self.rewrite = rewrite
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.seen: list[tuple[str, str, str]] = []
@@ -39,6 +43,10 @@ class DnsProxy:
         self._stop = False
         self._threads = [threading.Thread(target=self._serve_udp, daemon=True),
                          threading.Thread(target=self._serve_tcp, daemon=True)]
+
+    @property
+    def upstream(self) -> int:
+        return self._upstream() if callable(self._upstream) else self._upstream
 
     def start(self) -> "DnsProxy":
         for t in self._threads:
@@ -81,6 +89,8 @@ class DnsProxy:
             return None
         if "strip-ad" in actions:
             response.flags &= ~dns.flags.AD
+        if self.rewrite is not None:
+            response = self.rewrite(query, response) or response
         return response.to_wire(max_size=65535)
 
     def _serve_udp(self) -> None:

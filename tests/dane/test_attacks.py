@@ -207,6 +207,79 @@ def test_a_resolver_that_strips_ad_is_found_by_validates(lab, resolver):
     assert run(SecureResolver([f"127.0.0.1:{free_port()}"], timeout=0.5).validates()) is False
 
 
+# ---- DNS: the attacker between the validating resolver and the authoritative server ---------
+
+ONPATH = ("ok", "strip", "fakenx", "fakenodata", "forged", "fakeaaaa", "fakecname")
+
+
+def _onpath_rewrite(query, response):
+    """What an attacker on the wire to NSD does to the answers about NAME.path.test."""
+    import dns.rcode
+    import dns.rdatatype
+    import dns.rrset
+    q = query.question[0]
+    name, rdtype = q.name.to_text(omit_final_dot=True), q.rdtype
+    soa = dns.rrset.from_text("path.test.", 30, "IN", "SOA", "ns.path.test. hostmaster.path.test. 1 3600 600 86400 30")
+    if rdtype == dns.rdatatype.TLSA and name == "_25._tcp.strip.path.test":
+        response.answer = [r for r in response.answer if r.rdtype != dns.rdatatype.RRSIG]
+    elif rdtype == dns.rdatatype.TLSA and name in ("_25._tcp.fakenx.path.test", "_25._tcp.fakenodata.path.test"):
+        forged = dns.message.make_response(query)
+        forged.flags |= dns.flags.AA
+        if "fakenx" in name:
+            forged.set_rcode(dns.rcode.NXDOMAIN)
+        forged.authority = [soa]
+        return forged
+    elif rdtype == dns.rdatatype.TLSA and name == "_25._tcp.forged.path.test":
+        for rrset in response.answer:
+            if rrset.rdtype == dns.rdatatype.TLSA:
+                fake = dns.rrset.from_text(rrset.name, rrset.ttl, "IN", "TLSA", "3 1 1 " + "ab" * 32)
+                response.answer = [fake if r is rrset else r for r in response.answer]
+                break
+    elif rdtype == dns.rdatatype.AAAA and name == "fakeaaaa.path.test":
+        forged = dns.message.make_response(query)
+        forged.flags |= dns.flags.AA
+        forged.set_rcode(dns.rcode.NXDOMAIN)
+        forged.authority = [soa]
+        return forged
+    elif rdtype == dns.rdatatype.A and name == "fakecname.path.test":
+        forged = dns.message.make_response(query)
+        forged.flags |= dns.flags.AA
+        forged.answer = [dns.rrset.from_text(q.name, 30, "IN", "CNAME", "mx.open.test.")]
+        return forged
+    return None
+
+
+@pytest.fixture(scope="module")
+def onpath(tmp_path_factory):
+    """A signed path.test whose answers pass through an attacker before Unbound validates them."""
+    if missing_tools():
+        pytest.skip(f"not installed: {', '.join(missing_tools())}")
+    lab_box: list[DnssecLab] = []
+    proxy = DnsProxy(lambda: lab_box[0].nsd_port, lambda q, t: None, rewrite=_onpath_rewrite)
+    records = "".join(f"{h} A 127.0.5.{i + 1}\n{h} AAAA ::{i + 1}\n_25._tcp.{h} TLSA {GOOD}\n"
+                      for i, h in enumerate(ONPATH))
+    zones = [Zone("path.test", records), Zone("open.test", "mx A 127.0.3.20\n", signed=False)]
+    lab = DnssecLab(zones, tmp_path_factory.mktemp("onpath") / "dns", port53=False, stub_port=proxy.port)
+    lab_box.append(lab)
+    proxy.start()
+    lab.start()
+    yield SecureResolver([f"127.0.0.1:{lab.port}"], timeout=5)
+    lab.stop()
+    proxy.stop()
+
+
+@pytest.mark.parametrize("host", ONPATH)
+def test_an_attacker_before_the_validator_gets_bogus_not_insecure(onpath, host):
+    """Signatures stripped, an unsigned NXDOMAIN or NODATA, a forged TLSA record, a forged
+    AAAA denial, an unsigned CNAME slipped in: Unbound refuses each (SERVFAIL) and mailward
+    says bogus (defer) — never insecure or none, which would let the mail go without DANE."""
+    got = run(dane.tlsa_lookup(onpath, f"{host}.path.test"))
+    if host == "ok":
+        assert got.state == "secure" and [str(r) for r in got.usable] == [GOOD]
+    else:
+        assert got.state == "bogus" and got.failure == "dnssec-invalid", (host, got)
+
+
 def test_ad_is_only_believed_from_named_servers():
     """A dnssec Resolver without servers would ask resolv.conf's resolvers: not trusted."""
     query = dns.message.make_query("mx.attack.test", "TLSA")
@@ -354,6 +427,7 @@ def test_wildcards():
     assert not _ta_names(["*"])("victim")
     assert not _ta_names(["mx*.victim.example"])("mx1.victim.example")
     assert not _ta_names(["*.*.example"])("a.b.example")
+    assert not ok("*.victim.example")            # a reference name is not a pattern
 
 
 def test_trailing_dots_and_case():
