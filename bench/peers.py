@@ -207,6 +207,7 @@ file = "{d / 'mailward.log'}"
 
     def start(self, fresh: bool = True) -> None:
         """Start the server; ``fresh=False`` keeps the spool of the previous start."""
+        self._reader = None
         d = self._fresh_dir() if fresh else self.dir
         self.port = free_port()
         (d / "access").write_text("# bench: no entries; loopback relays by sendmail's rules\n")
@@ -243,20 +244,16 @@ file = "{d / 'mailward.log'}"
             self.blackhole = None
 
     def spool_files(self) -> int:
-        """Messages queued (either spool format), read as `mailward queue list` reads them."""
+        """Messages queued (either spool format), as `mailward queue list` counts them; one
+        reader per start, so a log is read incrementally."""
         spool = self.dir / "spool" if self.dir else None
         if not spool or not (spool / "queue").exists():
             return 0
-        code = ("import sys; from mailward.spool.store import Spool; "
-                "print(len(Spool(sys.argv[1], fsync=False).ids()))")
-        env = dict(os.environ, **({"PYTHONPATH": str(self.src)} if self.src else {}))
-        r = subprocess.run([PYTHON, "-c", code, str(spool)], capture_output=True, text=True, env=env,
-                           cwd=self.src or ROOT)
-        try:
-            return int(r.stdout.strip())
-        except ValueError:
-            q = spool / "queue"
-            return sum(1 for p in q.iterdir() if "." not in p.name)
+        from mailward.spool.store import Spool
+
+        if getattr(self, "_reader", None) is None or self._reader.directory != spool:
+            self._reader = Spool(spool, fsync=False)
+        return len(self._reader.ids())
 
 
 class Aiosmtpd(Server):
