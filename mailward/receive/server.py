@@ -12,6 +12,12 @@ new policy), and a failed reload keeps what was in use and logs why. ``on_ready`
 once the sockets accept, ``on_stopping`` when a stop begins (the service manager's
 READY=1/STOPPING=1). SIGTERM/SIGINT: stop listening, give open sessions ``shutdown_grace``
 seconds, then 421; in-flight deliveries finish or stay queued.
+
+SMTP AUTH: the backend (``receiving.auth``) is started in the serving event loop before the
+sockets accept and closed at stop; a reload that builds a new one starts it and closes the old.
+Which role a connection has is looked up from its listening socket's address
+(:meth:`SMTPServer.role_of`). The AUTH failures per client address and the messages per
+authenticated user are counted here, in this process (:mod:`.auth_limits`).
 """
 
 from __future__ import annotations

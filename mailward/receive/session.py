@@ -5,12 +5,18 @@ Bytes from the socket go through the TLS engine (after STARTTLS) into
 (policy), the spool (durability) and the log. Replies leave when the core needs more input,
 so a pipelined group is answered in one write.
 
+The listener's role (:mod:`mailward.listen`) shapes the session: ``submission`` and
+``submissions`` make the core require STARTTLS and AUTH before MAIL, and ``submissions``
+runs the TLS handshake before the greeting. TLS is :mod:`.session_tls`, the AUTH exchange
+with the backend :mod:`.session_auth` (both mixed in); an authenticated user's MAIL is
+checked against the sender login map and the per-user rate limit here.
+
 Timeouts: ``idle_timeout`` while waiting for a command, ``data_timeout`` inside DATA,
 ``tls_handshake_timeout`` during the handshake; each ends the session with 421.
 Backpressure: reading stops while more than ``WRITE_HIGH_WATER`` octets of replies wait in
-the transport (a client pipelining commands and never reading its replies) and while a
-message is being made durable; the core holds at most its own high-water mark of replies
-and one read of input. Such a client makes no progress, so the command timeout ends it,
+the transport (a client pipelining commands and never reading its replies), while a
+message is being made durable and while an AUTH step is being checked; the core holds at
+most its own high-water mark of replies and one read of input. Such a client makes no progress, so the command timeout ends it,
 and a transport that cannot drain is aborted rather than left to hold its buffer.
 Failure behaviour: no exception from a peer's bytes escapes; a spool error gives
 452 4.3.1 and the partial file is removed; a TLS failure logs verify=SOFTWARE and closes.
