@@ -28,7 +28,8 @@ test: $(VENV)/.test
 	bash scripts/install-test-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-## bench: the benchmark beside Postfix and aiosmtpd (see README, Performance)
+## bench: the benchmark beside Postfix and aiosmtpd (see README, Performance); spools on this machine's own
+##        file system; BENCH_ARGS="--fs both": also a table on a private loop-mounted ext4; "--short": a quick check
 bench: $(VENV)/.test
 	bash bench/setup.sh
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -200,7 +200,7 @@ def describe_fs(path: Path, loop: bool) -> str:
         return fstype(path)
     try:
         st = os.statvfs(path)
-        used = f", {100 - 100 * st.f_bavail // max(1, st.f_blocks)}% used"
+        used = f", {100 * (st.f_blocks - st.f_bfree) // max(1, st.f_blocks)}% used"
     except OSError:
         used = ""
     return f"{parts[0]} on {parts[1]}, mounted at {parts[2]} (the machine's own{used})"
