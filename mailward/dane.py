@@ -26,18 +26,32 @@ The contract:
                ``failure`` is ``dnssec-invalid``.
 
 * :func:`match_chain` (pure) decides whether a peer's certificate chain matches the usable
-  records: DANE-EE(3) compares the leaf certificate or its public key, without name or
-  expiry checks (RFC 7672 §3.1.1); DANE-TA(2) needs a certificate of the presented chain to
-  match, the chain from the leaf up to it to verify (issuer names, signatures, CA basic
-  constraints, validity dates) and the leaf to carry one of the reference names (RFC 7672
-  §3.2.2 and §3.2.3: subjectAltName DNS names, the subject CN only when there are none; a
-  ``*`` is allowed as the whole left-most label and matches one label, RFC 6125 §6.4.3).
+  records, after digest algorithm agility (:func:`agile`, RFC 7671 §9: a SHA2-256 record does
+  not count beside a SHA2-512 one of the same usage and selector): DANE-EE(3) compares the
+  leaf certificate or its public key (the SubjectPublicKeyInfo bytes as the certificate
+  carries them), without name or expiry checks (RFC 7672 §3.1.1); DANE-TA(2) needs a
+  certificate of the presented chain — or the trust anchor carried by a Full(0) record,
+  RFC 7671 §5.2.2 — to match, the chain from the leaf up to it to verify (issuer names,
+  signatures, validity dates, no unknown critical extension; issuers: CA basic constraints,
+  keyCertSign, path length, DNS name constraints, RFC 5280 §4.2.1; the SSL-server purpose as
+  OpenSSL checks it: serverAuth in any extendedKeyUsage, a leaf keyUsage fit for TLS) and the
+  leaf to carry one of the reference names (RFC 7672 §3.2.2 and §3.2.3: subjectAltName DNS
+  names, the subject CN only when there are none; a ``*`` is allowed as the whole left-most
+  label above at least two labels and matches one label, RFC 6125 §6.4.3; U-label reference
+  names are compared as A-labels). Only the first :data:`MAX_PRESENTED` certificates of the
+  peer's chain are read, issuer paths are followed for :data:`MAX_CHAIN` steps.
 
 Failure kinds (RFC 8460 §4.3) are given in ``failure`` of both results: ``tlsa-invalid``,
 ``dnssec-invalid``, ``certificate-host-mismatch``, ``validation-failure``; ``dane-required``
 is the caller's (a policy asked for DANE and the lookup was ``insecure`` or ``none``), for
 which :data:`DANE_REQUIRED` is the constant. Nothing here raises on peer data: bad records are
-unusable, bad certificates do not match.
+unusable, bad certificates do not match; :func:`match_chain` turns any exception into a
+``validation-failure`` non-match (fail closed).
+
+SECURITY: nothing DNS says without the trusted resolver's AD bit can make a TLSA situation
+``secure``, and nothing an attacker does to DNS can turn a signed one into ``insecure`` or
+``none``: failures, timeouts, truncation without TCP and validation errors are ``bogus``
+(tests/dane/test_attacks.py plays that attacker on both sides of the validating resolver).
 """
 
 from __future__ import annotations

@@ -241,6 +241,13 @@ def _onpath_rewrite(query, response):
         forged.set_rcode(dns.rcode.NXDOMAIN)
         forged.authority = [soa]
         return forged
+    elif rdtype == dns.rdatatype.MX and name == "mxstrip.path.test":
+        response.answer = [r for r in response.answer if r.rdtype != dns.rdatatype.RRSIG]
+    elif rdtype == dns.rdatatype.MX and name == "mxgone.path.test":
+        forged = dns.message.make_response(query)
+        forged.flags |= dns.flags.AA
+        forged.authority = [soa]
+        return forged
     elif rdtype == dns.rdatatype.A and name == "fakecname.path.test":
         forged = dns.message.make_response(query)
         forged.flags |= dns.flags.AA
@@ -258,6 +265,7 @@ def onpath(tmp_path_factory):
     proxy = DnsProxy(lambda: lab_box[0].nsd_port, lambda q, t: None, rewrite=_onpath_rewrite)
     records = "".join(f"{h} A 127.0.5.{i + 1}\n{h} AAAA ::{i + 1}\n_25._tcp.{h} TLSA {GOOD}\n"
                       for i, h in enumerate(ONPATH))
+    records += "".join(f"{m} MX 10 ok\n{m} A 127.0.5.50\n" for m in ("mxok", "mxstrip", "mxgone"))
     zones = [Zone("path.test", records), Zone("open.test", "mx A 127.0.3.20\n", signed=False)]
     lab = DnssecLab(zones, tmp_path_factory.mktemp("onpath") / "dns", port53=False, stub_port=proxy.port)
     lab_box.append(lab)
@@ -278,6 +286,18 @@ def test_an_attacker_before_the_validator_gets_bogus_not_insecure(onpath, host):
         assert got.state == "secure" and [str(r) for r in got.usable] == [GOOD]
     else:
         assert got.state == "bogus" and got.failure == "dnssec-invalid", (host, got)
+
+
+def test_an_attacker_cannot_unsign_or_remove_the_mx_rrset(onpath):
+    """MX signatures stripped, or an unsigned "no MX" that would make the domain its own
+    (implicit) MX host: a temporary failure (the mail waits), never an unsigned MX list."""
+    from mailward.dns import DNSError
+    hosts = run(onpath.mail_hosts("mxok.path.test"))
+    assert [(h.name, h.secure, h.implicit) for h in hosts] == [("ok.path.test", True, False)]
+    for domain in ("mxstrip.path.test", "mxgone.path.test"):
+        with pytest.raises(DNSError) as err:
+            run(onpath.mail_hosts(domain))
+        assert err.value.temporary and err.value.servfail, domain
 
 
 def test_ad_is_only_believed_from_named_servers():
