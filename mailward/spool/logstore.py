@@ -85,7 +85,8 @@ class LogStore:
         self.index.refresh()
         if queue_names is None:
             queue_names = set(os.listdir(self.queue))
-        return [q for q in self.index.where if not self.removed(q, queue_names)]
+        # list(): the commit thread of this process may add records meanwhile
+        return [q for q in list(self.index.where) if not self.removed(q, queue_names)]
 
     def locate(self, qid: str) -> Location | None:
         if self.removed(qid):
@@ -136,7 +137,7 @@ class LogStore:
         segment by compaction); then the status and hold files of the removed ones."""
         path = self.folder / name
         self.index.refresh_segment(name)
-        qids = self.index.by_segment.get(name, set())
+        qids = set(self.index.by_segment.get(name, ()))
         if any(not self.removed(q, status_names) and not (self.index.copies.get(q, set()) - {name})
                for q in qids) or is_locked(path):
             return False             # a message is queued only here, or a writer still appends
@@ -178,7 +179,7 @@ class LogStore:
                 continue
             if now - st.st_mtime < self.compact_after or is_locked(path):
                 continue
-            live = [q for q in self.index.by_segment.get(name, ()) if not self.removed(q, names)]
+            live = [q for q in set(self.index.by_segment.get(name, ())) if not self.removed(q, names)]
             moved = [q for q in live if self.index.copies.get(q, set()) - {name}]
             keep = [(q, self.index.where[q]) for q in live if q not in moved and q in self.index.where]
             if sum(loc.env_len + loc.content_len for _, loc in keep) * 2 > st.st_size:

@@ -215,3 +215,35 @@ def test_sigkill_of_a_writer_loses_nothing_acknowledged(tmp_path, round_):
     for qid, tag in acked.items():
         n, i = tag.split("-")
         assert b"".join(spool.content(qid)) == body(2000 + 97 * (int(i) % 50), tag)
+
+
+def test_one_process_reads_while_its_commit_thread_appends(tmp_path):
+    """workers = 1: the runner lists and loads on the event loop while the commit thread adds."""
+    spool = Spool(tmp_path, format="log", segment_size=65536)     # several segments on the way
+    spool.ids()                                                     # this process reads its log
+    written: list[str] = []
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for i in range(60):
+                written.append(message(spool, body(1500, f"{n}-{i}")))
+        except BaseException as err:      # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    seen: set[str] = set()
+    while any(t.is_alive() for t in threads):
+        for qid in spool.ids():
+            seen.add(qid)
+            assert spool.load(qid).queue_id == qid
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(spool.ids()) == sorted(written) and len(written) == 180
+    assert len(segments(tmp_path)) > 1
+    for qid in written[::2]:
+        spool.remove(qid)
+    assert Spool(tmp_path).ids() == sorted(written[1::2])
