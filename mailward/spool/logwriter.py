@@ -10,7 +10,8 @@ follows durability (the store's DURABILITY CONTRACT).
 
 The segment is created as ``.tmp-NAME``, locked (``flock``, held while this process may append),
 given its head, renamed into place and the ``log/`` folder fsynced before any record goes in.
-When it reaches ``segment_size`` it is closed (sealed) and the next batch starts a new one.
+When it reaches ``segment_size``, or nothing was appended for ``IDLE_SEAL`` seconds, it is
+closed (sealed) and the next batch starts a new one.
 
 Failure behaviour: an OSError while appending or syncing fails every message of that batch
 (each caller answers 4xx and calls :meth:`LogIncoming.abort`) and seals the segment, so a
@@ -31,6 +32,7 @@ from mailward.fsutil import fsync_dir
 from mailward.spool.segments import HEAD, HEAD_MAGIC, TMP_PREFIX, Location, LogIndex, record_header
 
 SPILL = 256 * 1024    # octets of a message kept in memory before it goes to incoming/ID
+IDLE_SEAL = 30.0      # seconds without an append after which the current segment is closed
 
 
 class LogIncoming:
@@ -94,6 +96,7 @@ class LogWriter:
         self._name = ""
         self._nonce = b""
         self._end = 0
+        self._last = time.monotonic()
         self._waiting: list[tuple[LogIncoming, Future]] = []
         self._cond = threading.Condition()
         self.lock = threading.Lock()          # held while appending (batches and compaction)
@@ -159,6 +162,7 @@ class LogWriter:
             self.seal()
             raise
         self._end = pos
+        self._last = time.monotonic()
         if self.index.reading:     # a process that only receives keeps no index (it would only grow)
             for (qid, *_), loc in zip(items, out):
                 self.index.add(qid, loc)
@@ -179,7 +183,10 @@ class LogWriter:
         while True:
             with self._cond:
                 while not self._waiting:
-                    self._cond.wait()
+                    if not self._cond.wait(IDLE_SEAL) and self._fd >= 0 \
+                            and time.monotonic() - self._last >= IDLE_SEAL:
+                        with self.lock:
+                            self.seal()      # idle: let its messages' segment be retired once done
                 batch, self._waiting = self._waiting, []
             items = []
             for inc, _ in batch:

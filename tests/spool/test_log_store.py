@@ -247,3 +247,20 @@ def test_one_process_reads_while_its_commit_thread_appends(tmp_path):
     for qid in written[::2]:
         spool.remove(qid)
     assert Spool(tmp_path).ids() == sorted(written[1::2])
+
+
+def test_an_idle_writer_closes_its_segment(tmp_path, monkeypatch):
+    from mailward.spool import logwriter
+
+    monkeypatch.setattr(logwriter, "IDLE_SEAL", 0.2)
+    spool = Spool(tmp_path, format="log")
+    qid = message(spool, body(100))
+    (seg,) = segments(tmp_path)
+    deadline = time.time() + 5
+    while spool.log.writer.active() and time.time() < deadline:
+        time.sleep(0.05)
+    assert spool.log.writer.active() == ""
+    spool.remove(qid)                        # the last message of a sealed segment: retired
+    assert segments(tmp_path) == [] and os.listdir(tmp_path / "queue") == []
+    second = message(spool, body(100))       # a new segment for what comes next
+    assert segments(tmp_path) != [seg] and Spool(tmp_path).ids() == [second]
