@@ -71,3 +71,19 @@ def role_of(sockname: tuple, entries) -> str:
         if listener.port == port:
             return listener.role
     return "mx"
+
+
+def listener_problems(entries, *, has_tls: bool, has_auth: bool) -> list[str]:
+    """What stops a submission or submissions listener from working, one line each with its
+    fix: TLS comes before AUTH (RFC 8314 §3) and MAIL needs AUTH there (RFC 6409 §3.3).
+    Entries that do not parse are the configuration check's (ValueError)."""
+    problems = []
+    for item in entries:
+        if not parse_listener(item).submission:
+            continue
+        if not has_tls:
+            problems.append(f"server.listen: {item!r} needs TLS; fix: set tls.cert_file and tls.key_file")
+        elif not has_auth:
+            problems.append(f"server.listen: {item!r} needs SMTP AUTH; fix: set auth.backend (file or dovecot), "
+                            f"see docs/submission.md")
+    return problems

@@ -29,7 +29,7 @@ from typing import Callable
 
 from mailward.auth.build import backend_from_config
 from mailward.config import Config, ConfigError
-from mailward.listen import parse_listener
+from mailward.listen import listener_problems
 from mailward.deliver.aliases import AliasError, AliasTable
 from mailward.deliver.maildir import Mailboxes
 from mailward.policy.local import local_address
@@ -83,18 +83,11 @@ def build_receiving(config: Config, spool: Spool | None = None) -> Receiving:
 
 
 def check_listeners(config: Config, tls_context, auth) -> None:
-    """A submission or submissions listener needs a certificate (TLS comes before AUTH, RFC
-    8314 §3) and an AUTH backend (MAIL needs AUTH there, RFC 6409 §3.3)."""
-    for item in config.server.listen:
-        listener = parse_listener(item)
-        if not listener.submission:
-            continue
-        if tls_context is None:
-            raise ConfigError(f"{config.path}: server.listen: {item!r} needs TLS; fix: set tls.cert_file and "
-                              f"tls.key_file")
-        if auth is None:
-            raise ConfigError(f"{config.path}: server.listen: {item!r} needs SMTP AUTH; fix: set auth.backend "
-                              f"(file or dovecot), see docs/submission.md")
+    """A submission or submissions listener needs a certificate and an AUTH backend
+    (:func:`mailward.listen.listener_problems`)."""
+    problems = listener_problems(config.server.listen, has_tls=tls_context is not None, has_auth=auth is not None)
+    if problems:
+        raise ConfigError(f"{config.path}: {problems[0]}")
 
 
 def build_delivery(config: Config, spool: Spool):
