@@ -337,15 +337,22 @@ def name_matches(pattern: str, name: str) -> bool:
 
 
 def cert_names(cert: x509.Certificate) -> list[str]:
-    """The DNS names a certificate is for: subjectAltName DNS entries, else the subject CNs."""
+    """The DNS names a certificate is for: subjectAltName DNS entries, else the subject CNs.
+    A certificate whose extensions or subject cannot be read has no names (never the CN in
+    place of an unreadable subjectAltName); never raises."""
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         dns_names = san.get_values_for_type(x509.DNSName)
     except x509.ExtensionNotFound:
         dns_names = []
+    except Exception:
+        return []
     if dns_names:
         return list(dns_names)
-    return [str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    try:
+        return [str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    except Exception:
+        return []
 
 
 def _valid_at(cert: x509.Certificate, now: datetime.datetime) -> bool:

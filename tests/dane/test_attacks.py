@@ -539,6 +539,7 @@ def test_malformed_certificates_are_a_non_match_never_an_exception():
                     bytes.fromhex("0603551d11"))
     got = dane.match_chain([ta(ROOT)], [dup, INTER.der, ROOT.der], NAMES)
     assert (got.ok, got.failure) == (False, "validation-failure") and "could not be checked" in got.reason
+    assert dane.cert_names(x509.load_der_x509_certificate(dup)) == []     # not the CN instead
     # a public key of an algorithm cryptography does not know: its SPKI is still matched as bytes
     odd = _resigned(LEAF, INTER, bytes.fromhex("06072a8648ce3d0201"), bytes.fromhex("06072a8648ce3d0209"))
     spki = dane.spki_der(x509.load_der_x509_certificate(odd))
