@@ -114,15 +114,18 @@ class LogStore:
         return self.index.read_content(loc, chunk_size)
 
     # ---- removing, retiring, compacting ------------------------------------------------------
-    def mark_removed(self, qid: str) -> None:
-        """Durably note that ``qid`` is done (a ``removed`` line in its status file)."""
+    def mark_removed(self, qid: str, durable: bool = True) -> None:
+        """Note that ``qid`` is done (a ``removed`` line in its status file). ``durable=False``
+        when every recipient's final state is already fsynced in that file: then the line only
+        saves work (lost in a power failure, the message loads with every recipient final and
+        is removed again), and it is not fsynced."""
         path = self.queue / f"{qid}.status"
         created = not path.exists()
         line = json.dumps({"removed": True, "at": time.time()}) + "\n"
         with open(path, "ab") as f:
             f.write(line.encode())
             f.flush()
-            if self.fsync:
+            if self.fsync and (durable or created):
                 os.fsync(f.fileno())
         if created and self.fsync:
             fsync_dir(self.queue)

@@ -434,7 +434,11 @@ class Spool:
         log = self.log
         if log is not None and not (self.queue / queue_id).exists():
             if log.locate(queue_id) is not None:
-                log.mark_removed(queue_id)
+                try:
+                    settled = all(r.final for r in self.load(queue_id).recipients)
+                except (OSError, ValueError):
+                    settled = False
+                log.mark_removed(queue_id, durable=not settled)
             return
         for suffix in ("", ".status", ".hold"):
             (self.queue / f"{queue_id}{suffix}").unlink(missing_ok=True)

@@ -264,3 +264,23 @@ def test_an_idle_writer_closes_its_segment(tmp_path, monkeypatch):
     assert segments(tmp_path) == [] and os.listdir(tmp_path / "queue") == []
     second = message(spool, body(100))       # a new segment for what comes next
     assert segments(tmp_path) != [seg] and Spool(tmp_path).ids() == [second]
+
+
+def test_a_lost_removal_line_leaves_a_settled_message_that_is_removed_again(tmp_path):
+    """The removed line of a delivered message is not fsynced (its final states are): if a
+    power failure loses it, the message comes back with every recipient final, and the
+    runner removes it at start (deliver/runner.py, _due_from_history)."""
+    spool = Spool(tmp_path, format="log")
+    qid = message(spool, body(100), rcpts=2)
+    spool.record(qid, 0, "delivered", "250 ok", 1)
+    spool.record(qid, 1, "bounced", "550 no", 1)
+    spool.remove(qid)
+    status = tmp_path / "queue" / f"{qid}.status"
+    assert Spool(tmp_path).ids() == []
+    status.write_bytes(b"".join(line + b"\n" for line in status.read_bytes().splitlines()
+                                if b'"removed"' not in line))
+    again = Spool(tmp_path)
+    assert again.ids() == [qid]
+    assert [r.state for r in again.load(qid).recipients] == ["delivered", "bounced"]
+    again.remove(qid)
+    assert Spool(tmp_path).ids() == []
