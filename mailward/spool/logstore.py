@@ -22,6 +22,7 @@ needed it; retiring and compacting are best effort (an error leaves the segment 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -34,6 +35,8 @@ from mailward.spool.logwriter import LogIncoming, LogWriter
 from mailward.spool.segments import TMP_PREFIX, Location, LogIndex, is_locked
 
 REMOVED = b'"removed"'
+RESERVE_NAME = ".reserve"
+RESERVE = 64 * 1024     # octets kept in reserve: room for several hundred removal lines
 
 
 class LogStore:
@@ -58,6 +61,7 @@ class LogStore:
         if self._writer is None:
             self.folder.mkdir(mode=0o700, exist_ok=True)
             self._writer = LogWriter(self.folder, self.index, self.fsync, self.segment_size)
+            self.ensure_reserve()
         return self._writer
 
     def begin(self, envelope) -> LogIncoming:
@@ -121,14 +125,28 @@ class LogStore:
         is removed again), and it is not fsynced."""
         path = self.queue / f"{qid}.status"
         created = not path.exists()
-        line = json.dumps({"removed": True, "at": time.time()}) + "\n"
-        with open(path, "ab") as f:
-            f.write(line.encode())
-            f.flush()
-            if self.fsync and (durable or created):
-                os.fsync(f.fileno())
-        if created and self.fsync:
-            fsync_dir(self.queue)
+        line = "\n" + json.dumps({"removed": True, "at": time.time()}) + "\n"
+        try:
+            with open(path, "ab") as f:
+                f.write(line.encode())
+                f.flush()
+                if self.fsync and (durable or created):
+                    os.fsync(f.fileno())
+            if created and self.fsync:
+                fsync_dir(self.queue)
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            if self.drop_reserve():
+                return self.mark_removed(qid, durable)   # (its line starts anew: a torn try is skipped)
+            # A full file system: the line cannot be written, but retiring the segment frees
+            # room and needs no line. If the segment must stay, the removal is not durable.
+            self._removed.add(qid)
+            for name in list(self.index.copies.get(qid, ())):
+                self.retire(name)
+            if qid in self.index.copies:
+                raise
+            return
         self._removed.add(qid)
         for name in list(self.index.copies.get(qid, ())):
             self.retire(name)
@@ -153,6 +171,7 @@ class LogStore:
         except OSError:
             return False
         self.index.forget(name)
+        self.ensure_reserve()
         for q in qids:
             if q not in self.index.copies and not (self.queue / q).exists():
                 for suffix in (".status", ".hold"):
@@ -210,6 +229,30 @@ class LogStore:
             return False
         return True
 
+    # ---- room to remove messages on a full file system ----------------------------------------
+    def ensure_reserve(self) -> None:
+        """Keep ``log/.reserve`` (RESERVE octets, allocated): when the file system fills up, a
+        removal deletes it to make room for its status line, so delivery can go on freeing
+        segments instead of being stuck behind the full disk."""
+        path = self.folder / RESERVE_NAME
+        if path.exists():
+            return
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, RESERVE)
+            finally:
+                os.close(fd)
+        except OSError:
+            path.unlink(missing_ok=True)
+
+    def drop_reserve(self) -> bool:
+        try:
+            (self.folder / RESERVE_NAME).unlink()
+        except OSError:
+            return False
+        return True
+
     # ---- start ----------------------------------------------------------------------------------
     def recover(self) -> None:
         """At start (lock holder only): drop unfinished segment files, retire and compact."""
@@ -220,6 +263,7 @@ class LogStore:
         for n in entries:
             if n.startswith(TMP_PREFIX) and not is_locked(self.folder / n):
                 (self.folder / n).unlink(missing_ok=True)
+        self.ensure_reserve()
         self.index.refresh()
         names = set(os.listdir(self.queue))
         for name in self.index.segments():

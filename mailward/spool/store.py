@@ -420,14 +420,22 @@ class Spool:
                 yield chunk
 
     def record(self, queue_id: str, rcpt_index: int, state: str, detail: str = "", attempts: int = 0) -> None:
-        """Durably note one recipient's result (appended and fsynced)."""
+        """Durably note one recipient's result (appended and fsynced). On a full file system
+        a log's reserve (:meth:`mailward.spool.logstore.LogStore.ensure_reserve`) is given up
+        for it, so that delivery can go on and free the segments."""
         line = json.dumps({"rcpt": rcpt_index, "state": state, "detail": detail, "attempts": attempts,
                            "at": time.time()}, ensure_ascii=False) + "\n"
-        with open(self.queue / f"{queue_id}.status", "ab") as f:
-            f.write(line.encode("utf-8"))
-            f.flush()
-            if self.fsync:
-                os.fsync(f.fileno())
+        for last in (False, True):
+            try:
+                with open(self.queue / f"{queue_id}.status", "ab") as f:
+                    f.write(("\n" if last else "").encode() + line.encode("utf-8"))  # ends a torn try
+                    f.flush()
+                    if self.fsync:
+                        os.fsync(f.fileno())
+                return
+            except OSError as err:
+                if last or err.errno != errno.ENOSPC or self.log is None or not self.log.drop_reserve():
+                    raise
 
     def remove(self, queue_id: str) -> None:
         """Drop a message whose recipients are all final."""

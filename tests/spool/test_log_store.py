@@ -55,7 +55,8 @@ def child_writes(spool_dir: Path, sizes: list[int], extra: str = "") -> list[str
 
 
 def segments(spool_dir: Path) -> list[str]:
-    return sorted(os.listdir(spool_dir / "log"))
+    """The segments (not the hidden .reserve)."""
+    return sorted(n for n in os.listdir(spool_dir / "log") if not n.startswith("."))
 
 
 def test_messages_round_trip_and_every_spool_reads_both_formats(tmp_path):
@@ -284,3 +285,43 @@ def test_a_lost_removal_line_leaves_a_settled_message_that_is_removed_again(tmp_
     assert [r.state for r in again.load(qid).recipients] == ["delivered", "bounced"]
     again.remove(qid)
     assert Spool(tmp_path).ids() == []
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    mnt = tmp_path / "spoolfs"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_full_file_system_fails_the_batch_and_delivery_can_still_free_it(small_fs):
+    spool = Spool(small_fs, format="log")
+    before = message(spool, body(2000, "before"))
+    assert (small_fs / "log" / ".reserve").stat().st_blocks > 0
+    for size in [150_000] * 10:                       # one of them does not fit any more
+        try:
+            message(spool, body(size, "big"))
+        except OSError as err:
+            assert err.errno == 28                       # ENOSPC: the session answers 452 4.3.1
+            break
+    else:
+        pytest.fail("the file system never filled up")
+    assert os.listdir(small_fs / "incoming") == []
+    listed = Spool(small_fs).ids()
+    assert before in listed and len(listed) >= 2
+    for qid in listed:                                    # everything listed reads back whole
+        assert len(b"".join(Spool(small_fs).content(qid))) == Spool(small_fs).load(qid).content_size
+    with pytest.raises(OSError):                          # still full: nothing new fits
+        message(spool, body(150_000, "more"))
+    for qid in listed:                                    # delivery removes them: the reserve
+        spool.record(qid, 0, "delivered", "250 ok", 1)    # makes room for the status lines,
+        spool.remove(qid)                                 # retiring the segment frees the rest
+    assert Spool(small_fs).ids() == []
+    assert [n for n in os.listdir(small_fs / "log") if not n.startswith(".")] == []
+    after = message(spool, body(2000, "after"))
+    assert Spool(small_fs).ids() == [after]
+    assert b"".join(Spool(small_fs).content(after)) == body(2000, "after")
