@@ -35,6 +35,8 @@ import sys
 from mailward import log
 from mailward.config import Config
 from mailward.receive.server import SMTPServer
+from mailward.deliver.runner import tls_rpt_store
+from mailward.tlsrpt.wiring import TlsRpt
 from mailward.service import build_delivery, build_receiving, notify
 from mailward.service.reload import Reloader
 from mailward.service.startup import Ready
@@ -52,6 +54,8 @@ class Master:
         self.lock = ready.lock
         self.spool = Spool(config.spool.directory, fsync=config.spool.fsync)
         self.runner = build_delivery(config, self.spool)
+        self.tlsrpt = TlsRpt.from_config(config, self.spool, store=tls_rpt_store(config))
+        self.tlsrpt.on_queued = self.runner.submit
         self.notify_r, self.notify_w = os.pipe()
         os.set_inheritable(self.notify_w, True)
         os.set_blocking(self.notify_r, False)
@@ -159,6 +163,7 @@ class Master:
         if removed:
             log.info(None, spool="recovered", discarded_partial=removed)
         self.runner.start()
+        self.tlsrpt.start()
         loop.add_reader(self.notify_r, self._read_notices)
         for i in range(len(self.workers)):
             self._spawn(i)
@@ -178,6 +183,7 @@ class Master:
         self._signal_workers(signal.SIGKILL)
         self._read_notices()
         await self.runner.stop()
+        await self.tlsrpt.stop()
         log.info(None, daemon="stopped", pid=os.getpid())
 
 

@@ -48,6 +48,11 @@ RESTART_KEYS = {
     ("delivery", "max_per_destination"): "the queue runner's limits are in use",
     ("delivery", "connection_idle"): "the connection pool is in use",
     ("delivery", "max_messages_per_connection"): "the connection pool is in use",
+    # the TLS-RPT reporter (counts, state folder, sending schedule) is built once at start
+    **{("tls_rpt", key): "the TLS-RPT reporter is built at start"
+       for key in ("enabled", "organization", "contact", "from_address", "state_dir", "ca_file", "send_hour",
+                   "check_interval", "retry_interval", "http_timeout", "keep_days", "sync_interval",
+                   "compact_bytes")},
 }
 
 

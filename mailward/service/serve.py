@@ -22,6 +22,8 @@ from mailward.receive.server import SMTPServer
 from mailward.service import build_delivery, build_receiving, notify
 from mailward.service.reload import Reloader
 from mailward.service.startup import check_tls_files, prepare
+from mailward.deliver.runner import tls_rpt_store
+from mailward.tlsrpt.wiring import TlsRpt
 
 
 def serve(config: Config) -> int:
@@ -32,9 +34,23 @@ def serve(config: Config) -> int:
         return serve_with_workers(config, ready)
     receiving = build_receiving(config)
     runner = build_delivery(config, receiving.spool)
+    tlsrpt = TlsRpt.from_config(config, receiving.spool, store=tls_rpt_store(config))
+    tlsrpt.on_queued = runner.submit
     server = SMTPServer(config, receiving, listen_socks=ready.socks, lock=ready.lock, runner=runner)
     server.on_reload = Reloader(config, server=server, runner=runner)
-    server.on_ready = lambda: notify.ready(f"accepting mail on {', '.join(config.server.listen)}")
+
+    def on_ready() -> None:
+        tlsrpt.start()       # in the running loop, after the runner has started
+        notify.ready(f"accepting mail on {', '.join(config.server.listen)}")
+
+    server.on_ready = on_ready
     server.on_stopping = notify.stopping
-    asyncio.run(server.run_forever())
+
+    async def run() -> None:
+        try:
+            await server.run_forever()
+        finally:
+            await tlsrpt.stop()     # after the runner's stop: the last sessions are counted
+
+    asyncio.run(run())
     return 0

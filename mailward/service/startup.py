@@ -169,10 +169,13 @@ def hand_over(config: Config, account: Account) -> None:
     todo = [("spool.directory", Path(config.spool.directory), 2, True), ("local.maildir_root", maildirs, 2, False)]
     if config.log.file and os.path.exists(config.log.file):
         todo.append(("log.file", Path(config.log.file), 0, True))
+    reports = Path(config.tls_rpt.state_dir) if config.tls_rpt.state_dir else None
+    if reports is not None:   # the default, SPOOL/tlsrpt, goes with the spool
+        todo.append(("tls_rpt.state_dir", reports, 1, True))
     for setting, path, depth, files in todo:
         try:
-            if path == maildirs:
-                maildirs.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if path == maildirs or path == reports:
+                path.mkdir(mode=0o700, parents=True, exist_ok=True)
             give_to(path, account.uid, account.gid, depth, files=files)
         except OSError as err:
             raise ConfigError(f"{path}: {setting}: cannot hand it over to server.user {account.user}: "
@@ -201,7 +204,9 @@ def _used_after_start(config: Config) -> list[tuple[str, Path, bool]]:
              ("tls.crl_file", t.crl_file, False), ("delivery.client_cert_file", d.client_cert_file, False),
              ("delivery.client_key_file", d.client_key_file, False), ("policy.access_map", p.access_map, False),
              ("local.aliases", loc.aliases, False), ("delivery.route_file", d.route_file, False),
-             ("spool.directory", config.spool.directory, True), ("local.maildir_root", loc.maildir_root, True)]
+             ("spool.directory", config.spool.directory, True), ("local.maildir_root", loc.maildir_root, True),
+             ("tls_rpt.state_dir", config.tls_rpt.state_dir, True), ("tls_rpt.ca_file", config.tls_rpt.ca_file, False),
+             ("mta_sts.ca_file", config.mta_sts.ca_file, False), ("auth.users_file", config.auth.users_file, False)]
     if config.server.workers > 1:   # each worker (and each restarted one) opens these itself
         files += [("the config file (server.workers > 1)", config.path, False), ("log.file", config.log.file, True)]
     return [(name, Path(path), written) for name, path, written in files if path]
