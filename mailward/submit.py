@@ -276,10 +276,12 @@ def wake_server(directory: Path, wait: float = SIGNAL_WAIT) -> str:
 # ---- over SMTP --------------------------------------------------------------------------
 
 def listen_address(listen: tuple[str, ...] | list[str]) -> tuple[str, int]:
-    """Where to connect for the first ``server.listen`` entry (a wildcard means loopback)."""
-    from mailward.listen import parse_listen
+    """Where to connect: the first ``server.listen`` entry of role mx (a submission listener
+    would ask for TLS and AUTH), else the first entry; a wildcard means loopback."""
+    from mailward.listen import parse_listen, parse_listener
 
-    host, port = parse_listen(listen[0])
+    plain = [item for item in listen if parse_listener(item).role == "mx"]
+    host, port = parse_listen((plain or list(listen))[0])
     if host in ("0.0.0.0", "*"):
         host = "127.0.0.1"
     elif host == "::":

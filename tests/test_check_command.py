@@ -200,3 +200,17 @@ def test_check_wants_a_users_file_for_the_file_backend(tmp_path):
     run = mailward("check", "-c", config, cwd=tmp_path)
     assert run.returncode == 2
     assert f'{config}:2: error: auth.backend is "file" but auth.users_file is empty' in run.stdout
+
+
+def test_check_refuses_a_submission_listener_serve_would_refuse(tmp_path):
+    config = tmp_path / "mailward.toml"
+    config.write_text('[server]\nlisten = ["127.0.0.1:2525", "127.0.0.1:2587 submission"]\n')
+    run = mailward("check", "-c", config, cwd=tmp_path)
+    assert run.returncode == 2 and "Traceback" not in run.stdout + run.stderr
+    assert f"{config}:2: error:" in run.stdout and "submission" in run.stdout
+
+
+def test_the_sendmail_command_talks_to_the_first_mx_listener():
+    from mailward.submit import listen_address
+    assert listen_address(("127.0.0.1:2587 submission", "0.0.0.0:2525")) == ("127.0.0.1", 2525)
+    assert listen_address(("[::1]:2465 submissions",)) == ("::1", 2465)

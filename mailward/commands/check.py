@@ -244,6 +244,26 @@ def check_auth_users(report: Report, cfg) -> None:
         report.add_located("error", message)
 
 
+def check_listeners(report: Report, cfg) -> None:
+    """server.listen's submission roles (TLS and AUTH needed) and the sender login map."""
+    from mailward.listen import listener_problems
+
+    try:
+        problems = listener_problems(cfg.server.listen, has_tls=bool(cfg.tls.cert_file),
+                                     has_auth=cfg.auth.backend != "none")
+    except ValueError:
+        problems = []   # an entry that does not parse is already reported by the config check
+    for message in problems:
+        report.add("error", report.setting("server.listen"), message)
+    if cfg.submission.sender_login_map:
+        from mailward.policy.sender_login import SenderLoginMap, SenderLoginMapError
+
+        try:
+            SenderLoginMap.load(cfg.submission.sender_login_map)
+        except SenderLoginMapError as err:
+            report.add_located("error", str(err))
+
+
 def check_trust_stores(report: Report, cfg) -> None:
     """mta_sts.ca_file and tls_rpt.ca_file: PEM files of CA certificates, when set."""
     from cryptography import x509
@@ -282,6 +302,7 @@ def _check(args) -> int:
         check_routes(report, cfg)
         aliases = check_aliases(report, cfg)
         check_users(report, cfg, aliases)
+        check_listeners(report, cfg)
         check_auth_users(report, cfg)
         check_trust_stores(report, cfg)
     if report.errors:
