@@ -54,6 +54,18 @@ def _listen_check(value: tuple[str, ...]) -> str | None:
     return None
 
 
+def _networks_check(value: tuple[str, ...]) -> str | None:
+    """A list of networks in CIDR form (an address alone is its own /32 or /128)."""
+    import ipaddress
+
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return f"networks like \"127.0.0.0/8\" or \"2001:db8::/32\" (not {item!r})"
+    return None
+
+
 def _regex_check(value: str) -> str | None:
     """policy.cert_regex_*: empty or a valid Python regular expression."""
     import re
@@ -91,6 +103,9 @@ class ServerSettings:
     max_connections: int = setting(1000, minimum=1, doc="Concurrent connections in all; more get 421 4.3.2.")
     max_connections_per_client: int = setting(20, minimum=1, doc=
         "Concurrent connections from one client address.")
+    client_limit_exceptions: tuple[str, ...] = setting(("127.0.0.0/8", "::1/128"), check=_networks_check, doc=(
+        "Client networks (CIDR) exempt from max_connections_per_client, so a local submitter or benchmark is "
+        "not refused (Postfix: smtpd_client_event_limit_exceptions, default $mynetworks). Empty: none."))
     idle_timeout: float = setting(300.0, minimum=0.1, doc=
         "Seconds to wait for a command (RFC 5321 §4.5.3.2.7: 5 minutes).")
     data_timeout: float = setting(600.0, minimum=0.1, doc=(

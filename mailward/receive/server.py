@@ -23,6 +23,8 @@ authenticated user are counted here, in this process (:mod:`.auth_limits`).
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import os
 import signal
 import time
@@ -133,12 +135,17 @@ class SMTPServer:
         if len(self.sessions) >= s.max_connections:
             log.notice(None, relay=f"[{session.client_addr}]", reject="421 4.3.2 too many connections")
             return Reply(421, "4.3.2", f"{self.hostname} Too many connections, try again later")
-        if self.per_client[session.client_addr] >= s.max_connections_per_client:
+        if (self.per_client[session.client_addr] >= s.max_connections_per_client
+                and not self._limit_exempt(session.client_addr)):
             log.notice(None, relay=f"[{session.client_addr}]", reject="421 4.7.0 too many connections from you")
             return Reply(421, "4.7.0", f"{self.hostname} Too many connections from your address")
         self.sessions.add(session)
         self.per_client[session.client_addr] += 1
         return None
+
+    def _limit_exempt(self, addr: str) -> bool:
+        """server.client_limit_exceptions: networks whose clients the per-client limit spares."""
+        return in_networks(addr, self.config.server.client_limit_exceptions)
 
     def forget(self, session: SMTPSession) -> None:
         if session in self.sessions:
@@ -302,3 +309,19 @@ class SMTPServer:
             self.on_ready()
         await self._stopping.wait()
         await self.stop()
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(items: tuple[str, ...]) -> tuple:
+    return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+
+
+def in_networks(addr: str, items: tuple[str, ...]) -> bool:
+    """Whether the client address ``addr`` lies in one of the CIDR networks ``items``."""
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in _networks(tuple(items)) if net.version == ip.version)

@@ -71,7 +71,7 @@ def test_partial_message_after_crash_is_discarded(make_mta):
 
 
 def test_connections_per_client_limit(make_mta):
-    mta = make_mta({"server": {"max_connections_per_client": 2}})
+    mta = make_mta({"server": {"max_connections_per_client": 2, "client_limit_exceptions": []}})
     socks = [socket.create_connection((mta.host, mta.port), timeout=5) for _ in range(2)]
     for s in socks:
         assert s.recv(1000).startswith(b"220")
@@ -81,6 +81,22 @@ def test_connections_per_client_limit(make_mta):
     time.sleep(0.2)
     fourth = socket.create_connection((mta.host, mta.port), timeout=5)
     assert fourth.recv(1000).startswith(b"220")
+
+
+def test_loopback_is_exempt_from_the_per_client_limit_by_default(make_mta):
+    # Postfix spares $mynetworks the same way: a local benchmark or submitter is not refused
+    mta = make_mta({"server": {"max_connections_per_client": 2}})
+    socks = [socket.create_connection((mta.host, mta.port), timeout=5) for _ in range(4)]
+    assert all(s.recv(1000).startswith(b"220") for s in socks)
+    for s in socks:
+        s.close()
+
+
+def test_the_exceptions_are_networks():
+    from mailward.receive.server import in_networks
+    assert in_networks("127.0.0.9", ("127.0.0.0/8",)) and in_networks("::ffff:127.0.0.9", ("127.0.0.0/8",))
+    assert not in_networks("192.0.2.1", ("127.0.0.0/8", "::1/128"))
+    assert in_networks("2001:db8::5", ("2001:db8::/32",)) and not in_networks("not an address", ("0.0.0.0/0",))
 
 
 def test_total_connections_limit(make_mta):

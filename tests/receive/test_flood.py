@@ -16,7 +16,7 @@ from tests.conftest import tls_settings
 def test_normal_clients_get_through_a_flood(make_mta, pki):
     mta = make_mta({"tls": tls_settings(pki),
                     "server": {"idle_timeout": 4, "tls_handshake_timeout": 4, "max_connections_per_client": 10,
-                               "max_connections": 2000, "reverse_lookup": False}})
+                               "client_limit_exceptions": [], "max_connections": 2000, "reverse_lookup": False}})
     hostile: list[socket.socket] = []
     for i in range(500):
         src = f"127.0.{1 + i // 250}.{1 + (i // 10) % 25}"  # 50 addresses, 10 connections each
