@@ -26,6 +26,7 @@ standard error after a one-line warning.
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import signal
@@ -42,7 +43,12 @@ from mailward.spool.store import PID_FILE, Spool, running_server
 def _spool(args) -> Spool:
     cfg = config_mod.load(args.config)
     args.cfg = cfg
-    return Spool(cfg.spool.directory, fsync=cfg.spool.fsync)
+    try:
+        return Spool(cfg.spool.directory, fsync=cfg.spool.fsync)
+    except OSError as err:   # not a folder, not ours, a full disk: one line, not a traceback
+        why = "it is not a folder" if err.errno == errno.EEXIST else err.strerror or str(err)
+        raise UsageError(f"{cfg.spool.directory}: spool.directory cannot be opened: {why}; "
+                         f"fix: check spool.directory in {cfg.path} and that this account may read it") from None
 
 
 def _next_attempt(spool: Spool, env, cfg) -> float | None:

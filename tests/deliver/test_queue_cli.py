@@ -124,3 +124,16 @@ def test_hold_release_delete_flush_are_logged_with_the_ids_and_who(make_mta):
     assert out.returncode == 0, out.stderr
     assert logged()[-2:] == [f"{third}: queue flush by {me}", f"queue flush by {me}"]
     mta.wait_mail("user", 2)
+
+
+def test_a_spool_that_is_not_a_folder_is_one_line(tmp_path):
+    import subprocess
+    import sys
+    (tmp_path / "spool").write_text("not a folder\n")
+    config = tmp_path / "mailward.toml"
+    config.write_text('[spool]\ndirectory = "spool"\n')
+    run = subprocess.run([sys.executable, "-m", "mailward", "queue", "-c", str(config), "list"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr == (f"mailward: {tmp_path / 'spool'}: spool.directory cannot be opened: it is not a folder; "
+                          f"fix: check spool.directory in {config} and that this account may read it\n")
