@@ -41,11 +41,12 @@ RESERVE = 64 * 1024     # octets kept in reserve: room for several hundred remov
 
 class LogStore:
     def __init__(self, directory: Path, fsync: bool = True, segment_size: int = 16 << 20,
-                 compact_after: float = 600.0):
+                 compact_after: float = 600.0, sync_in: str = "thread"):
         self.folder = Path(directory) / "log"
         self.queue = Path(directory) / "queue"
         self.incoming = Path(directory) / "incoming"
         self.fsync, self.segment_size, self.compact_after = fsync, segment_size, compact_after
+        self.sync_in = sync_in
         self.index = LogIndex(self.folder)
         self._writer: LogWriter | None = None
         self._removed: set[str] = set()
@@ -68,7 +69,23 @@ class LogStore:
         return LogIncoming(self.incoming, envelope)
 
     def sync_async(self, incoming: LogIncoming) -> Future:
-        return self.writer.submit(incoming)
+        """``sync_in = "thread"``: the commit thread appends and syncs the batch. ``"loop"``:
+        nothing yet (a done future); :meth:`publish` appends and syncs the batch right before
+        the 250s, in the caller's thread, as the file spool's folder fsync is done."""
+        if self.sync_in == "thread":
+            return self.writer.submit(incoming)
+        incoming.pending = True
+        done: Future = Future()
+        done.set_result(None)
+        return done
+
+    def publish(self, incomings: list[LogIncoming]) -> list[OSError | None]:
+        pending = [inc for inc in incomings if inc.pending]
+        if pending:
+            self.writer.commit(pending)
+            for inc in pending:
+                inc.pending = False
+        return [inc.error for inc in incomings]
 
     # ---- reading -------------------------------------------------------------------------------
     def removed(self, qid: str, status_names: set[str] | None = None) -> bool:

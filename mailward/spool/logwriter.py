@@ -48,6 +48,7 @@ class LogIncoming:
         self.spill = None
         self.content_size = 0
         self.error: OSError | None = None
+        self.pending = False      # spool.log_sync = "loop": written and synced by publish()
 
     def write(self, chunk: bytes) -> None:
         self.crc = zlib.crc32(chunk, self.crc)
@@ -188,33 +189,43 @@ class LogWriter:
                         with self.lock:
                             self.seal()      # idle: let its messages' segment be retired once done
                 batch, self._waiting = self._waiting, []
-            items = []
-            for inc, _ in batch:
-                if inc.spill is not None:
-                    try:
-                        inc.spill.flush()
-                    except OSError:
-                        pass
-                items.append((inc.envelope.queue_id, inc.env, inc.crc, inc.content_size,
-                              inc.spill if inc.spill is not None else inc.buf))
-            try:
-                with self.lock:
-                    self.append(items)
-            except OSError as err:
-                for inc, fut in batch:
-                    inc.abort()
-                    inc.error = err
+            err = self.commit([inc for inc, _ in batch])
+            for inc, fut in batch:
+                if err is not None:
                     fut.set_exception(err)
-            else:
-                for inc, fut in batch:
-                    inc.buf = bytearray()
-                    try:
-                        inc.close_spill()
-                    except OSError:
-                        pass
+                else:
                     fut.set_result(None)
+
+    def commit(self, incomings: list[LogIncoming]) -> OSError | None:
+        """Append these messages and fdatasync once, in the calling thread; None, or the error
+        that failed them all (each is then aborted, with ``error`` set)."""
+        items = []
+        for inc in incomings:
+            if inc.spill is not None:
+                try:
+                    inc.spill.flush()
+                except OSError:
+                    pass
+            items.append((inc.envelope.queue_id, inc.env, inc.crc, inc.content_size,
+                          inc.spill if inc.spill is not None else inc.buf))
+        try:
+            with self.lock:
+                self.append(items)
+        except OSError as err:
+            for inc in incomings:
+                inc.abort()
+                inc.error = err
+            return err
+        finally:
             self.batches += 1
-            self.commits += len(batch)
+            self.commits += len(incomings)
+        for inc in incomings:
+            inc.buf = bytearray()
+            try:
+                inc.close_spill()
+            except OSError:
+                pass
+        return None
 
 
 def _writer_id() -> str:

@@ -251,7 +251,7 @@ class Spool:
     ``"files"`` (a file each) or ``"log"`` (segments); either is read."""
 
     def __init__(self, directory: Path, fsync: bool = True, format: str = "files",
-                 segment_size: int = 16 << 20, compact_after: float = 600.0):
+                 segment_size: int = 16 << 20, compact_after: float = 600.0, log_sync: str = "thread"):
         self.directory = Path(directory)
         self.incoming = self.directory / "incoming"
         self.queue = self.directory / "queue"
@@ -261,7 +261,7 @@ class Spool:
             raise ValueError(f"spool.format: expected 'files' or 'log', not {format!r}")
         self.fsync = fsync
         self.format = format
-        self._log_args = (segment_size, compact_after)
+        self._log_args = (segment_size, compact_after, log_sync)
         self._log_store = None
         self._committer: GroupCommitter | None = None
 
@@ -270,7 +270,8 @@ class Spool:
         """The spool a ``[spool]`` section (:class:`mailward.config.settings.SpoolSettings`) describes."""
         return cls(settings.directory, fsync=settings.fsync, format=getattr(settings, "format", "files"),
                    segment_size=getattr(settings, "segment_size", 16 << 20),
-                   compact_after=getattr(settings, "compact_after", 600.0))
+                   compact_after=getattr(settings, "compact_after", 600.0),
+                   log_sync=getattr(settings, "log_sync", "thread"))
 
     @property
     def log(self):
@@ -338,11 +339,13 @@ class Spool:
 
         Returns, per message, None (now durable and queued: answer 250) or the error (the
         message is removed: answer 4xx)."""
+        logged = [inc for inc in incomings if not isinstance(inc, Incoming)]
+        errors = iter(self.log.publish(logged) if logged else ())
         results: list[OSError | None] = []
         moved = False
         for incoming in incomings:
             if not isinstance(incoming, Incoming):
-                results.append(incoming.error)   # a log record: durable once synced
+                results.append(next(errors))   # a log record: durable once synced
                 continue
             try:
                 os.rename(incoming.path, self.queue / incoming.envelope.queue_id)

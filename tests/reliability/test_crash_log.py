@@ -24,10 +24,10 @@ pytestmark = pytest.mark.skipif(not WIRED, reason=(
     "bench/patches/spool-from-settings.diff): spool.format would be ignored"))
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_kill_9_during_load_loses_nothing_with_the_log(tmp_path, workers):
-    result = run(messages=300, kills=5, workdir=tmp_path, clients=3, seed=11, spool={"format": "log"},
-                 server={"workers": workers})
+@pytest.mark.parametrize("workers,sync", [(1, "thread"), (2, "thread"), (1, "loop")])
+def test_kill_9_during_load_loses_nothing_with_the_log(tmp_path, workers, sync):
+    result = run(messages=300, kills=5, workdir=tmp_path, clients=3, seed=11,
+                 spool={"format": "log", "log_sync": sync}, server={"workers": workers})
     assert (tmp_path / "mta" / "spool" / "log").is_dir()
     assert result["acked"] == 300
     assert result["kills"] == 5

@@ -325,3 +325,22 @@ def test_a_full_file_system_fails_the_batch_and_delivery_can_still_free_it(small
     after = message(spool, body(2000, "after"))
     assert Spool(small_fs).ids() == [after]
     assert b"".join(Spool(small_fs).content(after)) == body(2000, "after")
+
+
+def test_log_sync_loop_writes_and_syncs_in_publish(tmp_path):
+    """spool.log_sync = "loop": nothing is in the segment until publish, which appends and
+    syncs the batch in the caller's thread (the event loop, right before the 250s)."""
+    spool = Spool(tmp_path, format="log", log_sync="loop")
+    incs = []
+    for i in range(3):
+        env = Envelope(new_queue_id(), "s@example.test", {}, [Recipient("r@example.test", {})], time.time())
+        inc = spool.begin(env)
+        inc.write(body(3000, str(i)))
+        assert spool.sync_async(inc).result(0) is None
+        incs.append(inc)
+    assert Spool(tmp_path).ids() == []
+    batches = spool.log.writer.batches
+    assert spool.publish(incs) == [None, None, None]
+    assert spool.log.writer.batches == batches + 1
+    assert Spool(tmp_path).ids() == sorted(i.envelope.queue_id for i in incs)
+    assert b"".join(Spool(tmp_path).content(incs[2].envelope.queue_id)) == body(3000, "2")
