@@ -46,6 +46,7 @@ class HopTls:
     dane: object | None = None       # mailward.dane.DaneLookup when DANE was asked
     sts: object | None = None        # mailward.mtasts.lookup.StsResult when MTA-STS was asked
     report: bool = False             # the message is a TLS report: do not count its session
+    mx_mismatch: str = ""            # MTA-STS testing: this MX is not in the policy (logged, not enforced)
 
     @property
     def policy_type(self) -> str:
@@ -127,18 +128,21 @@ class TlsSources:
                 else:
                     pattern = policy.matching_pattern(hop.name)
                     detail = (f"{hop.name} matches mx {pattern} (policy id {policy.id}, {result.source})"
-                              if pattern else "")
+                              if pattern else f"{hop.name} matches no mx of the policy ({', '.join(policy.mx)})")
                     sts_view = StsView(policy.mode, pattern is not None, detail)
             else:
                 sts_view = StsView("absent", False, "host named by the route file")
         req = decide(mx=hop.name, access=access, dane=dane_view, sts=sts_view, requiretls=requiretls,
                      relaxed=relaxed, floor=floor, routed=not by_mx)
-        return HopTls(req, domain, lookup, result, report)
+        mismatch = sts_view.detail if req.testing and not sts_view.mx_matches else ""
+        return HopTls(req, domain, lookup, result, report, mismatch)
 
     def record(self, hop_tls: HopTls, hop, *, failure: str = "", why: str = "", helo: str = "") -> None:
         """Count one session for TLS-RPT (success when ``failure`` is '')."""
         if self.recorder is None or hop_tls.report or not hop_tls.domain:
             return
+        if not failure and hop_tls.mx_mismatch:   # MTA-STS testing, MX not in the policy: one failed session
+            failure, why = "validation-failure", hop_tls.mx_mismatch
         try:
             self.recorder.record(policy_domain=hop_tls.domain, policy_type=hop_tls.policy_type,
                                  policy_strings=hop_tls.policy_strings(), mx_host=hop.name.strip("[]"),

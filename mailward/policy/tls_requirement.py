@@ -184,11 +184,11 @@ def decide(*, mx: str, access: AccessView | None = None, dane: DaneView = DaneVi
     elif sts.mode == "enforce" or (sts.mode == "testing" and requiretls):
         how = "enforce" if sts.mode == "enforce" else "testing, enforced for REQUIRETLS"
         if not sts.mx_matches:
-            return done("mta-sts", "sts", f"{how}: {mx} matches no mx pattern of the policy (RFC 8461 §4.1)",
-                        action="skip")
+            why = sts.detail or f"{mx} matches no mx pattern of the policy"
+            return done("mta-sts", "sts", f"{how}: {why} (RFC 8461 §4.1)", action="skip")
         return done("mta-sts", "sts", f"{how}: {sts.detail or mx + ' allowed by the policy'}")
     elif sts.mode == "testing":
-        why = "" if sts.mx_matches else f"; {mx} matches no mx pattern (not enforced)"
+        why = "" if sts.mx_matches else " (testing: not enforced)"
         return done("mta-sts", "sts", f"testing: {sts.detail or 'policy in testing mode'}{why}", testing=True)
     else:
         said.append(("mta-sts", sts.detail or {"off": "not enabled ([mta_sts] enabled = false)",

@@ -14,7 +14,7 @@ Destinations (one zone each; MX ``mx.<zone>`` on the address shown):
     insecure.test   unsigned (TLSA present but not trusted)       127.0.3.4  self-signed cert
     sts.test        MTA-STS enforce, mx: mx.sts.test              127.0.3.5  CA cert
     stsbad.test     MTA-STS enforce                               127.0.3.6  self-signed cert
-    ststest.test    MTA-STS testing                               127.0.3.7  self-signed cert
+    ststest.test    MTA-STS testing, mx: other.ststest.test       127.0.3.7  self-signed cert
     stsmx.test      MTA-STS enforce, mx: other.stsmx.test         127.0.3.8  CA cert
     plain.test      unsigned, no STARTTLS                         127.0.3.9
 """
@@ -186,7 +186,7 @@ def world(tmp_path_factory, pki):
     policy = "version: STSv1\nmode: {mode}\nmx: {mx}\nmax_age: 86400\n"
     host.serve("sts.test", Answer(policy.format(mode="enforce", mx="mx.sts.test").encode()))
     host.serve("stsbad.test", Answer(policy.format(mode="enforce", mx="*.stsbad.test").encode()))
-    host.serve("ststest.test", Answer(policy.format(mode="testing", mx="mx.ststest.test").encode()))
+    host.serve("ststest.test", Answer(policy.format(mode="testing", mx="other.ststest.test").encode()))
     host.serve("stsmx.test", Answer(policy.format(mode="enforce", mx="other.stsmx.test").encode()))
     receivers = {}
     for label, addr in HOSTS.items():
@@ -293,6 +293,8 @@ def test_dane_and_mta_sts_decide(make_mta, world, tmp_path):
     # ... testing: the failure is logged and the message delivered anyway
     assert "stat=Sent" in to["u@ststest.test"]
     assert line_with(log, "policy=mta-sts, relay=mx.ststest.test, sts=testing, failure=certificate-not-trusted")
+    assert line_with(log, "policy=mta-sts, relay=mx.ststest.test, sts=testing, failure=validation-failure, "
+                          "reason=mx.ststest.test matches no mx of the policy (other.ststest.test)")
     # ... an MX the policy does not list: not even connected to
     assert "Deferred: 451 4.7.5 TLS policy=mta-sts, level=sts: mx.stsmx.test" in to["u@stsmx.test"]
     assert rx["stsmx"].connections == []
