@@ -92,8 +92,10 @@ def offline_decisions(args, answers: dict[str, str], policy, floor: str) -> list
         if not mode:
             sts = StsView()
         else:
-            matches = any(pattern_matches(p, host) for p in patterns) if patterns else True
-            sts = StsView(mode, matches, f"policy {mode} (given), mx {','.join(patterns) or host}")
+            hit = next((p for p in patterns if pattern_matches(p, host)), None) if patterns else host
+            detail = (f"{host} matches mx {hit} (policy given)" if hit else
+                      f"{host} matches no mx of the policy ({', '.join(patterns)})")
+            sts = StsView(mode, hit is not None, detail if mode in ("enforce", "testing") else f"policy {mode} (given)")
         access = policy.access_view(host, "", rcpts)
         relaxed = "TLS-Required: No" if args.tls_required_no else ""
         out.append((host, decide(mx=host, access=access, dane=dane, sts=sts, requiretls=args.requiretls,
