@@ -11,7 +11,9 @@ fields Original-Recipient, Final-Recipient, Action, Status, Remote-MTA, Diagnost
 Last-Attempt-Date, Will-Retry-Until, RFC 3464 §2.2-2.3), and the original: the whole message
 (``message/rfc822``) when RET=FULL or no RET on a failure, its header only
 (``text/rfc822-headers``) when RET=HDRS, for success and delay notices without RET
-(RFC 3461 §4.3), and when the message is bigger than ``bounce_max_content``.
+(RFC 3461 §4.3), when the message is bigger than ``bounce_max_content``, and always for a
+message that carried REQUIRETLS (RFC 8689 §5: its content is not sent back without TLS
+guarantees).
 
 Pure: bytes in, bytes out (CRLF line ends); the runner puts the notice in the spool.
 """
@@ -92,6 +94,10 @@ def build_dsn(*, reporting_mta: str, queue_id: str, sender: str, sender_params: 
     ret = (params.get("RET") or "").upper()
     failure = any(r.action == "failed" for r in reports)
     full = (ret == "FULL" or (not ret and failure)) and len(original) <= max_full
+    if "REQUIRETLS" in params:
+        # RFC 8689 §5: the sender asked that this content travel only over verified TLS; the
+        # notice goes back without that guarantee, so it carries the header section only.
+        full = False
     action = reports[0].action
     hours = int(max(0, now - arrival) // 3600)
     subject = _SUBJECTS[action].format(hours=f"{hours} hour{'s' if hours != 1 else ''}")

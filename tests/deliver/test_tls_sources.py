@@ -361,6 +361,10 @@ def test_requiretls_and_tls_required_no(make_mta, world, tmp_path):
     # TLS-Required: No: DANE failure not enforced, delivered over opportunistic TLS
     assert "stat=Sent" in to["n@danebad.test"], to["n@danebad.test"]
     assert rx["danebad"].messages and all(tls for _, tls in rx["danebad"].lines("MAIL"))
+    # the bounce goes back with the header section only (RFC 8689 §5): the body stays off the way back
+    notice = mta.wait_mail("a", 1)[0].read_bytes()
+    assert b"Status: 5.7.10" in notice and b"Status: 5.7.30" in notice
+    assert b"text/rfc822-headers" in notice and b"The body." not in notice
     # the smarthost: PKIX with its name, REQUIRETLS offered → delivered
     assert "stat=Sent" in to["s@relayed.test"], to["s@relayed.test"]
     log = mta.log_text()
