@@ -394,3 +394,19 @@ def test_floor_verify(make_mta, world, tmp_path):
         in to["f@plain.test"]
     assert rx["insecure"].lines("MAIL") == [] and rx["plain"].lines("MAIL") == []
     assert line_with(log, "policy=floor, relay=mx.plain.test, reject=454 4.7.5")
+
+
+def test_floor_encrypt(make_mta, world, tmp_path):
+    for rx in world.receivers.values():
+        rx.clear()
+    mta = sender(make_mta, world, tmp_path, floor="encrypt", dane=False, sts=False)
+    rcpts = ["e@insecure.test", "e@plain.test"]
+    submit(mta, rcpts)
+    to = wait_to_lines(mta, rcpts)
+    log = mta.log_text()
+    # a self-signed certificate is fine for encrypt; a server without STARTTLS is not
+    assert "stat=Sent" in to["e@insecure.test"]
+    assert line_with(log, "STARTTLS=client, relay=mx.insecure.test, version=").endswith("policy=floor, level=encrypt")
+    assert "Deferred: 454 4.7.5 TLS policy=floor, level=encrypt: mx.plain.test: STARTTLS not offered" \
+        in to["e@plain.test"]
+    assert world.receivers["plain"].lines("MAIL") == []
