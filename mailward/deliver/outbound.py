@@ -54,7 +54,12 @@ whenever one is reused, against the map in use at that moment.
 SECURITY: no MAIL command and no message content reach a host that tls_server refused; no
 RCPT and no content reach it for a recipient that tls_rcpt refused. The end-to-end sweep in
 ``tests/deliver/test_tls_policy_sweep.py`` checks this for every route form, key form and
-receiver kind.
+receiver kind. Likewise no MAIL and no content reach a host that the TLS decision ruled out
+(skipped, deferred, or refused after the handshake: STARTTLS missing, DANE mismatch, an
+unverified certificate, REQUIRETLS not offered), and no clear-text retry follows a failed
+handshake when the decision needs TLS; ``tests/deliver/test_tls_sources.py`` checks it on
+what the receivers recorded. When a source's lookup fails (bogus DNSSEC, an error while
+gathering the sources) the host is deferred, never used in clear.
 
 Failure behaviour: no exception escapes :meth:`Outbound.deliver` for anything a peer does.
 """
