@@ -144,10 +144,12 @@ class Mailward(Server):
     name = "mailward"
 
     def __init__(self, *args, profile: str = "", profile_out: Path | None = None, delivery: str = "parked",
-                 sink_port: int = 0, src: Path | None = None, workers: int = 0, spool_format: str = "", **kw):
+                 sink_port: int = 0, src: Path | None = None, workers: int = 0, spool_format: str = "",
+                 spool_extra: list[str] | None = None, **kw):
         super().__init__(*args, **kw)
         self.workers = workers            # server.workers (0: leave the key out)
         self.spool_format = spool_format  # spool.format ("": leave the key out)
+        self.spool_extra = list(spool_extra or [])   # more [spool] lines, KEY=VALUE
         self.src = src                    # a folder holding the mailward package to run (None: this checkout)
         self.profile = profile            # "", "cprofile" or "py-spy"
         self.profile_out = profile_out
@@ -191,6 +193,7 @@ ca_file = "{self.ca}"
 directory = "{d / 'spool'}"
 fsync = true
 {f'format = "{self.spool_format}"' if self.spool_format else ""}
+{chr(10).join(self.spool_extra)}
 
 [local]
 domains = ["localhost"]

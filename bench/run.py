@@ -94,6 +94,7 @@ def machine() -> dict:
 MAILWARD_SRC: Path | None = None   # the exported commit that is measured (see --mailward)
 MAILWARD_WORKERS = 0               # server.workers for mailward (0: the key is left out)
 MAILWARD_SPOOL_FORMAT = ""         # spool.format for mailward ("": the key is left out)
+MAILWARD_SPOOL_EXTRA: list[str] = []  # more [spool] lines (KEY=VALUE, TOML)
 
 
 def supports_workers(src: Path | None) -> bool:
@@ -140,7 +141,8 @@ def make_server(name: str, workdir: Path, cert: Path, key: Path, ca: Path, profi
                 profile_out: Path | None = None) -> peers.Server:
     if name == "mailward":
         return peers.Mailward(workdir, cert, key, ca, profile=profile, profile_out=profile_out, src=MAILWARD_SRC,
-                              workers=MAILWARD_WORKERS, spool_format=MAILWARD_SPOOL_FORMAT)
+                              workers=MAILWARD_WORKERS, spool_format=MAILWARD_SPOOL_FORMAT,
+                              spool_extra=MAILWARD_SPOOL_EXTRA)
     if name == "postfix":
         return peers.Postfix(workdir, cert, key, ca)
     if name.startswith("aiosmtpd-"):
@@ -270,7 +272,7 @@ def outbound_rate(workdir: Path, cert: Path, key: Path, ca: Path, count: int, si
     """
     sink = peers.Aiosmtpd(workdir, cert, key, ca, mode="discard")
     mw = peers.Mailward(workdir, cert, key, ca, src=MAILWARD_SRC, workers=MAILWARD_WORKERS,
-                        spool_format=MAILWARD_SPOOL_FORMAT)
+                        spool_format=MAILWARD_SPOOL_FORMAT, spool_extra=MAILWARD_SPOOL_EXTRA)
     try:
         sink.start()
         mw.start()
@@ -361,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="each server's figure for a cell: its best round (default) or the median round")
     ap.add_argument("--spool-format", default="",
                     help="mailward's spool.format (files or log; default: the key is left out, mailward's default)")
+    ap.add_argument("--spool-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="another [spool] setting for mailward, as TOML (e.g. log_sync=\"loop\"); repeatable")
     ap.add_argument("--patch", type=Path,
                     help="a diff to apply to the exported mailward (not with --mailward worktree), e.g. "
                          "bench/patches/spool-from-settings.diff")
@@ -419,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
         measured += f", server.workers = {MAILWARD_WORKERS}"
     elif args.workers and args.workers > 1:
         print("bench: this mailward has no server.workers setting; measuring one process", file=sys.stderr)
+    if args.spool_set:
+        MAILWARD_SPOOL_EXTRA[:] = args.spool_set
+        measured += ", " + ", ".join(f"spool.{kv}" for kv in args.spool_set)
     if args.spool_format:
         if supports_spool_format(MAILWARD_SRC):
             MAILWARD_SPOOL_FORMAT = args.spool_format
