@@ -119,7 +119,7 @@ async def _local(ctx: Context, qid: str, env: Envelope, r: PendingRecipient) -> 
 
 
 async def _remote(ctx: Context, qid: str, env: Envelope, destination: str, domain: str,
-                  group: list[PendingRecipient]) -> dict[int, Outcome]:
+                  group: list[PendingRecipient], relaxed: str = "") -> dict[int, Outcome]:
     route = ctx.routes.route(domain)
     async with ctx.limits.slot(destination):
         try:
@@ -139,17 +139,13 @@ async def _remote(ctx: Context, qid: str, env: Envelope, destination: str, domai
         size = env.content_size   # SIZE= wants the message's size (RFC 1870 §4)
         transfer = Transfer(qid, env.sender, params, group, lambda: ctx.spool.content(qid), size, domain=domain,
                             by_mx=route is None,
-                            relaxed=tls_required_no(ctx.spool, qid), report=is_report_envelope(env))
+                            relaxed=relaxed, report=is_report_envelope(env))
         return await ctx.outbound.deliver(transfer, hops)
 
 
-def tls_required_no(spool: Queue, qid: str) -> str:
-    """"TLS-Required: No" when the message's header says so (RFC 8689 §4.2.2: the recipient
-    domain's DANE and MTA-STS policies are then not enforced), else ''."""
-    try:
-        head = head_section(spool, qid)
-    except OSError:
-        return ""
+def tls_required_no(head: bytes) -> str:
+    """"TLS-Required: No" when the header section ``head`` says so (RFC 8689 §4.2.2: the
+    recipient domain's DANE and MTA-STS policies are then not enforced), else ''."""
     for line in head.split(b"\r\n"):
         name, colon, value = line.partition(b":")
         if colon and name.strip().lower() == b"tls-required" and value.strip().lower() == b"no":
@@ -159,7 +155,10 @@ def tls_required_no(spool: Queue, qid: str) -> str:
 
 def hop_count(spool: Queue, qid: str) -> int:
     """How many Received: headers the message has (its header section only)."""
-    head = head_section(spool, qid)
+    return received_count(head_section(spool, qid))
+
+
+def received_count(head: bytes) -> int:
     return sum(1 for line in head.split(b"\r\n") if line[:9].lower() == b"received:")
 
 
@@ -180,7 +179,8 @@ async def attempt(ctx: Context, qid: str) -> Remaining | None:
     pending = [PendingRecipient(i, r.address, r.params) for i, r in enumerate(env.recipients) if not r.final]
     start = ctx.clock()
     results: dict[int, Result] = {}
-    hops = hop_count(ctx.spool, qid)
+    head = head_section(ctx.spool, qid)   # read once: the hop count and TLS-Required
+    hops = received_count(head)
     if hops > MAX_HOPS:  # RFC 5321 §6.3: a mail loop; bounce rather than pass it on forever
         reply = Reply(554, "5.4.6", f"Too many hops {hops} ({MAX_HOPS} max): routing loop")
         return await _settle_off_loop(ctx, qid, env, {r.index: classify(reply) for r in pending}, start)
@@ -198,7 +198,8 @@ async def attempt(ctx: Context, qid: str) -> Remaining | None:
                 results[r.index] = classify(Reply(250, "2.0.0", "discarded"), mailer="discard")
             else:
                 groups.setdefault((route.key if route else domain, domain), []).append(r)
-    remote = await asyncio.gather(*(_remote(ctx, qid, env, dest, domain, group)
+    relaxed = tls_required_no(head) if groups else ""
+    remote = await asyncio.gather(*(_remote(ctx, qid, env, dest, domain, group, relaxed)
                                     for (dest, domain), group in groups.items()))
     for outcomes in remote:
         for index, o in outcomes.items():
