@@ -1,12 +1,16 @@
 """The short crash run with spool.format = "log": SIGKILL during receiving and delivery, one
-process and two workers; nothing acknowledged is lost, nothing is left half-written.
+process and two workers, both places of the sync; nothing acknowledged is lost, nothing is
+left half-written.
 
 Duplicates: a message the client sent again because the kill came after its record was
-written but before the 250 left. With the log the record survives a SIGKILL as soon as it is
-written (the page cache outlives the process), so that window is the batch's fdatasync plus
-the event loop's turn to send the 250; with files it is the folder fsync right before the 250.
-Measured on a loaded 2-core machine: 1.0–1.75 % against 0.25 % for files with this seed, so
-the bound here is 3 % (tests/reliability/test_crash.py keeps 1 % for the file spool)."""
+written but before the 250 left. A record survives a SIGKILL as soon as it is written (the
+page cache outlives the process): with ``log_sync = "thread"`` the window is the batch's
+fdatasync plus the event loop's turn to send the 250, with ``"loop"`` (and with files) only
+the sync right before the 250. Measured with tests/reliability/crash.py, 400 messages and 6
+kills, seeds 1-5, load 1.6-2.4: files 7 duplicates in 2,000 (0.35 %), log/thread 26 (1.3 %),
+log/loop 7 (0.35 %). So loop keeps the file spool's 1 % bound (tests/reliability/test_crash.py)
+and thread gets 3 %.
+"""
 
 from pathlib import Path
 
@@ -35,4 +39,4 @@ def test_kill_9_during_load_loses_nothing_with_the_log(tmp_path, workers, sync):
     assert result["leftover_incoming"] == 0
     assert result["leftover_queue"] == []
     assert result["server_duplicates"] == 0
-    assert result["duplicate_ratio"] < 0.03
+    assert result["duplicate_ratio"] < (0.01 if sync == "loop" else 0.03)
