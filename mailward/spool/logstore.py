@@ -34,7 +34,7 @@ from mailward.fsutil import fsync_dir
 from mailward.spool.logwriter import LogIncoming, LogWriter
 from mailward.spool.segments import TMP_PREFIX, Location, LogIndex, is_locked
 
-REMOVED = b'"removed"'
+REMOVED = b'{"removed": true'   # the start of the line remove() writes (a quoted value cannot look so)
 RESERVE_NAME = ".reserve"
 RESERVE = 64 * 1024     # octets kept in reserve: room for several hundred removal lines
 
@@ -112,7 +112,11 @@ class LogStore:
     def locate(self, qid: str) -> Location | None:
         if self.removed(qid):
             return None
-        return self.index.locate(qid)
+        loc = self.index.locate(qid)
+        if loc is not None and not (self.folder / loc.segment).exists():
+            self.index.refresh()        # retired meanwhile by another process
+            loc = self.index.where.get(qid)
+        return loc
 
     def envelope(self, qid: str) -> tuple[bytes, int]:
         """(the envelope's JSON, content length); FileNotFoundError when not queued."""

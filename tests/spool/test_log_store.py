@@ -74,6 +74,9 @@ def test_messages_round_trip_and_every_spool_reads_both_formats(tmp_path):
         assert b"".join(spool.content(big, 1000)) == body(SPILL * 3 + 17, "big")
         assert b"".join(spool.content(old)) == body(100, "file")
         assert spool.exists(big) and not spool.exists("NOSUCHMESSAGE1")
+    log.record(small, 0, "deferred", "removed", 1)         # a reply text is not a removal
+    log.record(small, 1, "deferred", '{"removed": true}', 1)
+    assert small in Spool(tmp_path).ids() and Spool(tmp_path).exists(small)
     assert os.listdir(tmp_path / "incoming") == []        # the spill file went into the segment
     assert (tmp_path / "queue" / old).exists() and not (tmp_path / "queue" / small).exists()
 
