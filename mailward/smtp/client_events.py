@@ -112,6 +112,8 @@ def mail_params(tx: Transaction, ext: dict[str, str]) -> dict:
         out["BODY"] = given["BODY"].upper()
     if "SMTPUTF8" in ext and "SMTPUTF8" in given:
         out["SMTPUTF8"] = None
+    if "REQUIRETLS" in ext and "REQUIRETLS" in given:   # RFC 8689 §4.2.1: the next hop enforces it too
+        out["REQUIRETLS"] = None
     if "DSN" in ext:
         for key in ("RET", "ENVID"):
             if given.get(key):
