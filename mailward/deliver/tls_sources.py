@@ -161,9 +161,10 @@ def check_session(hop_tls: HopTls, hop, tls, chain: list[bytes]) -> SessionCheck
     if req.source == "access-map":   # TLS_Srv / TLS_Rcpt judge it, as they always did
         return SessionCheck(True, {})
     if req.level == "dane":
-        from mailward.dane import match_chain
-        records = getattr(hop_tls.dane, "usable", ()) or getattr(hop_tls.dane, "records", ())
-        names = [name] + ([hop_tls.domain] if hop_tls.domain else [])
+        from mailward.dane import match_chain, reference_names
+        records = getattr(hop_tls.dane, "usable", ())   # level dane means there are usable ones
+        # RFC 7672 §3.2.2: the MX name, the next-hop domain, and the CNAME-expanded name whose TLSA was used
+        names = reference_names(name, hop_tls.domain, hop_tls.dane)
         m = match_chain(records, chain, names)
         if m.ok:
             return SessionCheck(True, {"policy": "dane", "dane": "verified"}, why=m.reason)

@@ -66,7 +66,8 @@ def test_sts_and_verify_need_verify_ok_and_the_name(certs):
 
 def test_dane_matches_the_chain_and_ignores_pkix(certs):
     record = tlsa_for(certs["mx"], 3, 1, 1)
-    lookup = type("Lookup", (), {"usable": (record,), "records": (record,)})()
+    from mailward.dane import DaneLookup
+    lookup = DaneLookup("secure", (record,), "TLSA found", f"_25._tcp.{HOP.name}", usable=(record,))
     hop_tls = HopTls(decide(mx=HOP.name, dane=DaneView("secure", True, True)), "example.test", dane=lookup)
     assert check_session(hop_tls, HOP, FAIL, [certs["mx"]]).fields == {"policy": "dane", "dane": "verified"}
     miss = check_session(hop_tls, HOP, OK, [certs["other"]])
