@@ -347,3 +347,18 @@ def test_log_sync_loop_writes_and_syncs_in_publish(tmp_path):
     assert spool.log.writer.batches == batches + 1
     assert Spool(tmp_path).ids() == sorted(i.envelope.queue_id for i in incs)
     assert b"".join(Spool(tmp_path).content(incs[2].envelope.queue_id)) == body(3000, "2")
+
+
+def test_the_spool_section_chooses_the_format(tmp_path):
+    from mailward.config import default_config_text, load
+
+    path = tmp_path / "mailward.toml"
+    path.write_text(default_config_text({"spool": {"directory": str(tmp_path / "spool"), "format": "log",
+                                                   "log_sync": "loop", "segment_size": 1 << 20}}))
+    spool = Spool.from_settings(load(path).spool)
+    assert (spool.format, spool.log.sync_in, spool.log.segment_size) == ("log", "loop", 1 << 20)
+    qid = message(spool, body(100))
+    assert segments(tmp_path / "spool") and Spool(tmp_path / "spool").ids() == [qid]
+    plain = tmp_path / "plain.toml"
+    plain.write_text(default_config_text({"spool": {"directory": str(tmp_path / "other")}}))
+    assert Spool.from_settings(load(plain).spool).format == "files"
