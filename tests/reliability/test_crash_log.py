@@ -30,11 +30,12 @@ pytestmark = pytest.mark.skipif(not WIRED, reason=(
 
 @pytest.mark.parametrize("workers,sync", [(1, "thread"), (2, "thread"), (1, "loop")])
 def test_kill_9_during_load_loses_nothing_with_the_log(tmp_path, workers, sync):
-    result = run(messages=300, kills=5, workdir=tmp_path, clients=3, seed=11,
+    # the same run as tests/reliability/test_crash.py (400 messages, 6 kills), another seed
+    result = run(messages=400, kills=6, workdir=tmp_path, clients=3, seed=11,
                  spool={"format": "log", "log_sync": sync}, server={"workers": workers})
     assert (tmp_path / "mta" / "spool" / "log").is_dir()
-    assert result["acked"] == 300
-    assert result["kills"] == 5
+    assert result["acked"] == 400
+    assert result["kills"] == 6
     assert result["lost"] == []
     assert result["leftover_incoming"] == 0
     assert result["leftover_queue"] == []
