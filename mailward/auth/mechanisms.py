@@ -18,7 +18,10 @@ what the client sent and decides; the only thing it waits for is its :class:`Cre
   the client's empty answer completes the exchange. scramp refuses a GS2 authzid (``n,a=x,``)
   and channel binding (-PLUS) is not offered: both fail the exchange.
 * EXTERNAL (RFC 4422 Appendix A): succeeds as the identity the session established (the
-  client certificate), when the client asks for no authzid or for exactly that identity.
+  client certificate), when the client asks for no authzid or for exactly that identity, and
+  — when the credentials can tell (``user_exists``, the users file) — that identity is a user:
+  a certificate that verified proves a name, and tls.ca_file may trust CAs (public roots)
+  that sign names for anyone.
 
 Failure behaviour: anything malformed, an unknown user, a wrong password or proof is a failed
 :class:`~mailward.auth.AuthStep` (535); :class:`~mailward.auth.AuthUnavailable` from the
@@ -33,7 +36,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from typing import Protocol
+from typing import Callable, Protocol
 
 from scramp import ScramException, ScramMechanism
 from scramp.utils import ServerError
@@ -188,13 +191,17 @@ class Login(Exchange):
 class External(Exchange):
     mechanism = "EXTERNAL"
 
-    def __init__(self, identity: str | None) -> None:
+    def __init__(self, identity: str | None, known: Callable[[str], bool] | None = None) -> None:
+        """``known``: whether an identity is an account of the backend (None: not checked)."""
         super().__init__()
-        self._identity, self._asked = identity, False
+        self._identity, self._asked, self._known = identity, False, known
 
     async def _step(self, response: bytes | None) -> AuthStep:
         if not self._identity:
             return failure("EXTERNAL: no identity from a client certificate")
+        if self._known is not None and not self._known(self._identity):
+            # a CA vouches for a name, not for an account (tls.ca_file may hold public roots)
+            return failure(f"EXTERNAL: identity={printable(self._identity)}: unknown user")
         if response is None:
             if self._asked:
                 return failure("EXTERNAL: no response")
@@ -297,5 +304,5 @@ def local_exchange(mechanism: str, creds: Credentials, offered: list[str], *,
     if mech == SCRAM_SHA_256:
         return Scram(creds, decoy_iterations=decoy_iterations)
     if mech == "EXTERNAL":
-        return External(external_identity)
+        return External(external_identity, getattr(creds, "user_exists", None))
     return Refused(mech, "mechanism not implemented")

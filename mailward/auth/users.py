@@ -274,6 +274,10 @@ class UsersFileBackend(AuthBackend):
                 self._decoy = self._hasher.hash(os.urandom(16).hex())
             return self._decoy
 
+    def user_exists(self, name: str) -> bool:
+        """Whether ``name`` is a user of the file (EXTERNAL's check of a certificate identity)."""
+        return name in self.users
+
     def scram_keys(self, authcid: str) -> ScramKeys | None:
         entry = self.users.get(authcid)
         return entry.scram.keys() if entry is not None and entry.scram is not None else None

@@ -378,11 +378,16 @@ class SubmissionSettings:
         "0: no limit. Counted per receiving process."))
     rate_limit_window: float = setting(3600.0, minimum=1, doc="Seconds over which rate_limit_messages counts.")
     auth_failure_delay: float = setting(1.0, minimum=0, doc=(
-        "Seconds before a 535 reply, times the number of failures so far in the session (a growing delay)."))
+        "Seconds before a 535 reply, times the number of failures from the client's address within "
+        "auth_failure_window, this one included (a delay that grows across connections too)."))
     max_auth_failures: int = setting(5, minimum=1, doc=(
         "Failed AUTH attempts from one client address within auth_failure_window; the next AUTH gets 421 4.7.0 "
         "and the connection is closed."))
     auth_failure_window: float = setting(900.0, minimum=1, doc="Seconds a failed AUTH counts against its address.")
+    auth_failure_prefix_length: int = setting(64, minimum=1, check=lambda v: None if v <= 128 else (
+        f"a prefix length from 1 to 128, not {v}"), doc=(
+        "IPv6 clients are counted for max_auth_failures by their network of this prefix length (a host "
+        "usually holds a whole /64); 128: each address on its own. IPv4 addresses count on their own."))
     external_identity: Literal["none", "cn"] = setting("none", doc=(
         "AUTH EXTERNAL (RFC 4422): none, or cn: a client certificate that verified (verify=OK) authenticates "
         "as the user named by its subject's CN."))

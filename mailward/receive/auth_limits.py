@@ -3,17 +3,42 @@ attempts per client address (``submission.max_auth_failures`` within
 ``submission.auth_failure_window``) and messages per authenticated user
 (``submission.rate_limit_messages`` within ``submission.rate_limit_window``).
 
+Client addresses are counted by :func:`address_key`: an IPv4 address as itself (also when it
+arrives IPv4-mapped on a dual-stack socket, ``::ffff:192.0.2.1``), an IPv6 address by its
+``submission.auth_failure_prefix_length`` network (/64 by default: one host usually holds a
+whole /64, and counting single IPv6 addresses would give it 2^64 fresh starts).
+
+An attempt in progress counts as a failure from its start (:meth:`WindowCounter.add`) and is
+taken back when it succeeds or cannot be decided (:meth:`WindowCounter.discard`): so many
+connections guessing at the same moment get no more guesses between them than the limit.
+
 In memory, per receiving process (with ``server.workers`` above 1 each worker counts its
 own). Memory is bounded: at most ``MAX_KEYS`` keys and ``limit`` times per key are kept; past
 ``MAX_KEYS`` the keys with nothing left in their window are dropped, then the oldest.
+:meth:`WindowCounter.resized` keeps what was counted when a reload changes the limits.
 No I/O; the clock is a parameter for the tests.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections import deque
 from typing import Callable
+
+
+def address_key(addr: str, ipv6_prefix: int = 64) -> str:
+    """What a client address is counted as: IPv4 itself (IPv4-mapped IPv6 unwrapped), IPv6
+    its /``ipv6_prefix`` network; anything that is not an address, as it is."""
+    try:
+        ip = ipaddress.ip_address(addr.split("%", 1)[0])
+    except ValueError:
+        return addr
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6 and ipv6_prefix < 128:
+        return str(ipaddress.ip_network(f"{ip}/{ipv6_prefix}", strict=False))
+    return str(ip)
 
 
 class WindowCounter:
@@ -45,13 +70,36 @@ class WindowCounter:
         """``limit`` events within the window already."""
         return self.count(key) >= self.limit
 
-    def add(self, key: str) -> None:
+    def add(self, key: str) -> float:
+        """Count an event now; returns its time (for :meth:`discard`)."""
         times = self._current(key)
         if times is None:
             if len(self._times) >= self.MAX_KEYS:
                 self._shrink()
             times = self._times[key] = deque(maxlen=self.limit)
-        times.append(self.clock())
+        now = self.clock()
+        times.append(now)
+        return now
+
+    def discard(self, key: str, when: float) -> None:
+        """Take back the event counted at ``when`` (an attempt that did not fail after all)."""
+        times = self._times.get(key)
+        if times is not None:
+            try:
+                times.remove(when)
+            except ValueError:
+                pass
+            if not times:
+                del self._times[key]
+
+    def resized(self, window: float, limit: int) -> "WindowCounter":
+        """A counter with new limits that keeps what this one counted."""
+        new = WindowCounter(window, limit, self.clock)
+        for key in list(self._times):
+            times = self._current(key)
+            if times:
+                new._times[key] = deque(times, maxlen=new.limit)
+        return new
 
     def _shrink(self) -> None:
         for key in list(self._times):

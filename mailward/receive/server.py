@@ -16,8 +16,9 @@ seconds, then 421; in-flight deliveries finish or stay queued.
 SMTP AUTH: the backend (``receiving.auth``) is started in the serving event loop before the
 sockets accept and closed at stop; a reload that builds a new one starts it and closes the old.
 Which role a connection has is looked up from its listening socket's address
-(:meth:`SMTPServer.role_of`). The AUTH failures per client address and the messages per
-authenticated user are counted here, in this process (:mod:`.auth_limits`).
+(:meth:`SMTPServer.role_of`). The AUTH failures per client address (an IPv6 client by its
+network, :meth:`SMTPServer.auth_key`) and the messages per authenticated user are counted
+here, in this process (:mod:`.auth_limits`); a reload keeps the counts.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from mailward import log
 from mailward.config import Config, ConfigError
 from mailward.dns import ClientName, Resolver, confirmed_client_name, system_client_name
 from mailward.listen import role_of
-from mailward.receive.auth_limits import WindowCounter
+from mailward.receive.auth_limits import WindowCounter, address_key
 from mailward.receive.received import protocol_name
 from mailward.receive.session import SMTPSession
 from mailward.smtp.parse import printable_address
@@ -103,6 +104,7 @@ class SMTPServer:
         self.gate = receiving.policy    # the session asks it every question (receive policy)
         self.auth = getattr(receiving, "auth", None)   # the AUTH backend (mailward.auth), or None
         self._limit_counters(config)
+        self.rate_held: Counter[str] = Counter()   # open transactions of each authenticated user
         self.sessions: set[SMTPSession] = set()
         self.per_client: Counter[str] = Counter()
         self.servers: list[asyncio.base_events.Server] = []
@@ -115,12 +117,39 @@ class SMTPServer:
         self.on_stopping: Callable[[], None] | None = None   # a stop has begun
 
     def _limit_counters(self, config: Config) -> None:
-        """Failed AUTH per client address, messages per authenticated user ([submission])."""
+        """Failed AUTH per client address, messages per authenticated user ([submission]);
+        a reload that changes the limits keeps what was counted (an attacker's failures are
+        not forgiven by the administrator's SIGHUP)."""
         sub = config.submission
-        self.auth_failures = WindowCounter(sub.auth_failure_window, sub.max_auth_failures)
-        self.submissions = WindowCounter(sub.rate_limit_window, sub.rate_limit_messages or 1)
+        old_failures, old_messages = getattr(self, "auth_failures", None), getattr(self, "submissions", None)
+        self.auth_failures = (old_failures.resized(sub.auth_failure_window, sub.max_auth_failures)
+                              if old_failures is not None
+                              else WindowCounter(sub.auth_failure_window, sub.max_auth_failures))
+        self.submissions = (old_messages.resized(sub.rate_limit_window, sub.rate_limit_messages or 1)
+                            if old_messages is not None
+                            else WindowCounter(sub.rate_limit_window, sub.rate_limit_messages or 1))
         if not sub.rate_limit_messages:
             self.submissions.reached = lambda user: False
+
+    def rate_hold(self, user: str) -> bool:
+        """A place for one more message of ``user`` within submission.rate_limit_messages,
+        held by an open transaction until :meth:`rate_release` (messages accepted count in
+        ``submissions``); False when none is left."""
+        if not self.config.submission.rate_limit_messages:
+            return True
+        if self.submissions.count(user) + self.rate_held[user] >= self.submissions.limit:
+            return False
+        self.rate_held[user] += 1
+        return True
+
+    def rate_release(self, user: str) -> None:
+        self.rate_held[user] -= 1
+        if self.rate_held[user] <= 0:
+            del self.rate_held[user]
+
+    def auth_key(self, addr: str) -> str:
+        """What a client address counts as for submission.max_auth_failures (auth_limits.address_key)."""
+        return address_key(addr, getattr(self.config.submission, "auth_failure_prefix_length", 64))
 
     def role_of(self, sockname) -> str:
         """The role of the listener a connection came in on (mailward.listen)."""

@@ -9,7 +9,8 @@ The listener's role (:mod:`mailward.listen`) shapes the session: ``submission`` 
 ``submissions`` make the core require STARTTLS and AUTH before MAIL, and ``submissions``
 runs the TLS handshake before the greeting. TLS is :mod:`.session_tls`, the AUTH exchange
 with the backend :mod:`.session_auth` (both mixed in); an authenticated user's MAIL is
-checked against the sender login map and the per-user rate limit here.
+checked against the sender login map and the per-user rate limit here (an accepted MAIL holds
+a place in the user's rate until its message is counted or its transaction ends).
 
 Timeouts: ``idle_timeout`` while waiting for a command, ``data_timeout`` inside DATA,
 ``tls_handshake_timeout`` during the handshake; each ends the session with 421.
@@ -254,6 +255,10 @@ class SMTPSession(SessionTLS, SessionAuth, asyncio.Protocol):
         if self._timer:
             self._timer.cancel()
         self._abort_incoming()
+        if not self.auth_busy:   # gone in the middle of an exchange, no check running: not a guess
+            self._auth_release()
+        if not self.committing:   # a message being made durable releases its place when counted
+            self._rate_release()
         self.server.forget(self)
 
     # ---- helpers --------------------------------------------------------------------------
@@ -403,14 +408,14 @@ class SMTPSession(SessionTLS, SessionAuth, asyncio.Protocol):
         else:
             verdict = self.server.gate.mail(facts, event.path.address)
         user = self.core.authenticated
-        if verdict.reply is None and user is not None:   # submission.sender_login_map, rate limit
+        if verdict.reply is None and user is not None:   # submission.sender_login_map
             verdict = self.server.gate.sender_login(user, event.path.address)
-            if verdict.reply is None and self.server.submissions.reached(user):
-                verdict = Verdict(Reply(450, "4.7.1", "Rate limit exceeded, try again later"),
-                                  {"authid": printable_address(user)})
         size = event.path.params.get("SIZE") or "0"
         if verdict.reply is None and not self.server.spool_has_room(int(size)):
             verdict = Verdict(R.STORAGE_FULL)
+        if verdict.reply is None and user is not None and not self._rate_hold(user):   # the rate limit
+            verdict = Verdict(Reply(450, "4.7.1", "Rate limit exceeded, try again later"),
+                              {"authid": printable_address(user)})
         self.discard = verdict.discard
         self._answer(verdict, "check_mail", sender)
 
@@ -476,9 +481,11 @@ class SMTPSession(SessionTLS, SessionAuth, asyncio.Protocol):
             err = self.spool_error
             full = isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
             self.core.respond(R.STORAGE_FULL if full else R.LOCAL_ERROR)
+            self._rate_release()
             return
         incoming, self.incoming = self.incoming, None
         if self.discard:
+            self._rate_release()
             incoming.abort()
             log.info(incoming.envelope.queue_id, stat="discarded by the access map", relay=self.relay)
             self.core.respond(Reply(250, "2.0.0", f"{incoming.envelope.queue_id} Message accepted for delivery"))
@@ -497,6 +504,7 @@ class SMTPSession(SessionTLS, SessionAuth, asyncio.Protocol):
             # possible duplicate, never a loss. Keep it: it is durable and complete.
             if err is None:
                 self.server.accepted(incoming.envelope, self)
+            self._rate_release()
             return
         self._update_reading()
         self._arm(self.settings.idle_timeout)  # back to waiting for a command
@@ -508,14 +516,17 @@ class SMTPSession(SessionTLS, SessionAuth, asyncio.Protocol):
         else:
             self.core.respond(Reply(250, "2.0.0", f"{env.queue_id} Message accepted for delivery"))
             self.server.accepted(env, self)
+        self._rate_release()
         self._pump()
 
     def _on_data_failed(self, event: ev.DataFailed) -> None:
         self._abort_incoming()
+        self._rate_release()
         log.notice(None, relay=self.relay, reject=str(event.reply))
 
     def _on_reset(self, event: ev.TransactionReset) -> None:
         self._abort_incoming()
+        self._rate_release()
 
     def _abort_incoming(self) -> None:
         if self.incoming is not None:

@@ -7,10 +7,14 @@
 socket) and answers the core with a 334 challenge, 235, 535 or 454. Reading from the client
 stops while a step runs.
 
-Limits (``[submission]``): each failure in a session waits ``auth_failure_delay`` times the
-number of failures so far before its 535 (a growing delay); a client address with
-``max_auth_failures`` failures within ``auth_failure_window`` gets ``421 4.7.0`` at its next
-AUTH and is disconnected. A temporary failure (454: the backend could not answer) counts as
+Limits (``[submission]``): each failure waits ``auth_failure_delay`` times the number of
+failures from the client's address within ``auth_failure_window`` (this one included, from
+whichever connections) before its 535 — a delay that grows; a client address (an IPv6 client
+by its network, :func:`mailward.receive.auth_limits.address_key`) with ``max_auth_failures``
+failures within the window gets ``421 4.7.0`` at its next AUTH and is disconnected. An AUTH
+counts as a failure from the moment it starts until it succeeds, so connections guessing in
+parallel share the limit. A temporary failure (454: the backend could not answer) and an
+exchange cancelled before any check (``*``, a dropped connection after a 334) count as
 neither.
 
 Log lines, in sendmail's form on success and in one fail2ban can match on failure (the client
@@ -49,6 +53,7 @@ class SessionAuth:
     auth_mechanism = ""
     auth_failures = 0             # failed AUTH commands in this session
     auth_busy = False             # a backend step is running: reading is paused
+    _auth_reserved = None         # (address key, time): this AUTH counted as a failure until it succeeds
 
     def external_identity(self) -> str | None:
         """The identity AUTH EXTERNAL would give (RFC 4422 Appendix A): a verified client
@@ -71,7 +76,8 @@ class SessionAuth:
 
     # ---- the core's events ------------------------------------------------------------------
     def _on_auth_requested(self, event: AuthRequested) -> None:
-        if self.server.auth_failures.reached(self.client_addr):
+        key = self.server.auth_key(self.client_addr)
+        if self.server.auth_failures.reached(key):
             self._log_text(logging.WARNING, f"AUTH failure ({event.mechanism}): authentication failure "
                            f"(too many failures from this address), relay={self.relay}",
                            mech=event.mechanism, relay=self.relay, reason="too many failures")
@@ -80,16 +86,38 @@ class SessionAuth:
             return
         local = self.transport.get_extra_info("sockname") or ("", 0)
         self.auth_mechanism = event.mechanism
-        self.auth_exchange = self.server.auth.begin(
-            event.mechanism, external_identity=self.external_identity(), remote_addr=self.client_addr,
-            local_addr=str(local[0]), secured=self.tls.active)
+        backend = self.server.auth
+        try:
+            if backend is None:   # a reload turned AUTH off while this session was open
+                raise RuntimeError("no AUTH backend any more")
+            self.auth_exchange = backend.begin(
+                event.mechanism, external_identity=self.external_identity(), remote_addr=self.client_addr,
+                local_addr=str(local[0]), secured=self.tls.active)
+        except Exception as err:   # a backend that cannot begin costs this AUTH command (454)
+            self.auth_exchange = None
+            self._log_text(logging.WARNING, f"AUTH failure ({event.mechanism}): authentication failure "
+                           f"(backend error: {type(err).__name__}), relay={self.relay}",
+                           mech=event.mechanism, relay=self.relay, reason=str(err), temporary=True)
+            self.core.auth_result(AUTH_TEMPORARY)
+            return
+        # The attempt counts as a failure from now on, until it succeeds: parallel connections
+        # from one address cannot get more guesses between them than max_auth_failures.
+        self._auth_reserved = (key, self.server.auth_failures.add(key))
         self._auth_run(event.initial)
+
+    def _auth_release(self) -> None:
+        """Take back the attempt counted at AUTH: it succeeded or ended before any check."""
+        if self._auth_reserved is not None:
+            key, when = self._auth_reserved
+            self._auth_reserved = None
+            self.server.auth_failures.discard(key, when)
 
     def _on_auth_response(self, event: AuthResponse) -> None:
         self._auth_run(event.data)
 
     def _on_auth_cancelled(self, event: AuthCancelled) -> None:
         self.auth_exchange = None
+        self._auth_release()
         log.info(None, AUTH="server", relay=self.relay, mech=self.auth_mechanism, stat=f"aborted: {event.reason}")
 
     def _auth_run(self, data: bytes | None) -> None:
@@ -103,13 +131,20 @@ class SessionAuth:
         except Exception as err:   # a backend bug costs this AUTH command
             step = AuthStep(failed=True, temporary=True, reason=f"backend error: {type(err).__name__}")
         if step.failed and not step.temporary:
+            # the failure stays counted (since the AUTH command); the delay grows with the
+            # address's failures, whichever connections they came from
+            self._auth_reserved = None
             self.auth_failures += 1
-            self.server.auth_failures.add(self.client_addr)
-            delay = self.server.config.submission.auth_failure_delay * self.auth_failures
+            failures = max(self.auth_failures, self.server.auth_failures.count(self.server.auth_key(self.client_addr)))
+            delay = self.server.config.submission.auth_failure_delay * failures
             if delay > 0:
                 await asyncio.sleep(delay)
+        elif step.challenge is None:   # success, or a temporary failure: not a failed guess
+            self._auth_release()
         self.auth_busy = False
         if self._closed or self.core is None:
+            if step.challenge is not None:   # gone before answering the challenge: nothing was tried
+                self._auth_release()
             return
         self._update_reading()
         if exchange is not self.auth_exchange:   # the exchange ended meanwhile: its answer is not wanted
@@ -129,17 +164,42 @@ class SessionAuth:
             self.core.auth_result(AUTH_TEMPORARY if step.temporary else AUTH_FAILED)
         self._pump()
 
+    # ---- the per-user message rate ------------------------------------------------------------
+    _rate_user: str | None = None   # the user whose open transaction holds a place in its rate
+
+    def _rate_hold(self, user: str) -> bool:
+        """At an accepted MAIL: hold a place in ``user``'s rate (submission.rate_limit_messages)
+        until the message is accepted or the transaction ends; False: the rate is used up."""
+        if self._rate_user is not None:
+            return True
+        if not self.server.rate_hold(user):
+            return False
+        self._rate_user = user
+        return True
+
+    def _rate_release(self) -> None:
+        """The transaction ended (its message, if accepted, is counted by then)."""
+        if self._rate_user is not None:
+            user, self._rate_user = self._rate_user, None
+            self.server.rate_release(user)
+
     # ---- the message ------------------------------------------------------------------------
     def auth_param(self, sender: str, given: str | None) -> str | None:
         """The ``AUTH=`` MAIL parameter kept with the message (RFC 4954 §5): the client's
-        mailbox when it authenticated and may send as that mailbox (the sender login map),
-        else ``<>``; None when the client sent none."""
+        mailbox when it authenticated and may send as that mailbox (the sender login map; with
+        no map, only its own login name), else ``<>``; None when the client sent none."""
         if given is None:
             return None
         user = self.core.authenticated if self.core else None
         if user is None or given == "<>":
             return "<>"
         mailbox = xtext_decode(given)
-        if mailbox is None or self.server.gate.sender_login(user, mailbox).reply is not None:
+        if mailbox is None:
+            return "<>"
+        if getattr(self.server.gate, "sender_logins", None) is None:
+            # no map says who owns what: only the user's own login name is vouched for
+            # (sendmail's default trust_auth: ${auth_author} must be ${auth_authen})
+            return given if mailbox == user else "<>"
+        if self.server.gate.sender_login(user, mailbox).reply is not None:
             return "<>"
         return given

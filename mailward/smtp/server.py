@@ -74,7 +74,7 @@ from mailward.smtp.data import DataReader
 from mailward.smtp.errors import LocalProtocolError
 from mailward.smtp.parse import Path, SyntaxProblem, parse_path
 from mailward.smtp.replies import Reply
-from mailward.smtp.server_auth import AUTH_LINE_TOO_LONG, AuthCancelled, AuthCommands
+from mailward.smtp.server_auth import AUTH_LINE_TOO_LONG, AuthCancelled, AuthCommands, without_credentials
 from mailward.smtp.server_params import check_mail_params, check_rcpt_params
 from mailward.smtp.server_state import ServerState
 
@@ -148,6 +148,7 @@ class ServerConnection(AuthCommands):
         self._inbuf = bytearray()
         self._pos = 0
         self._discarding_long_line = False
+        self._discarding_auth_line = False   # the line being dropped is an AUTH command
         self._out: list[bytes] = []
         self._out_size = 0
         self.output_full = False  # next_event() stopped for its replies, not for input
@@ -369,9 +370,13 @@ class ServerConnection(AuthCommands):
             nl = self._inbuf.find(b"\n", self._pos)
             if nl < 0:
                 if len(self._inbuf) - self._pos > limit:
+                    if not self._discarding_long_line:
+                        self._discarding_auth_line = self._auth_line_ahead()
                     self._drop_input()
                     self._discarding_long_line = True
                 return None
+            if not self._discarding_long_line and nl + 1 - self._pos > limit:
+                self._discarding_auth_line = self._auth_line_ahead()
             line = bytes(self._inbuf[self._pos: nl + 1])
             self._pos = nl + 1
             if self._discarding_long_line or len(line) > limit:
@@ -379,6 +384,8 @@ class ServerConnection(AuthCommands):
                 if self._state is ServerState.AUTH:
                     self._enter("AUTH ended")
                     self._events.append(AuthCancelled("line too long"))
+                    self._error("AUTH", AUTH_LINE_TOO_LONG)
+                elif self._discarding_auth_line:   # an AUTH command, its initial response too long
                     self._error("AUTH", AUTH_LINE_TOO_LONG)
                 else:
                     self._error("(too long)", R.LINE_TOO_LONG)
@@ -417,7 +424,9 @@ class ServerConnection(AuthCommands):
             return True
         handler = _HANDLERS.get(verb)
         if handler is None:
-            self._error(verb[:16], R.SYNTAX_UNRECOGNIZED)
+            # the verb reaches the log only when it is a known one: an unknown "command" is
+            # as often a credential sent out of turn (base64 after a 504 or 538)
+            self._error(verb if verb in _KNOWN_UNSERVED else "(unrecognized)", R.SYNTAX_UNRECOGNIZED)
         elif self.refusing is not None and verb not in rules.SERVED_IN_NULLSERVER:
             self._error(verb, self.refusing)
         elif (self.blocked is not None and verb in rules.BLOCKED_BY_CHECK_MAIL
@@ -450,8 +459,9 @@ class ServerConnection(AuthCommands):
         return True
 
     def _pending_input(self) -> bytes:
-        """What the client has sent beyond the command being answered (at most 100 octets)."""
-        return bytes(self._inbuf[self._pos: self._pos + 100])
+        """What the client has sent beyond the command being answered (at most 100 octets),
+        for the log: an AUTH command's credentials in it are left out."""
+        return without_credentials(bytes(self._inbuf[self._pos: self._pos + 100]))
 
     def _cmd_helo(self, arg: str, extended: bool = False) -> None:
         name = arg.strip()
@@ -565,6 +575,12 @@ class ServerConnection(AuthCommands):
             return
         self._decide(ev.StartTLS())
 
+
+# Commands of other SMTP extensions and of history that mailward does not serve: named in the
+# log when a client sends one; any other unknown word is logged as "(unrecognized)".
+_KNOWN_UNSERVED = frozenset({"BDAT", "ETRN", "TURN", "ATRN", "SEND", "SOML", "SAML", "VERB", "ONEX", "XCLIENT",
+                             "XFORWARD", "XEXCH50", "X-EXPS", "X-LINK2STATE", "XUSR", "XAUTH", "GET", "POST",
+                             "HEAD", "PUT", "CONNECT", "OPTIONS", "USER", "PASS", "CAPA", "STLS", "LHLO"})
 
 _HANDLERS = {
     "HELO": ServerConnection._cmd_helo,

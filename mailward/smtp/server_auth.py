@@ -16,7 +16,9 @@ What the client is told (RFC 4954 §4, §6; texts as sendmail 8.17 words them wh
 * In clear (AUTH is offered only under TLS): ``538 5.7.11 Encryption required for requested
   authentication mechanism``; on a submission listener ``530 5.7.0 Must issue a STARTTLS
   command first`` (RFC 3207 §4), as for MAIL there.
-* A mechanism not offered: ``504 5.5.4 Unrecognized authentication type``; an initial response
+* A mechanism not offered (or a name that is not RFC 4422 §3.1's ASCII): ``504 5.5.4
+  Unrecognized authentication type``; an AUTH line over ``AUTH_LINE_LIMIT``: ``500 5.5.6
+  Authentication Exchange line is too long``; an initial response
   or answer that is not base64: ``501 5.5.2 Cannot Base64-decode Client responses``; ``*``:
   ``501 5.0.0 AUTH aborted``.
 * Submission (``require_auth``): MAIL before AUTH gets ``530 5.7.0 Authentication required``.
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 
 from mailward.smtp.errors import LocalProtocolError
@@ -43,6 +46,7 @@ from mailward.smtp.replies import Reply
 from mailward.smtp.server_state import ServerState
 
 AUTH_LINE_LIMIT = 12288   # RFC 4954 §4: AUTH command and responses, CRLF included
+_MECHANISM_NAME = re.compile(r"[A-Za-z0-9_-]{1,20}")   # RFC 4422 §3.1 (case-insensitive on the wire)
 
 AUTH_NOT_AVAILABLE = Reply(503, "5.3.3", "AUTH not available")
 NEED_EHLO = Reply(503, "5.5.1", "AUTH needs EHLO first (RFC 4954 §3)")
@@ -129,10 +133,14 @@ class AuthCommands:
 
     # ---- the rules --------------------------------------------------------------------
     def _line_limit(self) -> int:
-        if self._state is ServerState.AUTH or (
-                self.auth_available and self._inbuf[self._pos: self._pos + 5].upper() == b"AUTH "):
+        if self._auth_line_ahead():
             return max(AUTH_LINE_LIMIT, self.limits.max_command_line)
         return self.limits.max_command_line
+
+    def _auth_line_ahead(self) -> bool:
+        """The unread input starts an AUTH command (or the exchange is under way)."""
+        return self._state is ServerState.AUTH or (
+            self.auth_available and self._inbuf[self._pos: self._pos + 5].upper() == b"AUTH ")
 
     def _mail_refusal(self) -> Reply | None:
         """What a submission listener says to MAIL before STARTTLS or AUTH (RFC 6409 §3.3)."""
@@ -168,7 +176,8 @@ class AuthCommands:
         if not 1 <= len(words) <= 2:
             return self._error("AUTH", AUTH_SYNTAX)
         mechanism = words[0].upper()
-        if mechanism not in self.auth_mechanisms:
+        # RFC 4422 §3.1: 1 to 20 of A-Z 0-9 - _ ; str.upper() would turn a dotless i into I
+        if not _MECHANISM_NAME.fullmatch(words[0]) or mechanism not in self.auth_mechanisms:
             return self._error("AUTH", UNKNOWN_MECHANISM)
         initial = None
         if len(words) == 2:
@@ -192,6 +201,22 @@ class AuthCommands:
             self._error("AUTH", BAD_BASE64)
             return
         self._decide(AuthResponse(data))
+
+
+def without_credentials(data: bytes) -> bytes:
+    """Client bytes for a log line with everything from an AUTH command's initial response on
+    left out (the response lines that follow it too): pipelined input may hold credentials."""
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end + 1
+        line = data[start:end]
+        if line[:5].upper() == b"AUTH " or line.rstrip(b"\r\n").upper() == b"AUTH":
+            words = line[5:].split(None, 1)
+            kept = data[:start] + line[:5] + (words[0] if words else b"")
+            return kept + b" [rest not logged]"
+        start = end
+    return data
 
 
 def xtext_decode(value: str) -> str | None:

@@ -140,18 +140,25 @@ def test_login_failures(backend):
 # ---- EXTERNAL
 
 def test_external_succeeds_as_the_certificate_identity(backend):
-    step = run(backend.begin("EXTERNAL", external_identity="client.example").step(b""))
-    assert step.user == "client.example" and step.authzid == ""
-    first, second = run(steps(backend.begin("EXTERNAL", external_identity="client.example"), None,
-                              b"client.example"))
-    assert first.challenge == b"" and second.user == "client.example" and second.authzid == "client.example"
+    step = run(backend.begin("EXTERNAL", external_identity="bob@example.org").step(b""))
+    assert step.user == "bob@example.org" and step.authzid == ""
+    first, second = run(steps(backend.begin("EXTERNAL", external_identity="bob@example.org"), None,
+                              b"bob@example.org"))
+    assert first.challenge == b"" and second.user == "bob@example.org" and second.authzid == "bob@example.org"
 
 
 def test_external_refuses_another_authzid_and_a_missing_identity(backend):
-    step = run(backend.begin("EXTERNAL", external_identity="client.example").step(b"admin"))
+    step = run(backend.begin("EXTERNAL", external_identity="bob@example.org").step(b"admin"))
     assert_failed(step)
     assert "may not act as authzid=admin" in step.reason
     assert_failed(run(backend.begin("EXTERNAL").step(b"")))
+
+
+def test_external_refuses_an_identity_that_is_not_a_user(backend):
+    """A verified certificate names someone; only a user of the file is an account."""
+    step = run(backend.begin("EXTERNAL", external_identity="client.example").step(b""))
+    assert_failed(step)
+    assert step.reason == "EXTERNAL: identity=client.example: unknown user"
 
 
 # ---- SCRAM-SHA-256 with scramp's client

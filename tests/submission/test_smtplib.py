@@ -20,6 +20,7 @@ from tests.submission.conftest import (
     queue_id,
     spooled_envelope,
     starttls_client,
+    user_add,
 )
 
 MSG = b"From: alice@example.org\r\nSubject: submitted\r\n\r\nhello\r\n"
@@ -179,7 +180,8 @@ def test_authenticated_client_relays_and_unauthenticated_does_not(sub, pki):
 
 
 def test_auth_parameter_kept_only_for_the_authenticated_owner(sub, pki):
-    """RFC 4954 §5: AUTH=<mailbox> is kept when the authenticated user owns it, else <>."""
+    """RFC 4954 §5: AUTH=<mailbox> is kept when the authenticated user owns it, else <>; with
+    no sender login map only the login name itself is owned (sendmail's default trust_auth)."""
     def send(c, auth_param):
         assert c.mail("alice@example.org", [f"AUTH={auth_param}"])[0] == 250
         assert c.rcpt("x@remote.test")[0] == 250
@@ -190,12 +192,13 @@ def test_auth_parameter_kept_only_for_the_authenticated_owner(sub, pki):
     with starttls_client(sub, pki) as c:
         c.user, c.password = "alice", USERS["alice"]
         c.auth("PLAIN", c.auth_plain)
-        assert send(c, "alice@example.org") == "alice@example.org"
+        assert send(c, "alice") == "alice"
+        assert send(c, "alice@example.org") == "<>"
         assert send(c, "<>") == "<>"
         assert c.mail("alice@example.org", ["AUTH=a+zz"])[0] == 501
     with smtplib.SMTP(sub.host, sub.mx, local_hostname="client.test", timeout=15) as c:
         c.ehlo()
-        assert send(c, "alice@example.org") == "<>"    # not authenticated: kept as <>
+        assert send(c, "alice") == "<>"    # not authenticated: kept as <>
 
 
 def test_submissions_handshake_first_and_plaintext_is_not_smtp(sub, pki):
@@ -206,10 +209,15 @@ def test_submissions_handshake_first_and_plaintext_is_not_smtp(sub, pki):
     assert "verify=SOFTWARE" in sub.mta.wait_log("verify=SOFTWARE")
 
 
-def test_external_with_a_verified_client_certificate(make_mta, pki, users_file):
+def test_external_with_a_verified_client_certificate(make_mta, pki, users_file, tmp_path):
     """AUTH EXTERNAL (RFC 4422 Appendix A): offered only to a client whose certificate
-    verified, as the user its CN names (submission.external_identity = "cn")."""
-    s = make_submission(make_mta, pki, users_file, submission={"external_identity": "cn"},
+    verified, as the user its CN names (submission.external_identity = "cn"), a user of the
+    users file."""
+    users = tmp_path / "users"
+    users.write_bytes(users_file.read_bytes())
+    users.chmod(0o600)
+    user_add(users, "client.test", "client cert user pw")
+    s = make_submission(make_mta, pki, users, submission={"external_identity": "cn"},
                         auth={"mechanisms": ["PLAIN", "EXTERNAL"]})
     with starttls_client(s, pki) as c:                     # no certificate: no EXTERNAL
         assert c.esmtp_features["auth"].split() == ["PLAIN"]
