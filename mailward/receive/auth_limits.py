@@ -8,9 +8,8 @@ arrives IPv4-mapped on a dual-stack socket, ``::ffff:192.0.2.1``), an IPv6 addre
 ``submission.auth_failure_prefix_length`` network (/64 by default: one host usually holds a
 whole /64, and counting single IPv6 addresses would give it 2^64 fresh starts).
 
-An attempt in progress counts as a failure from its start (:meth:`WindowCounter.add`) and is
-taken back when it succeeds or cannot be decided (:meth:`WindowCounter.discard`): so many
-connections guessing at the same moment get no more guesses between them than the limit.
+Attempts in progress are counted by the session's server (``SMTPServer.auth_inflight``), beside
+these failures: an AUTH waits while they could reach the limit (:mod:`.session_auth`).
 
 In memory, per receiving process (with ``server.workers`` above 1 each worker counts its
 own). Memory is bounded: at most ``MAX_KEYS`` keys and ``limit`` times per key are kept; past
@@ -70,27 +69,14 @@ class WindowCounter:
         """``limit`` events within the window already."""
         return self.count(key) >= self.limit
 
-    def add(self, key: str) -> float:
-        """Count an event now; returns its time (for :meth:`discard`)."""
+    def add(self, key: str) -> None:
+        """Count an event now."""
         times = self._current(key)
         if times is None:
             if len(self._times) >= self.MAX_KEYS:
                 self._shrink()
             times = self._times[key] = deque(maxlen=self.limit)
-        now = self.clock()
-        times.append(now)
-        return now
-
-    def discard(self, key: str, when: float) -> None:
-        """Take back the event counted at ``when`` (an attempt that did not fail after all)."""
-        times = self._times.get(key)
-        if times is not None:
-            try:
-                times.remove(when)
-            except ValueError:
-                pass
-            if not times:
-                del self._times[key]
+        times.append(self.clock())
 
     def resized(self, window: float, limit: int) -> "WindowCounter":
         """A counter with new limits that keeps what this one counted."""

@@ -105,6 +105,7 @@ class SMTPServer:
         self.auth = getattr(receiving, "auth", None)   # the AUTH backend (mailward.auth), or None
         self._limit_counters(config)
         self.rate_held: Counter[str] = Counter()   # open transactions of each authenticated user
+        self.auth_inflight: Counter[str] = Counter()   # AUTH exchanges in progress per address key
         self.sessions: set[SMTPSession] = set()
         self.per_client: Counter[str] = Counter()
         self.servers: list[asyncio.base_events.Server] = []

@@ -11,11 +11,12 @@ Limits (``[submission]``): each failure waits ``auth_failure_delay`` times the n
 failures from the client's address within ``auth_failure_window`` (this one included, from
 whichever connections) before its 535 — a delay that grows; a client address (an IPv6 client
 by its network, :func:`mailward.receive.auth_limits.address_key`) with ``max_auth_failures``
-failures within the window gets ``421 4.7.0`` at its next AUTH and is disconnected. An AUTH
-counts as a failure from the moment it starts until it succeeds, so connections guessing in
-parallel share the limit. A temporary failure (454: the backend could not answer) and an
-exchange cancelled before any check (``*``, a dropped connection after a 334) count as
-neither.
+failures within the window gets ``421 4.7.0`` at its next AUTH and is disconnected. The
+attempts in progress per address are counted too (``SMTPServer.auth_inflight``): an AUTH
+waits while they could, by failing, reach the limit, so connections guessing in parallel
+share the limit and clients behind one address that do not fail only wait. A temporary
+failure (454: the backend could not answer) and an exchange cancelled before any check
+(``*``, a dropped connection after a 334) count as neither.
 
 Log lines, in sendmail's form on success and in one fail2ban can match on failure (the client
 address in brackets at the end; the user name escaped, never a password)::
@@ -53,7 +54,7 @@ class SessionAuth:
     auth_mechanism = ""
     auth_failures = 0             # failed AUTH commands in this session
     auth_busy = False             # a backend step is running: reading is paused
-    _auth_reserved = None         # (address key, time): this AUTH counted as a failure until it succeeds
+    _auth_reserved = None         # the address key this AUTH is counted in progress under (auth_inflight)
 
     def external_identity(self) -> str | None:
         """The identity AUTH EXTERNAL would give (RFC 4422 Appendix A): a verified client
@@ -76,17 +77,34 @@ class SessionAuth:
 
     # ---- the core's events ------------------------------------------------------------------
     def _on_auth_requested(self, event: AuthRequested) -> None:
-        key = self.server.auth_key(self.client_addr)
-        if self.server.auth_failures.reached(key):
+        self.auth_busy = True   # nothing more is read until this AUTH is decided
+        self._update_reading()
+        asyncio.get_running_loop().create_task(self._auth_begin(event))
+
+    async def _auth_begin(self, event: AuthRequested) -> None:
+        server, key = self.server, self.server.auth_key(self.client_addr)
+        # Connections from one address guessing in parallel: while the attempts in progress
+        # could, by failing, reach max_auth_failures, this one waits for them (bounded by the
+        # command timeout). Then the limit is looked at: parallel guesses get no more than
+        # the limit between them, and clients behind one address that do not fail only wait.
+        while (not self._closed and server.auth_inflight[key] > 0
+               and server.auth_failures.count(key) + server.auth_inflight[key] >= server.auth_failures.limit):
+            await asyncio.sleep(0.05)
+        self.auth_busy = False
+        if self._closed or self.core is None:
+            return
+        self._update_reading()
+        if server.auth_failures.reached(key):
             self._log_text(logging.WARNING, f"AUTH failure ({event.mechanism}): authentication failure "
                            f"(too many failures from this address), relay={self.relay}",
                            mech=event.mechanism, relay=self.relay, reason="too many failures")
-            self.core.auth_result(Reply(421, "4.7.0", f"{self.server.hostname} Too many authentication "
+            self.core.auth_result(Reply(421, "4.7.0", f"{server.hostname} Too many authentication "
                                                       "failures, closing connection"), close=True)
+            self._pump()
             return
         local = self.transport.get_extra_info("sockname") or ("", 0)
         self.auth_mechanism = event.mechanism
-        backend = self.server.auth
+        backend = server.auth
         try:
             if backend is None:   # a reload turned AUTH off while this session was open
                 raise RuntimeError("no AUTH backend any more")
@@ -99,18 +117,20 @@ class SessionAuth:
                            f"(backend error: {type(err).__name__}), relay={self.relay}",
                            mech=event.mechanism, relay=self.relay, reason=str(err), temporary=True)
             self.core.auth_result(AUTH_TEMPORARY)
+            self._pump()
             return
-        # The attempt counts as a failure from now on, until it succeeds: parallel connections
-        # from one address cannot get more guesses between them than max_auth_failures.
-        self._auth_reserved = (key, self.server.auth_failures.add(key))
+        self._auth_reserved = key
+        server.auth_inflight[key] += 1
         self._auth_run(event.initial)
 
     def _auth_release(self) -> None:
-        """Take back the attempt counted at AUTH: it succeeded or ended before any check."""
+        """This AUTH is no longer in progress (decided, cancelled, or its client gone)."""
         if self._auth_reserved is not None:
-            key, when = self._auth_reserved
-            self._auth_reserved = None
-            self.server.auth_failures.discard(key, when)
+            key, self._auth_reserved = self._auth_reserved, None
+            inflight = self.server.auth_inflight
+            inflight[key] -= 1
+            if inflight[key] <= 0:
+                del inflight[key]
 
     def _on_auth_response(self, event: AuthResponse) -> None:
         self._auth_run(event.data)
@@ -131,11 +151,13 @@ class SessionAuth:
         except Exception as err:   # a backend bug costs this AUTH command
             step = AuthStep(failed=True, temporary=True, reason=f"backend error: {type(err).__name__}")
         if step.failed and not step.temporary:
-            # the failure stays counted (since the AUTH command); the delay grows with the
-            # address's failures, whichever connections they came from
-            self._auth_reserved = None
+            # counted before this attempt stops being in progress (attempts waiting see it);
+            # the delay grows with the address's failures, whichever connections they came from
+            key = self.server.auth_key(self.client_addr)
+            self.server.auth_failures.add(key)
+            self._auth_release()
             self.auth_failures += 1
-            failures = max(self.auth_failures, self.server.auth_failures.count(self.server.auth_key(self.client_addr)))
+            failures = max(self.auth_failures, self.server.auth_failures.count(key))
             delay = self.server.config.submission.auth_failure_delay * failures
             if delay > 0:
                 await asyncio.sleep(delay)

@@ -211,9 +211,9 @@ def without_credentials(data: bytes) -> bytes:
         end = data.find(b"\n", start)
         end = len(data) if end < 0 else end + 1
         line = data[start:end]
-        if line[:5].upper() == b"AUTH " or line.rstrip(b"\r\n").upper() == b"AUTH":
-            words = line[5:].split(None, 1)
-            kept = data[:start] + line[:5] + (words[0] if words else b"")
+        if line[:4].upper() == b"AUTH" and (len(line) == 4 or line[4:5] in b" \t\r\n"):
+            words = line[4:].split(None, 1)
+            kept = data[:start] + line[:4] + (b" " + words[0][:20] if words else b"")
             return kept + b" [rest not logged]"
         start = end
     return data

@@ -374,7 +374,7 @@ def test_dropped_mid_auth_leaks_nothing(make_mta, pki, users):
     """Connections dropped at every point of an exchange (after a 334, while the password is
     checked, during the failure delay) free their slot; failures already tried count."""
     s = make_submission(make_mta, pki, users, server={"max_connections_per_client": 3},
-                        submission={"auth_failure_delay": 0.5, "max_auth_failures": 6})
+                        submission={"auth_failure_delay": 0.5, "max_auth_failures": 7})
     for _ in range(3):
         for step in ("after 334", "during the check", "during the delay"):
             c = implicit(s, pki)
@@ -387,10 +387,12 @@ def test_dropped_mid_auth_leaks_nothing(make_mta, pki, users):
                 time.sleep(0.3)
             c.close()
     time.sleep(1.0)
-    with implicit(s, pki) as c:        # a slot is free: no 421 at connect, and the failures counted
+    with implicit(s, pki) as c:        # a slot is free: no 421 at connect
         assert c.greeting[0] == 220
-        code, text = auth_plain(c, "alice", ALICE)
-        assert code == 421, (code, text)
+        # the six guesses counted, the three exchanges left after a 334 did not: one more fails ...
+        assert auth_plain(c, "alice", "wrong")[0] == 535
+    with implicit(s, pki) as c:        # ... and the address is at its limit of 7
+        assert auth_plain(c, "alice", ALICE)[0] == 421
     assert "Traceback" not in s.mta.log_text()
 
 
@@ -407,6 +409,20 @@ def test_failure_limit_holds_against_parallel_connections(make_mta, pki, users):
         c.close()
     print(f"\n10 parallel guesses, max_auth_failures=3: replies {codes}")
     assert codes.count(535) <= 3 and set(codes) <= {535, 421}, codes
+
+
+def test_parallel_logins_that_do_not_fail_are_not_cut_off(make_mta, pki, users):
+    """Many clients behind one address (an office's NAT) logging in at once with their right
+    passwords: more attempts in progress than max_auth_failures only wait, none gets 421."""
+    s = make_submission(make_mta, pki, users, server={"max_connections_per_client": 20},
+                        submission={"auth_failure_delay": 0.0, "max_auth_failures": 2})
+    clients = [implicit(s, pki) for _ in range(8)]
+    for c in clients:
+        c.send(f"AUTH PLAIN {plain('alice', ALICE)}\r\n".encode())
+    codes = [c.reply()[0] for c in clients]
+    for c in clients:
+        c.close()
+    assert codes == [235] * 8, codes
 
 
 def test_delay_grows_across_connections(make_mta, pki, users):
@@ -732,3 +748,14 @@ def test_address_key_counts_ipv6_by_network():
     assert address_key("2001:db8::1", 128) == "2001:db8::1"
     assert address_key("fe80::1%eth0") == "fe80::/64"
     assert address_key("not an address") == "not an address"
+
+
+def test_bytes_logged_for_a_pipelining_client_leave_credentials_out():
+    """What the core hands the log as the bytes a client sent out of turn (seen=)."""
+    from mailward.smtp.server_auth import without_credentials
+
+    assert without_credentials(b"AUTH PLAIN AGFsaWNlAHB3\r\nMAIL FROM:<a@b>\r\n") == b"AUTH PLAIN [rest not logged]"
+    assert without_credentials(b"NOOP\r\nauth\tlogin\r\ndXNlcg==\r\ncGFzcw==\r\n") == \
+        b"NOOP\r\nauth login [rest not logged]"
+    assert without_credentials(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n") == b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n"
+    assert without_credentials(b"AUTHX y") == b"AUTHX y"
