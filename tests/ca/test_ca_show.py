@@ -1,4 +1,4 @@
-"""``mailward ca show``: sendmail's DN form and the +XX form an access map needs (seed 004)."""
+"""``mailward ca show``: sendmail's DN form and the +XX form an access map needs ("sendmail cf/README, STARTTLS")."""
 
 from __future__ import annotations
 

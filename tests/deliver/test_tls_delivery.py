@@ -1,6 +1,6 @@
 """Client-side TLS on delivery: opportunistic STARTTLS, verify results, a failed handshake
 (verify=SOFTWARE) and the fallback to clear, and the access map's Try_TLS / TLS_Srv /
-TLS_Rcpt (seed 004), against aiosmtpd sinks with real TLS on 127.0.0.x."""
+TLS_Rcpt ("sendmail cf/README, STARTTLS"), against aiosmtpd sinks with real TLS on 127.0.0.x."""
 
 from __future__ import annotations
 

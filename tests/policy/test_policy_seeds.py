@@ -1,5 +1,5 @@
-"""Truth table from the seeds: every rule and example of seed 004's STARTTLS section and the
-access map examples of seed 002."""
+"""Truth table from the two source documents: every rule and example of the STARTTLS section of
+"sendmail cf/README" (8.12.3) and the access map examples of "Securing Sendmail with TLS"."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def tls(verify="OK", bits=256, subject="", issuer="", cn=""):
 
 PLAIN = TLSFacts()
 
-# seed 004, "Allowing Connections": the example access map
+# "sendmail cf/README, STARTTLS", "Allowing Connections": the example access map
 SEED_EXAMPLE = """\
 TLS_Srv:secure.example          ENCR:112
 TLS_Clt:laptop.example          PERM+VERIFY:112
@@ -140,7 +140,7 @@ def test_bare_tag_default_and_override():
                                 "STARTTLS").failed
 
 
-# seed 004, "Disabling STARTTLS And Setting SMTP Server Features"
+# "sendmail cf/README, STARTTLS", "Disabling STARTTLS And Setting SMTP Server Features"
 FEATURES = "Try_TLS:broken.server NO\nSrv_Features:my.domain v\nSrv_Features: V\n"
 
 
@@ -177,7 +177,7 @@ def test_srv_features_unknown_letters_are_recorded():
     assert features.ignored == "Ap"
 
 
-# seed 004, "Relaying": CERTISSUER / CERTSUBJECT and the +XX encoding
+# "sendmail cf/README, STARTTLS", "Relaying": CERTISSUER / CERTSUBJECT and the +XX encoding
 DARTH = "/C=US/ST=California/O=endmail.org/OU=private/CN=Darth Mail (Cert)/Email=darth+cert@endmail.org"
 DARTH_812 = "/C=US/ST=California/O=endmail.org/OU=private/CN=Darth+20Mail+20+28Cert+29/Email=darth+2Bcert@endmail.org"
 DARTH_817 = ("/C=US/ST=California/O=endmail.org/OU=private/CN=Darth+20Mail+20+28Cert+29/"
@@ -226,7 +226,7 @@ def test_cert_regex_rewrites_before_lookup():
     assert check_rcpt(amap, client(DARTH_812), "user@remote.example", ["local.example"]).failed
 
 
-# seed 002: "ENCR:112" for a server, "TLS_Clt:desktop.example:net VERIFY:80" for a client
+# "Securing Sendmail with TLS": "ENCR:112" for a server, "TLS_Clt:desktop.example:net VERIFY:80" for a client
 def test_seed_002_examples():
     amap = AccessMap.from_text("TLS_Srv:mail.example.com ENCR:112\nTLS_Clt:desktop.example:net VERIFY:80\n")
     assert len(amap) == 2
