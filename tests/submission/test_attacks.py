@@ -241,6 +241,29 @@ def test_auth_pipelined_behind_starttls_is_never_run(srv, pki, role):
         assert c.cmd("AUTH PLAIN " + plain("alice", ALICE))[0] == (503 if role == "mx" else 235)
 
 
+def test_relaying_on_mx_needs_a_successful_auth(srv, pki):
+    """From 127.0.0.2 (127.0.0.1 relays as in sendmail): no relaying in clear, none after a
+    failed or cancelled AUTH under TLS, relaying after a successful one (documented)."""
+    with Raw(srv.mx, source="127.0.0.2") as c:
+        c.ehlo()
+        assert c.cmd(f"AUTH PLAIN {plain('alice', ALICE)}")[0] == 538
+        assert c.cmd("MAIL FROM:<a@client.test>")[0] == 250
+        assert c.cmd("RCPT TO:<x@remote.test>") == (550, "5.7.1 <x@remote.test>... Relaying denied")
+    with Raw(srv.mx, source="127.0.0.2") as c:
+        c.ehlo()
+        c.starttls(tls(pki))
+        c.ehlo()
+        assert auth_plain(c, "alice", "wrong")[0] == 535
+        assert c.cmd("AUTH LOGIN " + b64("alice"))[0] == 334
+        assert c.cmd("*")[0] == 501
+        assert c.cmd("MAIL FROM:<alice@example.org>")[0] == 250
+        assert c.cmd("RCPT TO:<x@remote.test>")[0] == 550
+        assert c.cmd("RSET")[0] == 250
+        assert auth_plain(c, "alice", ALICE)[0] == 235
+        assert c.cmd("MAIL FROM:<alice@example.org>")[0] == 250
+        assert c.cmd("RCPT TO:<x@remote.test>")[0] == 250
+
+
 # ---- malformed exchanges ------------------------------------------------------------------
 
 def rss_kib(pid: int) -> int:
