@@ -307,6 +307,10 @@ def test_malformed_exchanges(srv, pki):
         assert c.cmd("AUTH PLAIN " + b64("bob\0alice\0" + ALICE))[0] == 535               # acting as bob
         assert c.cmd("AUTH PLAIN " + b64(b"\0alice\0\xff\xfe"))[0] == 535                 # not UTF-8
         assert c.cmd("AUTH PLAIN a b c")[0] == 501
+        assert c.cmd("AUTH LOGIN " + b64("ali\0ce"))[0] == 334                           # a NUL in LOGIN's name
+        assert c.cmd(b64(ALICE))[0] == 535
+        assert c.cmd("AUTH LOGIN " + b64("alice"))[0] == 334                               # ... and password
+        assert c.cmd(b64(ALICE + "\0"))[0] == 535
         # '*' at every step
         assert c.cmd("AUTH PLAIN") == (334, "")
         assert c.cmd("*") == (501, "5.0.0 AUTH aborted")
