@@ -577,8 +577,9 @@ def test_no_credential_in_any_log_line(make_mta, pki, users, json_log):
     s = make_submission(make_mta, pki, users, submission={"auth_failure_delay": 0.0, "max_auth_failures": 1000},
                         log={"level": "debug", "json": json_log})
     secret = "Hunter2-secret-XYZ"
-    forms = {secret, b64(secret).rstrip("="), plain("alice", secret).rstrip("="),
-             plain("nobody", secret).rstrip("="), b64("\0alice\0" + secret)[8:24]}
+    encoded = [b64(secret), plain("alice", secret), plain("nobody", secret), b64("\0alice\0" + secret)[8:]]
+    # whole or cut (a log field may keep only the start of a word), in any case
+    forms = {secret} | {e.rstrip("=") for e in encoded} | {e[:12] for e in encoded}
     with implicit(s, pki) as c:
         assert auth_plain(c, "alice", secret)[0] == 535                # wrong password
         assert auth_plain(c, "nobody", secret)[0] == 535               # unknown user
