@@ -12,6 +12,10 @@ For each such recipient:
 * **remote**: recipients are grouped by destination (route key or domain), the hops come
   from :mod:`mailward.deliver.routes`/:mod:`mailward.dns`, and :class:`Outbound` delivers,
   at most ``max_per_destination`` connections per destination at once.
+* **lmtp** (an ``lmtp:`` route): grouped the same way and handed to the LMTP server
+  (:mod:`mailward.deliver.lmtp`), whose per-recipient replies are the results (``mailer=lmtp``).
+  Its hosts are not checked against our own addresses: an LMTP server on this machine is
+  the usual case.
 
 Results: 2xx → ``delivered``; 5xx → ``bounced``; 4xx → ``deferred``, or ``bounced`` with
 ``4.4.7`` once the message is older than ``give_up_after``. Each result is recorded in the
@@ -35,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mailward.deliver import maildir
+from mailward.deliver import lmtp, maildir
 from mailward.deliver.aliases import AliasTable
 from mailward.deliver.bounce import xtext_encode
 from mailward.deliver.enqueue import enqueue
@@ -122,25 +126,34 @@ async def _remote(ctx: Context, qid: str, env: Envelope, destination: str, domai
                   group: list[PendingRecipient], relaxed: str = "") -> dict[int, Outcome]:
     route = ctx.routes.route(domain)
     async with ctx.limits.slot(destination):
-        try:
-            hops = await next_hops(route, domain, ctx.resolver, ctx.smtp_port)
-        except DNSError as err:
-            reply = Reply(err.code, err.status, err.text)
-            return {r.index: Outcome(reply) for r in group}
+        if route is not None and route.kind == "lmtp" and route.socket:
+            hops = []
+        else:
+            try:
+                hops = await next_hops(route, domain, ctx.resolver, ctx.smtp_port)
+            except DNSError as err:
+                reply = Reply(err.code, err.status, err.text)
+                return {r.index: Outcome(reply) for r in group}
+        if route is not None and route.kind == "lmtp":
+            return await lmtp.deliver(ctx.outbound, _transfer(ctx, qid, env, domain, group, route, relaxed),
+                                      lmtp.Destination(route.socket, tuple(hops)))
         usable = drop_self(hops, frozenset({ctx.hostname.lower()}), ctx.own_addrs)
         if not usable:   # sendmail: "MX list for X points back to Y"
             reply = Reply(554, "5.3.5", f"Local configuration error: MX list for {domain} points back to "
                                         f"{ctx.hostname}")
             return {r.index: Outcome(reply) for r in group}
         hops = usable
-        params = {k: v for k, v in env.sender_params.items()}
-        group = [PendingRecipient(r.index, r.address, {k: v for k, v in r.params.items() if k != ALIASED})
-                 for r in group]
-        size = env.content_size   # SIZE= wants the message's size (RFC 1870 §4)
-        transfer = Transfer(qid, env.sender, params, group, lambda: ctx.spool.content(qid), size, domain=domain,
-                            by_mx=route is None,
-                            relaxed=relaxed, report=is_report_envelope(env))
-        return await ctx.outbound.deliver(transfer, hops)
+        return await ctx.outbound.deliver(_transfer(ctx, qid, env, domain, group, route, relaxed), hops)
+
+
+def _transfer(ctx: Context, qid: str, env: Envelope, domain: str, group: list[PendingRecipient], route,
+              relaxed: str) -> Transfer:
+    params = {k: v for k, v in env.sender_params.items()}
+    group = [PendingRecipient(r.index, r.address, {k: v for k, v in r.params.items() if k != ALIASED})
+             for r in group]
+    size = env.content_size   # SIZE= wants the message's size (RFC 1870 §4)
+    return Transfer(qid, env.sender, params, group, lambda: ctx.spool.content(qid), size, domain=domain,
+                    by_mx=route is None, relaxed=relaxed, report=is_report_envelope(env))
 
 
 def tls_required_no(head: bytes) -> str:
@@ -185,6 +198,7 @@ async def attempt(ctx: Context, qid: str) -> Remaining | None:
         reply = Reply(554, "5.4.6", f"Too many hops {hops} ({MAX_HOPS} max): routing loop")
         return await _settle_off_loop(ctx, qid, env, {r.index: classify(reply) for r in pending}, start)
     groups: dict[tuple[str, str], list[PendingRecipient]] = {}
+    mailers: dict[tuple[str, str], str] = {}   # esmtp, or lmtp for an lmtp: route
     for r in pending:
         if is_local(ctx, r.address):
             reply, mailer = await _local(ctx, qid, env, r)
@@ -197,13 +211,16 @@ async def attempt(ctx: Context, qid: str) -> Remaining | None:
             elif route is not None and route.kind == "discard":
                 results[r.index] = classify(Reply(250, "2.0.0", "discarded"), mailer="discard")
             else:
-                groups.setdefault((route.key if route else domain, domain), []).append(r)
+                group_key = (route.key if route else domain, domain)
+                groups.setdefault(group_key, []).append(r)
+                mailers[group_key] = "lmtp" if route is not None and route.kind == "lmtp" else "esmtp"
     relaxed = tls_required_no(head) if groups else ""
     remote = await asyncio.gather(*(_remote(ctx, qid, env, dest, domain, group, relaxed)
                                     for (dest, domain), group in groups.items()))
-    for outcomes in remote:
+    for group_key, outcomes in zip(groups, remote):
+        mailer = mailers[group_key]
         for index, o in outcomes.items():
-            results[index] = classify(o.reply, o.relay, "esmtp", o.dsn_passed)
+            results[index] = classify(o.reply, o.relay, mailer, o.dsn_passed)
     return await _settle_off_loop(ctx, qid, env, results, start)
 
 

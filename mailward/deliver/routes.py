@@ -9,6 +9,8 @@ The route file (``delivery.route_file``) has one route a line, ``#`` comments::
     lists.example.org   local                            # deliver here (Maildir)
     old.example         error:5.1.1:550 User has moved   # refuse with this reply
     bench.example       discard:                         # accept and throw away
+    example.test        lmtp:unix:/run/dovecot/lmtp      # LMTP into a mailbox server (RFC 2033)
+    cyrus.example       lmtp:[192.0.2.4]:2003            # LMTP over TCP (the port is required)
     .                   [smarthost.example.net]          # the default for every other domain
 
 The left side is a domain (exact match) or ``.domain`` (any subdomain of it); ``.`` alone is the
@@ -28,6 +30,9 @@ The right side is sendmail's ``mailer:host`` ("sendmail cf/README, mailertable")
 * ``error:D.S.N:CODE text`` (or ``error:CODE text``): every recipient gets that reply
   (4xx: deferred, 5xx: bounced), sendmail's error mailer.
 * ``discard:``: accepted and thrown away (sendmail's discard mailer; the benchmark uses it).
+* ``lmtp:unix:/path`` (a UNIX socket) or ``lmtp:[host]:port`` (TCP, hosts tried in order;
+  LMTP has no standard port, RFC 2033 §5, so each host names one): delivery by LMTP into a
+  mailbox server, one reply per recipient (:mod:`mailward.deliver.lmtp`).
 
 Without a route, the recipient's own domain is looked up in DNS.
 
@@ -40,7 +45,7 @@ it changes and keeps the previous table (logging why) when the new one is broken
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mailward import log
@@ -71,7 +76,8 @@ class Target:
 @dataclass(frozen=True)
 class Route:
     """``kind``: "local", "direct" (first host bracketed), "mx" (first host by MX), "error",
-    "discard". ``hosts``: every SMTP host, in order (``host``/``port`` are the first one's)."""
+    "discard", "lmtp". ``hosts``: every SMTP (or LMTP over TCP) host, in order (``host``/``port``
+    are the first one's); ``socket``: an LMTP route's UNIX socket."""
     kind: str
     host: str = ""
     port: int | None = None
@@ -79,6 +85,7 @@ class Route:
     hosts: tuple[Target, ...] = ()
     reply: Reply | None = None   # the error mailer's reply
     mailer: str = "esmtp"
+    socket: str = ""
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -93,6 +100,8 @@ class Route:
         """The right-hand side as mailward understood it (``mailward queue show`` prints it)."""
         if self.kind in ("local", "discard"):
             return self.kind
+        if self.kind == "lmtp" and self.socket:
+            return f"lmtp:unix:{self.socket}"
         if self.kind == "error" and self.reply is not None:
             return f"error:{self.reply.status}:{self.reply.code} {' '.join(self.reply.lines)}"
         return f"{self.mailer}:" + ":".join(t.text for t in self.targets)
@@ -186,6 +195,22 @@ def _error_reply(rest: str, where: str, original: str) -> Reply:
     return Reply(code, status, rest.strip() or "Mail refused by the route")
 
 
+def _lmtp_route(rest: str, where: str, original: str) -> Route:
+    """``lmtp:unix:/path`` or ``lmtp:[host]:port[:[host]:port...]``."""
+    rest = rest.strip()
+    if rest[:5].lower() == "unix:":
+        path = rest[5:].strip()
+        if not path.startswith("/"):
+            raise RouteError(f"{where}: {original!r}: the LMTP socket must be an absolute path, "
+                             f"as in lmtp:unix:/run/dovecot/lmtp")
+        return Route("lmtp", mailer="lmtp", socket=path)
+    hosts = _targets(rest, where, original)
+    if any(not t.bracketed or t.port is None for t in hosts):
+        raise RouteError(f"{where}: {original!r}: write lmtp:unix:/path or lmtp:[host]:port (LMTP has no "
+                         f"standard port, RFC 2033 §5, and its host is not looked up by MX)")
+    return Route("lmtp", hosts[0].host, hosts[0].port, hosts=hosts, mailer="lmtp")
+
+
 def parse_target(text: str, where: str) -> Route:
     target = text.strip()
     mailer, colon, rest = target.partition(":")
@@ -196,11 +221,13 @@ def parse_target(text: str, where: str) -> Route:
         return Route("discard", mailer="discard")
     if colon and mailer == "error":
         return Route("error", reply=_error_reply(rest, where, text), mailer="error")
+    if colon and mailer == "lmtp":
+        return _lmtp_route(rest, where, text)
     if colon and mailer in SMTP_MAILERS:
         target = rest
     elif colon and not target.startswith("[") and not rest[:1].isdigit() and "." not in mailer:
         raise RouteError(f"{where}: unknown mailer {mailer!r} in {text!r}; use esmtp:, smtp:, relay:, "
-                         f"local, error: or discard:")
+                         f"local, lmtp:, error: or discard:")
     else:
         mailer = "esmtp"
     hosts = _targets(target.strip(), where, text)
@@ -226,7 +253,7 @@ def load_routes(path: Path) -> dict[str, Route]:
         if key in table:
             raise RouteError(f"{where}: {key} is routed twice; keep one line")
         route = parse_target(target, where)
-        table[key] = Route(route.kind, route.host, route.port, key, route.hosts, route.reply, route.mailer)
+        table[key] = replace(route, key=key)
     return table
 
 

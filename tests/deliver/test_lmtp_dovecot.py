@@ -13,9 +13,12 @@ tests/auth: base_dir in tmp, anvil's penalty socket, existing internal/login use
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import imaplib
 import os
 import shutil
+import smtplib
 import tempfile
 import time
 from pathlib import Path
@@ -191,3 +194,56 @@ def test_missing_socket_defers_naming_it(tmp_path, pki):
     out = asyncio.run(lmtp.deliver(outbound(pki), transfer("QLMTP3", ["a@example.test"]),
                                    lmtp.Destination(socket=str(tmp_path / "nothing"))))
     assert out[0].reply.code == 451 and str(tmp_path / "nothing") in str(out[0].reply)
+
+
+# ---- a real mailward serve with an lmtp: route --------------------------------------------------
+
+@pytest.fixture
+def mailward_lmtp(make_mta, dovecot):
+    mta = make_mta({"server": {"hostname": "mx.test", "reverse_lookup": False},
+                    "local": {"domains": ["localhost"]}, "spool": {"fsync": False},
+                    "policy": {"relay_domains": ["example.test"]},
+                    "delivery": {"route_file": "routes", "retry_first": 3600}}, start=False)
+    (mta.base / "routes").write_text(f"example.test   lmtp:unix:{dovecot.socket}\n")
+    return mta.start()
+
+
+def smtp_send(mta, rcpts: list[str], subject: str) -> str:
+    with smtplib.SMTP(mta.host, mta.port, local_hostname="client.test", timeout=15) as c:
+        c.ehlo()
+        c.mail("sender@localhost")
+        for r in rcpts:
+            assert c.rcpt(r)[0] == 250
+        code, reply = c.data(f"From: <sender@localhost>\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n"
+                             .encode())
+    assert code == 250
+    return reply.decode().split()[1]
+
+
+def test_serve_delivers_by_lmtp_and_imap_finds_it(mailward_lmtp, dovecot):
+    qid = smtp_send(mailward_lmtp, ["bob@example.test"], "by serve")
+    line = mailward_lmtp.wait_log(f"{qid}: to=<bob@example.test>", 20)
+    line = line.split(f"{qid}: to=<bob@example.test>")[1].splitlines()[0]
+    assert "mailer=lmtp" in line and f"relay=unix:{dovecot.socket}" in line and "stat=Sent" in line, line
+    msgs = [m for m in dovecot.messages("bob", "bob pw", want=2) if b"Subject: by serve" in m]
+    assert len(msgs) == 1
+    msg = email.message_from_bytes(msgs[0], policy=email.policy.default)
+    received = msg.get_all("Received")
+    assert any("by mx.test" in r and qid in r for r in received), received     # mailward's
+    assert any("with LMTP" in r for r in received), received                     # Dovecot's
+
+
+def test_unknown_user_bounces_while_the_other_is_delivered(mailward_lmtp, dovecot):
+    qid = smtp_send(mailward_lmtp, ["alice@example.test", "nosuch@example.test"], "one of two")
+    log = mailward_lmtp.wait_log(f"{qid}: to=<nosuch@example.test>", 20)
+    bad = log.split(f"{qid}: to=<nosuch@example.test>")[1].splitlines()[0]
+    assert "mailer=lmtp" in bad and "dsn=5.1.1" in bad and "User doesn't exist" in bad, bad
+    good = mailward_lmtp.wait_log(f"{qid}: to=<alice@example.test>").split(
+        f"{qid}: to=<alice@example.test>")[1].splitlines()[0]
+    assert "stat=Sent" in good, good
+    assert any(b"Subject: one of two" in m for m in dovecot.messages("alice", "alice pw", want=3))
+    (bounce,) = mailward_lmtp.wait_mail("sender", 1, 20)
+    dsn = bounce.read_text(errors="replace")
+    finals = [ln for ln in dsn.splitlines() if ln.startswith("Final-Recipient:")]
+    assert finals == ["Final-Recipient: rfc822; nosuch@example.test"], finals
+    assert "550 5.1.1" in dsn
