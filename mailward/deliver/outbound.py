@@ -24,6 +24,10 @@ and sendmail 8.17 observed as a sending MTA):
    used: a refusal is logged (``ruleset=tls_server, arg1=FAIL, relay=[addr], reject=454
    4.7.0 authentication failed``) and QUIT is sent at once (inside TLS, no second EHLO);
    TEMP → the next host, then defer; PERM → the recipients bounce, no other host is tried.
+   Then SMTP AUTH when the access map has ``AuthInfo:`` for the host
+   (:mod:`mailward.deliver.smtp_auth`): only inside TLS, after tls_server passed and EHLO
+   was said again; an entry for a host reached in clear gives it up (454 4.7.0, never in
+   clear), a refused AUTH too (temporary, the server's reply in the reason).
 5. MAIL; then tls_rcpt (``TLS_Rcpt:``) for each recipient before its RCPT: a refused
    recipient is not sent here (temporary → another host may take it: "Securing Sendmail with TLS"'s multiple-MX
    example, where mail for ``TLS_Rcpt:secure.domain ENCR:112`` never goes in clear to a
@@ -71,6 +75,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterable
 
 from mailward import log
+from mailward.deliver import smtp_auth
 from mailward.deliver.connection import Pool, OutboundConnection
 from mailward.deliver.routes import Hop
 from mailward.deliver.tls_sources import HopTls, TlsSources, check_session, floor_requirement, requirement_fields
@@ -185,6 +190,7 @@ class Outbound:
         session.hop_tls = hop_tls
         try:
             await self._greet(session, qid, use_tls, first_rcpt)
+            await self._authenticate(session)
         except HopFailure:
             await session.close()
             raise
@@ -193,6 +199,17 @@ class Outbound:
             what = "timeout" if isinstance(err, asyncio.TimeoutError) else str(err) or type(err).__name__
             raise HopFailure(_reply(451, "4.4.2", f"{hop.name}: {what}")) from None
         return session
+
+    async def _authenticate(self, session: OutboundConnection) -> None:
+        """SMTP AUTH with the access map's AuthInfo: for this host, now that it passed TLS_Srv
+        and said EHLO inside TLS (:mod:`mailward.deliver.smtp_auth`; never in clear)."""
+        amap = getattr(self.policy, "amap", None)
+        if amap is None:
+            return
+        try:
+            await smtp_auth.authenticate(session, amap)
+        except smtp_auth.AuthStepFailed as failed:
+            raise HopFailure(failed.reply) from None
 
     async def _ready(self, session: OutboundConnection, first: float | None = None) -> C.Ready:
         while True:
