@@ -60,8 +60,9 @@ def decide(index: int, result: Result, params: dict, *, age: float, give_up_afte
     reply = result.reply
     action = None
     if isinstance(result, Delivered):
-        if result.mailer == "local" and wants_notice(params, "delivered"):
-            action = "delivered"
+        if (result.mailer == "local" or (result.mailer == "lmtp" and not result.dsn_passed)) \
+                and wants_notice(params, "delivered"):
+            action = "delivered"   # local, or into a mailbox by LMTP (RFC 2033): final delivery
         elif result.mailer == "esmtp" and not result.dsn_passed and wants_notice(params, "relayed"):
             action = "relayed"   # RFC 3461 §5.2.2: the next hop cannot do it for us
     elif settled.state == "bounced":
