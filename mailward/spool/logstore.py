@@ -41,7 +41,7 @@ RESERVE = 64 * 1024     # octets kept in reserve: room for several hundred remov
 
 class LogStore:
     def __init__(self, directory: Path, fsync: bool = True, segment_size: int = 16 << 20,
-                 compact_after: float = 600.0, sync_in: str = "thread"):
+                 compact_after: float = 600.0, sync_in: str = "loop"):
         self.folder = Path(directory) / "log"
         self.queue = Path(directory) / "queue"
         self.incoming = Path(directory) / "incoming"

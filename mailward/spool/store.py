@@ -253,7 +253,7 @@ class Spool:
     ``"files"`` (a file each) or ``"log"`` (segments); either is read."""
 
     def __init__(self, directory: Path, fsync: bool = True, format: str = "files",
-                 segment_size: int = 16 << 20, compact_after: float = 600.0, log_sync: str = "thread"):
+                 segment_size: int = 16 << 20, compact_after: float = 600.0, log_sync: str = "loop"):
         self.directory = Path(directory)
         self.incoming = self.directory / "incoming"
         self.queue = self.directory / "queue"
@@ -273,7 +273,7 @@ class Spool:
         return cls(settings.directory, fsync=settings.fsync, format=getattr(settings, "format", "files"),
                    segment_size=getattr(settings, "segment_size", 16 << 20),
                    compact_after=getattr(settings, "compact_after", 600.0),
-                   log_sync=getattr(settings, "log_sync", "thread"))
+                   log_sync=getattr(settings, "log_sync", "loop"))
 
     @property
     def log(self):

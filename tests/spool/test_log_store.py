@@ -82,7 +82,7 @@ def test_messages_round_trip_and_every_spool_reads_both_formats(tmp_path):
 
 
 def test_one_fdatasync_covers_every_message_waiting(tmp_path):
-    spool = Spool(tmp_path, format="log")
+    spool = Spool(tmp_path, format="log", log_sync="thread")
     writer = spool.log.writer
     envs, futures = [], []
     with writer.lock:                       # the thread takes the first message and waits here
