@@ -24,12 +24,13 @@ then the message exactly as received (CRLF line ends, dot-unstuffed, our Receive
 THE LOG FORMAT (``spool.format = "log"``)
 ------------------------------------------
 New messages go as records into an append-only segment of this process (``SPOOL/log/``,
-:mod:`mailward.spool.segments`, :mod:`mailward.spool.logwriter`) instead of a file each: the
-commit thread appends every waiting message and makes them durable with one ``fdatasync``
-for the batch; no file is created, renamed or folder-fsynced per message. The contract above
-holds with "written to its segment and fdatasynced" in place of "renamed into ``queue/`` and
-the folder fsynced": the 250 still follows durability, a record torn by a crash was never
-answered, and ``publish`` has nothing left to do. Status, hold and removal stay per message in
+:mod:`mailward.spool.segments`, :mod:`mailward.spool.logwriter`) instead of a file each: every
+message waiting is appended and the batch made durable with one ``fdatasync`` — by
+:meth:`Spool.publish` right before the 250s (``spool.log_sync = "loop"``, the default), or by
+the commit thread (``"thread"``); no file is created, renamed or folder-fsynced per message.
+The contract above holds with "written to its segment and fdatasynced" in place of "renamed
+into ``queue/`` and the folder fsynced": the 250 still follows durability, and a record torn
+by a crash was never answered. Status, hold and removal stay per message in
 ``queue/ID.status`` and ``queue/ID.hold`` (:mod:`mailward.spool.logstore`: ``remove`` appends a
 ``removed`` line; a segment whose messages are all removed is retired; old, mostly empty
 segments are compacted). Reading always covers both formats, so switching ``spool.format``
