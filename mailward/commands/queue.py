@@ -44,7 +44,7 @@ def _spool(args) -> Spool:
     cfg = config_mod.load(args.config)
     args.cfg = cfg
     try:
-        return Spool(cfg.spool.directory, fsync=cfg.spool.fsync)
+        return Spool.from_settings(cfg.spool)
     except OSError as err:   # not a folder, not ours, a full disk: one line, not a traceback
         why = "it is not a folder" if err.errno == errno.EEXIST else err.strerror or str(err)
         raise UsageError(f"{cfg.spool.directory}: spool.directory cannot be opened: {why}; "

@@ -132,7 +132,7 @@ def _send(args) -> int:
             print(f"mailward: {err}", file=sys.stderr)
             return EX_TEMPFAIL
         try:
-            spool = Spool(cfg.spool.directory, fsync=cfg.spool.fsync)
+            spool = Spool.from_settings(cfg.spool)
             sender = build_sender(cfg, store, spool)
             sender.settings = dataclasses.replace(sender.settings, send_hour=0)
             outcomes = asyncio.run(sender.send_due(ignore_retry_time=True))

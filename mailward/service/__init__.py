@@ -69,7 +69,7 @@ def build_tables(config: Config) -> tuple[RouteTable, AliasTable]:
 
 
 def build_receiving(config: Config, spool: Spool | None = None) -> Receiving:
-    spool = spool or Spool(config.spool.directory, fsync=config.spool.fsync)
+    spool = spool or Spool.from_settings(config.spool)
     routes, aliases = build_tables(config)
     mailboxes = Mailboxes.from_config(config, aliases)
     domains = frozenset(d.lower().rstrip(".") for d in config.local.domains)

@@ -52,7 +52,7 @@ class Master:
         self.config = config
         self.socks = ready.socks
         self.lock = ready.lock
-        self.spool = Spool(config.spool.directory, fsync=config.spool.fsync)
+        self.spool = Spool.from_settings(config.spool)
         self.runner = build_delivery(config, self.spool)
         self.tlsrpt = TlsRpt.from_config(config, self.spool, store=tls_rpt_store(config))
         self.tlsrpt.on_queued = self.runner.submit
