@@ -80,6 +80,7 @@ class Master:
         # the lock's descriptor goes along, unused: it keeps the spool locked while a worker lives;
         # only the master talks to the service manager (systemd's NotifyAccess=main)
         env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+        env["MAILWARD_MASTER_PID"] = str(os.getpid())   # not getppid() in the worker: see run_worker
         self.workers[index] = subprocess.Popen(cmd, pass_fds=fds + [self.notify_w, self.lock.fileno()], env=env)
         self._started[index] = asyncio.get_running_loop().time()
 
@@ -219,5 +220,9 @@ def run_worker(config: Config, fds: list[int], notify_fd: int) -> int:
         except OSError:
             pass
     server.on_ready = ready
-    asyncio.run(_serve_while_master_lives(server, os.getppid()))
+    # The master's pid from the master itself: a worker still starting when its master is
+    # killed is already a child of init, and getppid() would name init as its master forever
+    # (it would then hold the spool lock, and every restart would exit 75).
+    master = int(os.environ.get("MAILWARD_MASTER_PID") or os.getppid())
+    asyncio.run(_serve_while_master_lives(server, master))
     return 0
