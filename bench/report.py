@@ -49,7 +49,7 @@ def openssl_rate(report: dict) -> float:
 
 
 def targets(report: dict) -> list[tuple[str, bool | None, str]]:
-    """(target, met, detail) for each target of issue 6."""
+    """(target, met, detail) for each performance target (docs/performance.md)."""
     out = []
     cells = report["cells"]
     peers = report["peers"]

@@ -2,7 +2,7 @@
 
     python -m bench.run            # quick: a few seconds per cell (for development)
     python -m bench.run --short    # a quick check: 4 KiB, C=10/100, M=1/20, 1 round, no extras (~2 min)
-    python -m bench.run --full     # the matrix as recorded in README (longer cells, 2 rounds)
+    python -m bench.run --full     # the matrix as recorded in docs/performance.md (longer cells, 2 rounds)
     python -m bench.run --fs both  # also a second table with every spool on its own loop-mounted ext4
     make bench BENCH_ARGS=--full
 
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="a diff to apply to the exported mailward (not with --mailward worktree), e.g. "
                          "bench/patches/spool-from-settings.diff")
     ap.add_argument("--readme", action="store_true",
-                    help="also write the results into README.md between <!-- bench-results:start/end -->")
+                    help="also write the results into docs/performance.md between <!-- bench-results:start/end -->")
     args = ap.parse_args(argv)
 
     full = args.full
@@ -524,8 +524,8 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("bench: matplotlib is missing (pip install -e '.[bench]'): no chart", file=sys.stderr)
     if args.readme:
-        readme = Path(__file__).resolve().parent.parent / "README.md"
-        if rep.update_readme(readme, report, f"bench/results/{args.tag}"):
+        readme = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+        if rep.update_readme(readme, report, f"../bench/results/{args.tag}"):
             print(f"bench: updated the results in {readme}")
         else:
             print(f"bench: {readme} has no <!-- bench-results:start --> marker; not changed", file=sys.stderr)
