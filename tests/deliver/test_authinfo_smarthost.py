@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, tls_settings
+from tests.auth.conftest import dovecot  # noqa: F401  (the fixture: a real Dovecot auth service)
 from tests.submission.conftest import user_add
 
 PASSWORD = "Sm4rt-h0st pass"   # what must never be written anywhere but the access map
@@ -38,14 +39,14 @@ def _everything_written(base: Path) -> str:
 @pytest.fixture
 def servers(make_mta, pki, tmp_path):
     def start(authinfo: str, *, b_password: str = PASSWORD, a_delivery: dict | None = None,
-              extra_access: str = "", tls_srv: str = "TLS_Srv:[127.0.0.1]  VERIFY\n"):
+              extra_access: str = "", tls_srv: str = "TLS_Srv:[127.0.0.1]  VERIFY\n", b_auth: dict | None = None):
         users = tmp_path / "users"
         if not users.exists():
             user_add(users, "relayuser", b_password)
         mx_b, sub_b = free_port(), free_port()
         b = make_mta({"server": {"listen": [f"127.0.0.1:{mx_b}", f"127.0.0.1:{sub_b} submission"],
                                  "hostname": "smarthost.test", "reverse_lookup": False},
-                      "tls": tls_settings(pki), "auth": {"backend": "file", "users_file": str(users)},
+                      "tls": tls_settings(pki), "auth": b_auth or {"backend": "file", "users_file": str(users)},
                       "submission": {"auth_failure_delay": 0.0},
                       "local": {"domains": ["remote.example"]}, "spool": {"fsync": False}})
         a = make_mta({"server": {"hostname": "a.test", "reverse_lookup": False},
@@ -132,3 +133,17 @@ def test_never_in_clear_defers_and_says_why(servers):
     assert "AUTH=client, relay=[127.0.0.1], reject=" in a.log_text()
     assert "AUTH=server" not in b.log_text()
     no_password_anywhere(a, b)
+
+
+def test_a_dovecot_backed_smarthost(servers, dovecot):  # noqa: F811
+    # the smarthost checks the password with a real Dovecot (Dovecot SASL), as a site whose users
+    # live in Dovecot runs it; the sender's AuthInfo names alice (whose password is {PLAIN} there)
+    a, b = servers('AuthInfo:[127.0.0.1]  "U:alice" "P:alice pw" "M:PLAIN"',
+                   b_auth={"backend": "dovecot", "dovecot_socket": str(dovecot.socket), "users_file": ""})
+    qid = send(a)
+    log = wait_for(a, f"{qid}: to=<bob@remote.example>")
+    assert "AUTH=client, relay=[127.0.0.1], mech=PLAIN, bits=0" in log, log
+    assert "stat=Sent" in log.split(f"{qid}: to=<bob@remote.example>")[1].splitlines()[0]
+    assert b.wait_mail("bob")
+    assert "AUTH=server, relay=[127.0.0.1], authid=alice, mech=PLAIN, bits=0" in b.log_text()
+    assert "alice pw" not in _everything_written(a.base) + _everything_written(b.base)
