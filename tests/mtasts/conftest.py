@@ -4,16 +4,13 @@ mailward's own CA, and a real HTTPS policy host (policyhost.py) on 127.0.0.1."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from policyhost import PolicyHost
+from tests.nsd import nsd_serving
 
 ZONE_HEAD = """$ORIGIN sts.test.
 $TTL 2
@@ -61,77 +58,11 @@ def zone_text() -> str:
     return "".join(lines)
 
 
-NSD_CONF = """server:
-    ip-address: 127.0.0.1@{port}
-    port: {port}
-    username: ""
-    chroot: ""
-    zonesdir: "{dir}"
-    database: ""
-    pidfile: "{dir}/nsd.pid"
-    xfrdfile: "{dir}/xfrd.state"
-    zonelistfile: "{dir}/zone.list"
-    xfrdir: "{dir}"
-    logfile: "{dir}/nsd.log"
-    server-count: 1
-    hide-version: yes
-remote-control:
-    control-enable: no
-zone:
-    name: "sts.test"
-    zonefile: "sts.zone"
-"""
-
-
-def free_udp_tcp_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP on ``host`` (NSD listens on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind((host, 0))
-            port = u.getsockname()[1]
-            with socket.socket() as t:
-                try:
-                    t.bind((host, port))
-                    return port
-                except OSError:
-                    continue
-    raise RuntimeError("no free port")
-
-
 @pytest.fixture(scope="session")
 def sts_dns(tmp_path_factory) -> str:
     """NSD serving sts.test on 127.0.0.1:PORT; yields "127.0.0.1:PORT"."""
-    nsd = shutil.which("nsd") or ("/usr/sbin/nsd" if Path("/usr/sbin/nsd").exists() else None)
-    if not nsd:
-        pytest.skip("nsd is not installed (scripts/install-test-deps installs it)")
-    d = tmp_path_factory.mktemp("sts-nsd")
-    port = free_udp_tcp_port()
-    (d / "sts.zone").write_text(zone_text())
-    (d / "nsd.conf").write_text(NSD_CONF.format(port=port, dir=d))
-    proc = subprocess.Popen([nsd, "-d", "-c", str(d / "nsd.conf")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT)
-    import dns.message
-    import dns.query
-    deadline = time.time() + 10
-    while True:
-        try:
-            answer = dns.query.udp(dns.message.make_query("ns.sts.test", "A"), "127.0.0.1", timeout=0.2, port=port)
-            if answer.answer:
-                break
-        except Exception:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            log = (d / "nsd.log").read_text() if (d / "nsd.log").exists() else ""
-            raise RuntimeError(f"nsd did not start: {log}")
-        time.sleep(0.05)
-    yield f"127.0.0.1:{port}"
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    with nsd_serving(tmp_path_factory.mktemp("sts-nsd"), {"sts.test": zone_text()}, probe="ns.sts.test") as port:
+        yield f"127.0.0.1:{port}"
 
 
 @dataclass

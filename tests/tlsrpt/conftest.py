@@ -5,16 +5,14 @@ receiver (rpt_servers.py)."""
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from rpt_servers import Collector, SMTPReceiver
+from tests.nsd import nsd_serving
 
 MX_ADDR = "127.0.0.91"        # mx.rua.rpt.test: where mailto: reports are delivered
 
@@ -43,47 +41,6 @@ rua          IN MX  10 mx.rua.rpt.test.
 mx.rua       IN A   {mx}
 """
 
-NSD_CONF = """server:
-    ip-address: 127.0.0.1@{port}
-    port: {port}
-    username: ""
-    chroot: ""
-    zonesdir: "{dir}"
-    database: ""
-    pidfile: "{dir}/nsd.pid"
-    xfrdfile: "{dir}/xfrd.state"
-    zonelistfile: "{dir}/zone.list"
-    xfrdir: "{dir}"
-    logfile: "{dir}/nsd.log"
-    server-count: 1
-    hide-version: yes
-remote-control:
-    control-enable: no
-zone:
-    name: "rpt.test"
-    zonefile: "rpt.zone"
-# a secondary zone never transferred: NSD answers SERVFAIL (a temporary DNS failure)
-zone:
-    name: "broken.rpt.test"
-    request-xfr: 127.0.0.1@9 NOKEY
-    allow-notify: 127.0.0.1 NOKEY
-"""
-
-
-def free_udp_tcp_port(host: str = "127.0.0.1") -> int:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind((host, 0))
-            port = u.getsockname()[1]
-            with socket.socket() as t:
-                try:
-                    t.bind((host, port))
-                    return port
-                except OSError:
-                    continue
-    raise RuntimeError("no free port")
-
-
 def free_tcp_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -110,32 +67,6 @@ def zone_text(https: str, untrusted: str) -> str:
     return "".join(lines)
 
 
-def start_nsd(d: Path, zone: str):
-    nsd = shutil.which("nsd") or ("/usr/sbin/nsd" if Path("/usr/sbin/nsd").exists() else None)
-    if not nsd:
-        pytest.skip("nsd is not installed (scripts/install-test-deps installs it)")
-    port = free_udp_tcp_port()
-    (d / "rpt.zone").write_text(zone)
-    (d / "nsd.conf").write_text(NSD_CONF.format(port=port, dir=d))
-    proc = subprocess.Popen([nsd, "-d", "-c", str(d / "nsd.conf")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT)
-    import dns.message
-    import dns.query
-    deadline = time.time() + 10
-    while True:
-        try:
-            answer = dns.query.udp(dns.message.make_query("ns.rpt.test", "A"), "127.0.0.1", timeout=0.2, port=port)
-            if answer.answer:
-                return proc, port
-        except Exception:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            log = (d / "nsd.log").read_text() if (d / "nsd.log").exists() else ""
-            raise RuntimeError(f"nsd did not start: {log}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="session")
 def world(tmp_path_factory) -> World:
     from mailward.ca import authority
@@ -150,13 +81,9 @@ def world(tmp_path_factory) -> World:
     collector = Collector("127.0.0.1", https_port, d / "collector.pem", d / "collector-key.pem").start()
     mx_port = free_tcp_port(MX_ADDR)
     receiver = SMTPReceiver(MX_ADDR, mx_port).start()
-    proc, dns_port = start_nsd(d, zone_text(f"reports.rpt.test:{https_port}", f"untrusted.rpt.test:{https_port}"))
-    yield World(f"127.0.0.1:{dns_port}", https_port, collector, receiver, mx_port, d / "ca" / "ca.pem")
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    zone = zone_text(f"reports.rpt.test:{https_port}", f"untrusted.rpt.test:{https_port}")
+    # broken.rpt.test: a secondary zone never transferred, so NSD answers SERVFAIL (a temporary failure)
+    with nsd_serving(d, {"rpt.test": zone}, probe="ns.rpt.test", unserved=("broken.rpt.test",)) as dns_port:
+        yield World(f"127.0.0.1:{dns_port}", https_port, collector, receiver, mx_port, d / "ca" / "ca.pem")
     collector.stop()
     receiver.stop()
