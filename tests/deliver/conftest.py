@@ -3,15 +3,12 @@ the test zone below, a port shared by the "MX hosts" on 127.0.0.x, and aiosmtpd 
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
 from recorder import Receiver, places, server_context
+from tests.nsd import free_udp_tcp_port, nsd_serving
 
 # The MX hosts of the tests live on 127.0.0.x addresses (Linux routes all of 127/8 to lo).
 ZONE = """$ORIGIN test.
@@ -76,85 +73,13 @@ $TTL 5
 5.0.0        IN PTR localhost.
 """
 
-NSD_CONF = """server:
-    ip-address: 127.0.0.1@{port}
-    port: {port}
-    username: ""
-    chroot: ""
-    zonesdir: "{dir}"
-    database: ""
-    pidfile: "{dir}/nsd.pid"
-    xfrdfile: "{dir}/xfrd.state"
-    zonelistfile: "{dir}/zone.list"
-    xfrdir: "{dir}"
-    logfile: "{dir}/nsd.log"
-    server-count: 1
-    hide-version: yes
-remote-control:
-    control-enable: no
-zone:
-    name: "test"
-    zonefile: "test.zone"
-zone:
-    name: "127.in-addr.arpa"
-    zonefile: "reverse.zone"
-# a secondary zone that was never transferred: NSD answers SERVFAIL for it
-zone:
-    name: "broken.test"
-    request-xfr: 127.0.0.1@9 NOKEY
-    allow-notify: 127.0.0.1 NOKEY
-"""
-
-
-def free_udp_tcp_port(host: str = "127.0.0.1") -> int:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind((host, 0))
-            port = u.getsockname()[1]
-            with socket.socket() as t:
-                try:
-                    t.bind((host, port))
-                    return port
-                except OSError:
-                    continue
-    raise RuntimeError("no free port")
-
-
 @pytest.fixture(scope="session")
 def dns_server(tmp_path_factory) -> str:
-    """NSD serving the zone above on 127.0.0.1:PORT; yields "127.0.0.1:PORT"."""
-    nsd = shutil.which("nsd") or (Path("/usr/sbin/nsd") if Path("/usr/sbin/nsd").exists() else None)
-    if not nsd:
-        pytest.skip("nsd is not installed (scripts/install-test-deps installs it)")
-    d = tmp_path_factory.mktemp("nsd")
-    port = free_udp_tcp_port()
-    (d / "test.zone").write_text(ZONE)
-    (d / "reverse.zone").write_text(REVERSE_ZONE)
-    (d / "nsd.conf").write_text(NSD_CONF.format(port=port, dir=d))
-    proc = subprocess.Popen([str(nsd), "-d", "-c", str(d / "nsd.conf")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT)
-    import dns.message
-    import dns.query
-    deadline = time.time() + 10
-    while True:
-        try:
-            answer = dns.query.udp(dns.message.make_query("ns.test", "A"), "127.0.0.1", timeout=0.2, port=port)
-            if answer.answer:
-                break
-        except Exception:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            log = (d / "nsd.log").read_text() if (d / "nsd.log").exists() else ""
-            raise RuntimeError(f"nsd did not start: {log}")
-        time.sleep(0.05)
-    yield f"127.0.0.1:{port}"
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    """NSD serving the zones above on 127.0.0.1:PORT; yields "127.0.0.1:PORT". broken.test is a
+    secondary zone never transferred: NSD answers SERVFAIL for it."""
+    with nsd_serving(tmp_path_factory.mktemp("nsd"), {"test": ZONE, "127.in-addr.arpa": REVERSE_ZONE},
+                     probe="ns.test", unserved=("broken.test",)) as port:
+        yield f"127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")
