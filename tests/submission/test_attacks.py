@@ -12,155 +12,36 @@ times) are printed; ``pytest -s`` shows them."""
 from __future__ import annotations
 
 import base64
-import os
 import re
-import shutil
-import signal
 import socket
-import ssl
-import statistics
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from scramp import ScramClient
 
-from mailward.config.render import default_config_text
-from tests.conftest import MTA
 from tests.submission.conftest import (
     USERS,
-    Submission,
     make_submission,
     spooled_envelope,
-    submission_settings,
-    user_add,
-    write_routes,
 )
 
-ALICE = USERS["alice"]
-CAROL_STORED = "I\u00adX carol"          # RFC 4013 §3: SOFT HYPHEN maps to nothing
-MSG = b"From: alice@example.org\r\nSubject: x\r\n\r\nhello\r\n"
+from tests.submission import attack_kit
+from tests.submission.attack_kit import (
+    ALICE,
+    CAROL_STORED,
+    MSG,
+    Raw,
+    auth_plain,
+    b64,
+    implicit,
+    plain,
+    tls,
+)
 
-
-def b64(data: bytes | str) -> str:
-    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
-
-
-def plain(user: str, password: str, authzid: str = "") -> str:
-    return b64(f"{authzid}\0{user}\0{password}".encode())
-
-
-class Raw:
-    """One SMTP client connection over a raw socket; ``implicit``: TLS from the first octet."""
-
-    def __init__(self, port: int, ctx: ssl.SSLContext | None = None, *, host: str = "127.0.0.1",
-                 source: str | None = None, greet: bool = True, timeout: float = 20):
-        self.sock = socket.create_connection((host, port), timeout=timeout,
-                                             source_address=(source, 0) if source else None)
-        if ctx is not None:
-            self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
-        self.buf = b""
-        self.greeting = self.reply() if greet else None
-
-    def line(self) -> str:
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError(self.buf)
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line.rstrip(b"\r").decode()
-
-    def reply(self) -> tuple[int, str]:
-        lines = []
-        while True:
-            line = self.line()
-            lines.append(line)
-            if line[3:4] != "-":
-                return int(line[:3]), "\n".join(x[4:] for x in lines)
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def cmd(self, text: str) -> tuple[int, str]:
-        self.send(text.encode() + b"\r\n")
-        return self.reply()
-
-    def ehlo(self) -> str:
-        code, text = self.cmd("EHLO client.test")
-        assert code == 250, text
-        return text
-
-    def starttls(self, ctx: ssl.SSLContext) -> None:
-        assert self.cmd("STARTTLS")[0] == 220
-        self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
-
-    def gone(self) -> bool:
-        """The server closed the connection (after whatever it still had to say)."""
-        try:
-            return self.sock.recv(1) == b""
-        except (ConnectionError, ssl.SSLError, OSError):
-            return True
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self) -> "Raw":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def tls(pki, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(pki.ca))
-    if cert is not None:
-        ctx.load_cert_chain(str(cert), str(key))
-    return ctx
-
-
-def implicit(s: Submission, pki, **kw) -> Raw:
-    """A client on the submissions port, greeted and past EHLO."""
-    c = Raw(s.submissions, tls(pki), **kw)
-    c.ehlo()
-    return c
-
-
-def auth_plain(c: Raw, user: str, password: str) -> tuple[int, str]:
-    return c.cmd(f"AUTH PLAIN {plain(user, password)}")
-
-
-def log_since(s: Submission, offset: int) -> str:
-    return s.mta.log_text()[offset:]
-
-
-@pytest.fixture(scope="module")
-def users(tmp_path_factory, users_file) -> Path:
-    """alice and bob, plus carol (a password SASLprep changes) and client.test (the CN of the
-    test CA's client certificate)."""
-    path = tmp_path_factory.mktemp("attack-users") / "users"
-    shutil.copyfile(users_file, path)
-    os.chmod(path, 0o600)
-    user_add(path, "carol", CAROL_STORED)
-    user_add(path, "client.test", "cert user pw")
-    return path
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory, pki, users) -> Submission:
-    """No failure delay, no practical failure limit, everything logged (level debug)."""
-    settings, ports = submission_settings(pki, users, submission={"auth_failure_delay": 0.0,
-                                                                  "max_auth_failures": 10000},
-                                          log={"level": "debug"})
-    mta = MTA(tmp_path_factory.mktemp("attacks"), settings)
-    write_routes(mta)
-    mta.start()
-    yield Submission(mta, *ports)
-    mta.kill9()    # messages wait for a next hop that never answers: a clean stop would wait for them
+# the shared module-scoped fixtures (a users file, a running server), made once per module
+users = attack_kit.users
+srv = attack_kit.srv
 
 
 # ---- AUTH and TLS ---------------------------------------------------------------------------
@@ -395,176 +276,6 @@ def test_scram_wrong_nonce_and_replayed_final(srv, pki):
         assert c.cmd("MAIL FROM:<alice@example.org>")[0] == 530
 
 
-# ---- brute force ---------------------------------------------------------------------------
-
-def test_dropped_mid_auth_leaks_nothing(make_mta, pki, users):
-    """Connections dropped at every point of an exchange (after a 334, while the password is
-    checked, during the failure delay) free their slot; failures already tried count."""
-    s = make_submission(make_mta, pki, users, server={"max_connections_per_client": 3},
-                        submission={"auth_failure_delay": 0.5, "max_auth_failures": 7})
-    for _ in range(3):
-        for step in ("after 334", "during the check", "during the delay"):
-            c = implicit(s, pki)
-            if step == "after 334":
-                assert c.cmd("AUTH LOGIN " + b64("alice"))[0] == 334
-            elif step == "during the check":
-                c.send(f"AUTH PLAIN {plain('alice', 'wrong')}\r\n".encode())
-            else:
-                c.send(f"AUTH PLAIN {plain('alice', 'wrong')}\r\n".encode())
-                time.sleep(0.3)
-            c.close()
-    time.sleep(1.0)
-    with implicit(s, pki) as c:        # a slot is free: no 421 at connect
-        assert c.greeting[0] == 220
-        # the six guesses counted, the three exchanges left after a 334 did not: one more fails ...
-        assert auth_plain(c, "alice", "wrong")[0] == 535
-    with implicit(s, pki) as c:        # ... and the address is at its limit of 7
-        assert auth_plain(c, "alice", ALICE)[0] == 421
-    assert "Traceback" not in s.mta.log_text()
-
-
-def test_failure_limit_holds_against_parallel_connections(make_mta, pki, users):
-    """Many connections from one address guessing at the same moment get no more than
-    submission.max_auth_failures guesses between them."""
-    s = make_submission(make_mta, pki, users, server={"max_connections_per_client": 20},
-                        submission={"auth_failure_delay": 0.0, "max_auth_failures": 3})
-    clients = [implicit(s, pki) for _ in range(10)]
-    for i, c in enumerate(clients):
-        c.send(f"AUTH PLAIN {plain('alice', f'guess {i}')}\r\n".encode())
-    codes = sorted(c.reply()[0] for c in clients)
-    for c in clients:
-        c.close()
-    print(f"\n10 parallel guesses, max_auth_failures=3: replies {codes}")
-    assert codes.count(535) <= 3 and set(codes) <= {535, 421}, codes
-
-
-def test_parallel_logins_that_do_not_fail_are_not_cut_off(make_mta, pki, users):
-    """Many clients behind one address (an office's NAT) logging in at once with their right
-    passwords: more attempts in progress than max_auth_failures only wait, none gets 421."""
-    s = make_submission(make_mta, pki, users, server={"max_connections_per_client": 20},
-                        submission={"auth_failure_delay": 0.0, "max_auth_failures": 2})
-    clients = [implicit(s, pki) for _ in range(8)]
-    for c in clients:
-        c.send(f"AUTH PLAIN {plain('alice', ALICE)}\r\n".encode())
-    codes = [c.reply()[0] for c in clients]
-    for c in clients:
-        c.close()
-    assert codes == [235] * 8, codes
-
-
-def test_delay_grows_across_connections(make_mta, pki, users):
-    """The delay before a 535 counts the address's failures, not only the session's: a new
-    connection per guess does not reset it."""
-    s = make_submission(make_mta, pki, users, submission={"auth_failure_delay": 0.4, "max_auth_failures": 10})
-    times = []
-    for i in range(3):
-        with implicit(s, pki) as c:
-            start = time.monotonic()
-            assert auth_plain(c, "alice", f"guess {i}")[0] == 535
-            times.append(time.monotonic() - start)
-    print(f"\ndelays of three failures in three connections (0.4 s step): {[round(t, 2) for t in times]}")
-    assert times[0] >= 0.4 and times[1] >= 0.8 and times[2] >= 1.2, times
-
-
-def ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback")
-def test_limit_per_address_on_ipv4_and_ipv6(make_mta, pki, users):
-    settings, ports = submission_settings(pki, users, submission={"auth_failure_delay": 0.0,
-                                                                  "max_auth_failures": 2})
-    with socket.socket(socket.AF_INET6) as sock:
-        sock.bind(("::1", 0))
-        v6 = sock.getsockname()[1]
-    settings["server"]["listen"].append(f"[::1]:{v6} submissions")
-    mta = make_mta(settings, start=False)
-    write_routes(mta)
-    s = Submission(mta.start(), *ports)
-    for _ in range(2):
-        with Raw(v6, tls(pki), host="::1") as c:
-            c.ehlo()
-            assert auth_plain(c, "alice", "wrong")[0] == 535
-    with Raw(v6, tls(pki), host="::1") as c:
-        c.ehlo()
-        assert auth_plain(c, "alice", ALICE)[0] == 421
-    with implicit(s, pki) as c:         # 127.0.0.1 is another address: not refused
-        assert auth_plain(c, "alice", ALICE)[0] == 235
-    assert "relay=[::1]" in s.mta.wait_log("too many failures")
-
-
-def test_limit_survives_a_reload(make_mta, pki, users):
-    """SIGHUP, even one that changes the limits, does not forget the failures counted."""
-    s = make_submission(make_mta, pki, users, submission={"auth_failure_delay": 0.0, "max_auth_failures": 3})
-    for _ in range(2):
-        with implicit(s, pki) as c:
-            assert auth_plain(c, "alice", "wrong")[0] == 535
-    settings = dict(s.mta.settings)
-    settings["submission"] = dict(settings["submission"], max_auth_failures=2)
-    s.mta.config.write_text(default_config_text(settings))
-    offset = len(s.mta.log_text())
-    s.mta.proc.send_signal(signal.SIGHUP)
-    deadline = time.time() + 10
-    while "reload=ok" not in s.mta.log_text()[offset:] and time.time() < deadline:
-        time.sleep(0.05)
-    assert "reload=ok" in s.mta.log_text()[offset:], s.mta.log_text()[offset:]
-    with implicit(s, pki) as c:
-        assert auth_plain(c, "alice", ALICE)[0] == 421
-
-
-def test_failure_delay_does_not_block_other_clients(make_mta, pki, users):
-    """While 6 connections guess passwords (each answer delayed, each guess an argon2id
-    check), another client's EHLO is answered at once: the delay and the checks are off the
-    event loop."""
-    s = make_submission(make_mta, pki, users, server={"max_connections_per_client": 20},
-                        submission={"auth_failure_delay": 0.1, "max_auth_failures": 10000})
-    stop = time.monotonic() + 3.0
-    guesses = []
-
-    def attacker(n: int) -> None:
-        with implicit(s, pki) as c:
-            while time.monotonic() < stop:
-                code = auth_plain(c, "alice", f"guess {n}")[0]
-                guesses.append(code)
-
-    threads = [threading.Thread(target=attacker, args=(n,)) for n in range(6)]
-    for t in threads:
-        t.start()
-    time.sleep(0.5)
-    latencies = []
-    while time.monotonic() < stop - 0.3:
-        with Raw(s.mx, source="127.0.0.2") as c:
-            start = time.monotonic()
-            c.ehlo()
-            latencies.append(time.monotonic() - start)
-        time.sleep(0.05)
-    for t in threads:
-        t.join(30)
-    print(f"\nEHLO latency during the attack: {len(latencies)} samples, median "
-          f"{statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms; "
-          f"{len(guesses)} guesses answered")
-    assert max(latencies) < 0.5, latencies
-    assert set(guesses) == {535}
-
-
-def test_unknown_user_and_wrong_password_take_the_same_time(srv, pki):
-    times: dict[str, list[float]] = {"unknown user": [], "wrong password": []}
-    with implicit(srv, pki) as c:
-        auth_plain(c, "alice", "warm up")
-        for i in range(8):
-            for kind, user in (("unknown user", f"nobody{i}"), ("wrong password", "alice")):
-                start = time.monotonic()
-                assert auth_plain(c, user, "not the password")[0] == 535
-                times[kind].append(time.monotonic() - start)
-    unknown, wrong = (statistics.median(times[k]) for k in ("unknown user", "wrong password"))
-    print(f"\nPLAIN 535 times (median of 8): unknown user {unknown * 1000:.1f} ms, wrong password "
-          f"{wrong * 1000:.1f} ms")
-    assert abs(unknown - wrong) < max(0.03, 0.3 * min(unknown, wrong)), times
 
 
 # ---- the log -------------------------------------------------------------------------------
