@@ -368,7 +368,8 @@ class AuthSettings:
 
 @dataclass(frozen=True)
 class SubmissionSettings:
-    """[submission]: authenticated clients on the receiving side: sender ownership, rate and AUTH failure limits."""
+    """[submission]: authenticated clients on the receiving side: sender ownership, rate and AUTH failure
+    limits, and the session limits of the submission and submissions listeners."""
 
     sender_login_map: FilePath = setting("", doc=(
         "File of 'sender-address-or-@domain  user1, user2' lines: an authenticated client may use only the "
@@ -389,6 +390,26 @@ class SubmissionSettings:
         f"a prefix length from 1 to 128, not {v}"), doc=(
         "IPv6 clients are counted for max_auth_failures by their network of this prefix length (a host "
         "usually holds a whole /64); 128: each address on its own. IPv4 addresses count on their own."))
+    # Limits of the submission and submissions listeners (mailward.receive.role_limits); 0: as [server].
+    max_message_size: int = setting(0, minimum=0, doc=(
+        "Largest message in octets on submission and submissions listeners (their EHLO's SIZE); 0: "
+        "server.max_message_size."))
+    max_recipients: int = setting(0, minimum=0, doc=
+        "Recipients per message on submission and submissions listeners; 0: server.max_recipients.")
+    max_connections: int = setting(0, minimum=0, doc=(
+        "Concurrent connections on submission and submissions listeners together (within "
+        "server.max_connections); more get 421 4.3.2. 0: no cap of their own."))
+    max_connections_per_client: int = setting(0, minimum=0, doc=(
+        "Concurrent submission connections from one client address, counted apart from its port 25 "
+        "connections (an office behind one NAT address); 0: server.max_connections_per_client."))
+    max_bad_commands: int = setting(0, minimum=0, doc=
+        "Errors in one submission session before 421 and close; 0: server.max_bad_commands.")
+    idle_timeout: float = setting(0.0, minimum=0, doc=
+        "Seconds a submission session waits for a command; 0: server.idle_timeout.")
+    data_timeout: float = setting(0.0, minimum=0, doc=
+        "Seconds a submission session waits for each DATA block; 0: server.data_timeout.")
+    tls_handshake_timeout: float = setting(0.0, minimum=0, doc=
+        "Seconds a TLS handshake may take on submission listeners; 0: server.tls_handshake_timeout.")
     external_identity: Literal["none", "cn"] = setting("none", doc=(
         "AUTH EXTERNAL (RFC 4422): none, or cn: a client certificate that verified (verify=OK) authenticates "
         "as the user named by its subject's CN."))

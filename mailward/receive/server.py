@@ -38,6 +38,7 @@ from mailward.dns import ClientName, Resolver, confirmed_client_name, system_cli
 from mailward.listen import role_of
 from mailward.receive.auth_limits import WindowCounter, address_key
 from mailward.receive.received import protocol_name
+from mailward.receive.role_limits import group_connection_limit, role_group, server_settings_for
 from mailward.receive.session import SMTPSession
 from mailward.smtp.parse import printable_address
 from mailward.smtp.replies import Reply
@@ -95,7 +96,7 @@ class SMTPServer:
         self.runner = runner
         self.run_delivery = runner is not None
         self.hostname = config.server.hostname
-        self.limits = limits_from_config(config.server)
+        self._role_settings(config)
         self.tls_context = receiving.tls_context
         self._reload_tls = receiving.reload_tls
         self.policy = receiving.policy
@@ -107,7 +108,9 @@ class SMTPServer:
         self.rate_held: Counter[str] = Counter()   # open transactions of each authenticated user
         self.auth_inflight: Counter[str] = Counter()   # AUTH exchanges in progress per address key
         self.sessions: set[SMTPSession] = set()
-        self.per_client: Counter[str] = Counter()
+        self.per_client: Counter[tuple[str, str]] = Counter()   # (role group, address) -> connections
+        self.per_group: Counter[str] = Counter()                 # role group -> connections
+        self.refusing: set[SMTPSession] = set()   # refused on 465, saying so inside TLS
         self.servers: list[asyncio.base_events.Server] = []
         self._name_cache: dict[str, tuple[float, ClientName]] = {}
         self.resolver = Resolver(list(config.delivery.resolver), timeout=config.delivery.dns_timeout)
@@ -116,6 +119,21 @@ class SMTPServer:
         self.on_reload: Callable[[], None] | None = None     # SIGHUP: rebuild (mailward.service.reload)
         self.on_ready: Callable[[], None] | None = None      # accepting connections
         self.on_stopping: Callable[[], None] | None = None   # a stop has begun
+
+    def _role_settings(self, config: Config) -> None:
+        """[server] as each listener role applies it (mailward.receive.role_limits)."""
+        self.limits = limits_from_config(config.server)   # mx's
+        self._settings = {role: server_settings_for(role, config.server, getattr(config, "submission", None))
+                          for role in ("mx", "submission", "submissions")}
+        self._limits = {role: limits_from_config(s) if s is not config.server else self.limits
+                        for role, s in self._settings.items()}
+
+    def settings_for(self, role: str):
+        """The [server] settings a session on a listener of ``role`` runs under."""
+        return self._settings.get(role, self.config.server)
+
+    def limits_for(self, role: str) -> ServerLimits:
+        return self._limits.get(role, self.limits)
 
     def _limit_counters(self, config: Config) -> None:
         """Failed AUTH per client address, messages per authenticated user ([submission]);
@@ -161,28 +179,49 @@ class SMTPServer:
 
     # ---- admission ---------------------------------------------------------------------
     def admit(self, session: SMTPSession) -> Reply | None:
-        s = self.config.server
-        if len(self.sessions) >= s.max_connections:
-            log.notice(None, relay=f"[{session.client_addr}]", reject="421 4.3.2 too many connections")
+        """A place for a new connection, or the 421 that refuses it: server.max_connections in
+        all, the role group's own cap, and the per-client limit of its role (a client's port 25
+        and submission connections are counted apart)."""
+        s, group = self.settings_for(session.role), role_group(session.role)
+        group_cap = group_connection_limit(session.role, getattr(self.config, "submission", None))
+        if len(self.sessions) >= self.config.server.max_connections or (
+                group_cap and self.per_group[group] >= group_cap):
+            log.notice(None, relay=f"[{session.client_addr}]", reject="421 4.3.2 too many connections",
+                       role=session.role if group != "mx" else None)
             return Reply(421, "4.3.2", f"{self.hostname} Too many connections, try again later")
-        if (self.per_client[session.client_addr] >= s.max_connections_per_client
+        if (self.per_client[group, session.client_addr] >= s.max_connections_per_client
                 and not self._limit_exempt(session.client_addr)):
-            log.notice(None, relay=f"[{session.client_addr}]", reject="421 4.7.0 too many connections from you")
+            log.notice(None, relay=f"[{session.client_addr}]", reject="421 4.7.0 too many connections from you",
+                       role=session.role if group != "mx" else None)
             return Reply(421, "4.7.0", f"{self.hostname} Too many connections from your address")
         self.sessions.add(session)
-        self.per_client[session.client_addr] += 1
+        self.per_client[group, session.client_addr] += 1
+        self.per_group[group] += 1
         return None
+
+    def refuse_in_tls(self, session: SMTPSession) -> bool:
+        """Whether a refused connection on an implicit-TLS listener may hold its socket for
+        the handshake its 421 must travel in: while fewer than server.max_connections are
+        open or being refused in all (beyond that it is closed without a word)."""
+        if self.tls_context is None or \
+                len(self.sessions) + len(self.refusing) >= 2 * self.config.server.max_connections:
+            return False
+        self.refusing.add(session)
+        return True
 
     def _limit_exempt(self, addr: str) -> bool:
         """server.client_limit_exceptions: networks whose clients the per-client limit spares."""
         return in_networks(addr, self.config.server.client_limit_exceptions)
 
     def forget(self, session: SMTPSession) -> None:
+        self.refusing.discard(session)
         if session in self.sessions:
             self.sessions.discard(session)
-            self.per_client[session.client_addr] -= 1
-            if self.per_client[session.client_addr] <= 0:
-                del self.per_client[session.client_addr]
+            key = role_group(session.role), session.client_addr
+            self.per_client[key] -= 1
+            if self.per_client[key] <= 0:
+                del self.per_client[key]
+            self.per_group[key[0]] -= 1
 
     async def client_name(self, addr: str) -> str:
         """sendmail's ${client_name}: the reverse name when its forward lookup confirms it,
@@ -268,7 +307,7 @@ class SMTPServer:
         sockets, the spool and the runner stay (changing them needs a restart)."""
         self.config = config
         self.hostname = config.server.hostname
-        self.limits = limits_from_config(config.server)
+        self._role_settings(config)
         self.tls_context = receiving.tls_context
         self._reload_tls = receiving.reload_tls
         self.policy = self.gate = receiving.policy

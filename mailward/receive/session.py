@@ -42,7 +42,8 @@ SECURITY
     is aborted); input and replies inside the core by its limits (``server.max_*``, see
     :mod:`mailward.smtp.server`); disk by ``spool.min_free_space`` (452 4.3.1 at MAIL);
     connections by ``server.max_connections`` and ``server.max_connections_per_client``
-    (:meth:`mailward.receive.server.SMTPServer.admit`).
+    (:meth:`mailward.receive.server.SMTPServer.admit`). On submission and submissions
+    listeners, ``[submission]``'s non-zero limits replace these (:mod:`.role_limits`).
 
     Must never happen: a 250 for a message that is not durable (the spool's commit comes
     first); a partial or refused message left in the spool; the client's words posing as a
@@ -127,13 +128,21 @@ class SMTPSession(SessionTLS, SessionAuth, asyncio.Protocol):
         transport.set_write_buffer_limits(high=self.WRITE_HIGH_WATER, low=self.WRITE_LOW_WATER)
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.client_addr = peer[0]
+        self.role = self.server.role_of(transport.get_extra_info("sockname"))
+        self.settings = self.server.settings_for(self.role)   # the role's limits and timers
         refusal = self.server.admit(self)
+        if refusal is not None and self.role == "submissions" and self.server.refuse_in_tls(self):
+            # A client on 465 reads nothing in clear: the refusal is said inside TLS
+            # (RFC 8314 §3.3), with no client certificate asked for.
+            self.request_cert = False
+            self._expect_implicit_tls()
+            asyncio.get_running_loop().create_task(self._refuse_in_tls(refusal))
+            return
         if refusal is not None:
             transport.write(refusal.to_bytes())
             transport.close()
             self.phase = Phase.CLOSED
             return
-        self.role = self.server.role_of(transport.get_extra_info("sockname"))
         self._arm(self.settings.idle_timeout)
         if self.role == "submissions":   # RFC 8314 §3.3: TLS from the first octet
             self._expect_implicit_tls()
@@ -172,7 +181,7 @@ class SMTPSession(SessionTLS, SessionAuth, asyncio.Protocol):
         if verdict.reply is not None and verdict.reply.code >= 500:
             self.core.refuse(verdict.reply)
         elif verdict.reply is not None:  # a temporary refusal: 421 and close (RFC 5321 §3.8)
-            self.transport.write(Reply(421, verdict.reply.status or "4.3.0", verdict.reply.text).to_bytes())
+            self._write(Reply(421, verdict.reply.status or "4.3.0", verdict.reply.text).to_bytes())
             self._close()
             return
         else:
@@ -180,6 +189,14 @@ class SMTPSession(SessionTLS, SessionAuth, asyncio.Protocol):
             self.core.greet(f"{self.server.hostname} ESMTP mailward; {date}")
         self.phase = Phase.OPEN
         self._pump()
+
+    async def _refuse_in_tls(self, refusal: Reply) -> None:
+        if not self._begin_implicit_tls():
+            return
+        await self._handshake
+        if not self._closed:
+            self._write(refusal.to_bytes())
+            self._close()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -265,7 +282,7 @@ class SMTPSession(SessionTLS, SessionAuth, asyncio.Protocol):
     def _limits(self):
         """The server's limits with this module's own settings (read with defaults, so that
         a configuration without them still works)."""
-        limits = self.server.limits
+        limits = self.server.limits_for(self.role)
         own = {key: bool(getattr(self.settings, key, getattr(limits, key)))
                for key in ("forbid_unauth_pipelining", "reject_nul_in_data")}
         if any(value != getattr(limits, key) for key, value in own.items()):
