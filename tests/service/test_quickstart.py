@@ -69,3 +69,37 @@ def test_quickstart_serves_where_its_banner_says(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
+
+
+def test_quickstart_survives_a_local_benchmark(tmp_path):
+    """What make run gives a newcomer, under the benchmark's own load generator: 100 clients
+    from 127.0.0.1 at once (loopback is exempt from the per-client limit, as Postfix exempts
+    $mynetworks), 20 messages each, half to the local user and half to a domain that does
+    not exist (each bounced, and the bounce fails again in the same process): no refusal."""
+    import json
+    import signal
+    import time
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    log = tmp_path / "stderr"   # a file, not a pipe: nobody reads the log lines during the load
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "mailward", "quickstart", str(tmp_path / "data"),
+                                 "--listen", f"127.0.0.1:{port}"], stderr=err, text=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and "daemon=started" not in log.read_text():
+            time.sleep(0.1)
+        assert "daemon=started" in log.read_text(), log.read_text()
+        for rcpt in ("user@localhost", "sink@bench.invalid"):
+            run = subprocess.run([sys.executable, "-m", "bench.load", "--port", str(port), "-c", "100",
+                                  "-n", "600", "-m", "20", "-s", "4096", "--pipelining", "--rcpt", rcpt,
+                                  "--duration", "20", "--json"],
+                                 capture_output=True, text=True, timeout=120)
+            result = json.loads(run.stdout)
+            assert result["failures"] == 0 and result["msgs"] == 600 and not result["errors"], (rcpt, run.stdout[-2000:], run.stderr)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert "Traceback" not in log.read_text()
