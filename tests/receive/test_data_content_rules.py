@@ -8,6 +8,7 @@ import socket
 import time
 
 from tests.receive.test_attacks_and_bad_input import read_reply
+from tests.spool_view import partial_files, queued
 
 
 def open_data(mta, rcpt: str) -> socket.socket:
@@ -22,17 +23,13 @@ def open_data(mta, rcpt: str) -> socket.socket:
     return s
 
 
-def queue_files(mta) -> list:
-    return [p for p in (mta.spool / "queue").iterdir() if p.name != "mailward.pid"]
-
-
 def test_nul_in_data_is_refused_and_nothing_is_kept(make_mta):
     mta = make_mta({"server": {"reverse_lookup": False}})
     s = open_data(mta, "nul")
     s.sendall(b"Subject: nul\r\n\r\nbefore\r\n\x00.\r\nafter\r\n.\r\n")
     assert read_reply(s) == "554 5.6.0 Message contains a NUL character (RFC 5322 §3.5)\r\n".encode()
     mta.wait_log("reject=554 5.6.0 Message contains a NUL character")
-    assert list((mta.spool / "incoming").iterdir()) == []
+    assert partial_files(mta) == [] and queued(mta) == []
     # the session goes on: the same message without the NUL is accepted
     s.sendall(b"MAIL FROM:<a@client.test>\r\nRCPT TO:<nul@localhost>\r\nDATA\r\n")
     data = b""
@@ -70,4 +67,4 @@ def test_line_length_is_counted_after_dot_unstuffing(make_mta):
     assert ("\n" + longest.decode() + "\n") in text.replace("\r\n", "\n")
     time.sleep(0.3)
     assert len(mta.maildir_files("dots")) == 1
-    assert list((mta.spool / "incoming").iterdir()) == []
+    assert partial_files(mta) == [] and queued(mta) == []

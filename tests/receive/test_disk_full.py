@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from tests.spool_view import partial_files, queued
+
 
 @pytest.fixture
 def small_fs(tmp_path):
@@ -36,7 +38,7 @@ def test_disk_full_gives_452_and_recovers(make_mta, small_fs):
     mta = make_mta({"spool": {"directory": str(small_fs)}})
     code, reply = deliver(mta, 400_000)  # larger than the file system
     assert (code, reply[:5]) == (452, b"4.3.1"), reply
-    assert list((small_fs / "incoming").iterdir()) == []
+    assert partial_files(mta) == [] and queued(mta) == []
     filler = small_fs / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # fill it completely: even DATA cannot start
     try:
@@ -50,7 +52,7 @@ def test_disk_full_gives_452_and_recovers(make_mta, small_fs):
         s.ehlo("c")
         code, reply = s.mail("a@b.example")
         assert (code, reply) == (452, b"4.3.1 Insufficient system storage")
-    assert list((small_fs / "incoming").iterdir()) == []
+    assert partial_files(mta) == [] and queued(mta) == []
     filler.unlink()  # space returns: mailward recovers by itself
     time.sleep(0.3)  # it looks at the free space at most every 0.25 s
     code, reply = deliver(mta, 2_000)

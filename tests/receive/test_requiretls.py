@@ -4,7 +4,6 @@ STARTTLS, accepted, and kept in the spooled envelope (``mailward queue show``)."
 
 from __future__ import annotations
 
-import json
 import smtplib
 import ssl
 import subprocess
@@ -13,6 +12,7 @@ import sys
 import pytest
 
 from tests.conftest import tls_settings
+from tests.spool_view import stored_envelope
 
 
 @pytest.fixture
@@ -38,10 +38,8 @@ def queue_show(mta, qid: str) -> str:
 
 
 def spooled_envelope(mta, qid: str) -> dict:
-    """The envelope as the spool file holds it: the JSON line after the spool's first line."""
-    with open(mta.spool / "queue" / qid, "rb") as f:
-        assert f.readline().startswith(b"MAILWARD-SPOOL")
-        return json.loads(f.readline())
+    """The envelope as the spool holds it (its JSON object), whatever the spool's format."""
+    return stored_envelope(mta, qid)
 
 
 def test_requiretls_offered_only_after_starttls_and_kept_in_the_envelope(relay_mta, pki):

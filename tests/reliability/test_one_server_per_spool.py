@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mailward.config import default_config_text
 from tests.conftest import free_port
+from tests.spool_view import partial_body, partial_files
 
 
 def mailward(*args: str, cwd: Path, timeout: float = 20) -> subprocess.CompletedProcess:
@@ -42,18 +43,25 @@ def assert_refused(result: subprocess.CompletedProcess, spool: Path, pid: int) -
 
 
 def start_data(mta) -> smtplib.SMTP:
-    """A client that has sent half of a message: its partial file is in spool/incoming."""
+    """A client that has sent the first part of a message, more than the log spool keeps in
+    memory: whatever the spool's format, its partial file is in spool/incoming (the file a
+    start's recovery would delete), and the spool is quiet when this returns."""
     s = smtplib.SMTP(mta.host, mta.port, timeout=10)
     s.ehlo("client.test")
     s.mail("a@client.test")
     s.rcpt("u@localhost")
     code, _ = s.docmd("DATA")
     assert code == 354
-    s.send(b"Subject: in flight\r\n\r\nfirst half\r\n")
+    s.send(partial_body())
     deadline = time.time() + 5
-    while not list((mta.spool / "incoming").iterdir()) and time.time() < deadline:
-        time.sleep(0.02)
-    assert len(list((mta.spool / "incoming").iterdir())) == 1
+    last = None
+    while time.time() < deadline:
+        state = spool_state(mta.spool)
+        if partial_files(mta) and state == last:
+            break   # the server has written all it got: nothing changed for 0.1 s
+        last = state
+        time.sleep(0.1)
+    assert len(partial_files(mta)) == 1, partial_files(mta)
     return s
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MTA, ROOT
+from tests.spool_view import message_files, queue_message, queued, spool_format, spool_of
 
 USER = "mwtest"
 
@@ -180,13 +181,12 @@ def test_binds_port_below_1024_then_runs_as_server_user(reachable, runtime, pki)
     mta = reachable({"server": {"listen": [f"127.0.0.1:{port}"], "reverse_lookup": False}}, runtime,
                     {"user": USER}, start=False)
     # what an earlier run as root left: a deferred message, a Maildir, and two traps
-    from mailward.spool.store import Envelope, Recipient, Spool, new_queue_id
-    spool = Spool(mta.spool, fsync=False)
+    from mailward.spool.store import Envelope, Recipient, new_queue_id
     old = Envelope(new_queue_id(), "old@client.test", {}, [Recipient("old@localhost")], time.time())
-    incoming = spool.begin(old)
-    incoming.write(b"Subject: left by root\r\n\r\nold\r\n")
-    spool.commit(incoming)
-    spool.record(old.queue_id, 0, "deferred", "451 4.3.0 try later", 1)
+    # in the format this config writes: a queue file, or a log segment root made
+    queue_message(mta, old, b"Subject: left by root\r\n\r\nold\r\n", spool_format(mta))
+    spool_of(mta).record(old.queue_id, 0, "deferred", "451 4.3.0 try later", 1)
+    old_files = message_files(mta, old.queue_id)
     queue = mta.spool / "queue"
     (mta.maildir / "old" / "new").mkdir(parents=True)
     secret = mta.base / "secret"
@@ -207,19 +207,19 @@ def test_binds_port_below_1024_then_runs_as_server_user(reachable, runtime, pki)
     delivered = mta.maildir_files("u")[0]
     for path in (delivered, delivered.parent, mta.maildir / "u", mta.maildir, mta.maildir / "old",
                  mta.maildir / "old" / "new", mta.spool, queue, mta.spool / "incoming",
-                 mta.spool / "mailward.pid", mta.log):
+                 mta.spool / "mailward.pid", mta.log, old_files[0].parent, *old_files[0].parent.glob("*")):
         assert owner(path) == ids, path
     assert (mta.spool / "mailward.pid").read_text() == f"{mta.proc.pid}\n"
     assert owner(secret) == (0, 0) and owner(mta.spool / "trap.symlink") == (0, 0)
 
     mta.proc.send_signal(signal.SIGHUP)              # the key is read again, as mwtest
     mta.wait_log("reload=ok")
-    assert (queue / old.queue_id).exists()           # deferred: not due for retry_first
+    assert old.queue_id in queued(mta)               # deferred: not due for retry_first
     flushed = subprocess.run([mta.python, "-m", "mailward", "queue", "-c", str(mta.config), "flush"],
                              capture_output=True, text=True, env=mta.env, timeout=20)
     assert flushed.returncode == 0, flushed.stderr
     assert "Subject: left by root" in mta.wait_mail("old", 1)[0].read_text()
-    assert not (queue / old.queue_id).exists()       # removed by mwtest from a folder root made
+    assert old.queue_id not in queued(mta)           # removed by mwtest from a folder root made
     mta.stop()
     assert mta.proc.returncode == 0
 
