@@ -17,6 +17,7 @@ import pytest
 from mailward import submit
 from mailward.commands.sendmail import parse
 from mailward.config import load
+from tests.spool_view import message_files, queued
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -38,8 +39,8 @@ def one_line_error(proc) -> str:
 
 
 def queue_files(mta) -> list[str]:
-    q = mta.spool / "queue"
-    return sorted(p.name for p in q.iterdir() if "." not in p.name) if q.exists() else []
+    """The queue ids in the spool, whatever its format."""
+    return queued(mta)
 
 
 # ---- the command line ------------------------------------------------------------------------
@@ -321,5 +322,6 @@ def test_root_gives_its_queue_file_to_the_spool_owner(make_mta):
                     prog=["sh", "-c", f'umask 077; exec {sys.executable} -m mailward sendmail "$@"', "sendmail"])
     assert proc.returncode == 0, proc.stderr
     (qid,) = queue_files(mta)
-    st = os.stat(mta.spool / "queue" / qid)
-    assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+    for path in message_files(mta, qid):
+        st = os.stat(path)
+        assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid), path

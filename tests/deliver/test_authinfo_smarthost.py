@@ -15,6 +15,7 @@ password is in no log line and no queue file of either server.
 from __future__ import annotations
 
 import base64
+import json
 import smtplib
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import pytest
 from tests.conftest import free_port, tls_settings
 from tests.auth.conftest import dovecot  # noqa: F401  (the fixture: a real Dovecot auth service)
 from tests.submission.conftest import user_add
+from tests.spool_view import spool_of
 
 PASSWORD = "Sm4rt-h0st pass"   # what must never be written anywhere but the access map
 
@@ -115,7 +117,7 @@ def test_wrong_password_defers_with_the_reply_in_the_queue(servers):
     line = line.splitlines()[0]
     assert "stat=Deferred" in line and "535" in line, line
     assert "AUTH=client, relay=[127.0.0.1], mech=PLAIN, reject=535" in a.log_text()
-    status = (a.spool / "queue" / f"{qid}.status").read_text()   # the queue's per-recipient results
+    status = json.dumps(spool_of(a).history(qid))   # the queue's per-recipient results
     assert "535 5.7.8" in status and "AUTH PLAIN refused" in status, status
     assert not b.maildir_files("bob")
     no_password_anywhere(a, b)

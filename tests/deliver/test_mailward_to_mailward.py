@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import smtplib
 
+from tests.spool_view import leftovers
 
 
 def sender_settings(pki, dns_server, mx_port, tmp_path, **delivery):
@@ -65,8 +66,7 @@ def test_kill_9_while_deferred_then_restart_delivers(make_mta, pki, dns_server, 
     sender.start()                              # the spool is read again at start
     receiver.wait_mail("u", 1, timeout=20)
     assert "stat=Sent (" in sender.wait_log("stat=Sent (", timeout=5)
-    assert not any((sender.spool / "queue").iterdir()) or \
-        all(p.name == "mailward.pid" for p in (sender.spool / "queue").iterdir())
+    assert leftovers(sender) == []
 
 
 def test_recipients_over_the_next_hops_limit_go_in_further_transactions(make_mta, pki, dns_server, mx_port,

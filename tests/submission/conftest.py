@@ -4,7 +4,6 @@ the real ``mailward user add`` command, and helpers for Python's smtplib."""
 
 from __future__ import annotations
 
-import json
 import os
 import smtplib
 import socket
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MTA, free_port, tls_settings
+from tests.spool_view import stored_envelope
 
 USERS = {"alice": "alice secret pw", "bob": "bob pw 2"}
 
@@ -92,10 +92,8 @@ def write_routes(mta: MTA) -> None:
 
 
 def spooled_envelope(mta: MTA, qid: str) -> dict:
-    """The envelope as the spool file holds it: the JSON line after the spool's first line."""
-    with open(mta.spool / "queue" / qid, "rb") as f:
-        assert f.readline().startswith(b"MAILWARD-SPOOL")
-        return json.loads(f.readline())
+    """The envelope as the spool holds it (its JSON object), whatever the spool's format."""
+    return stored_envelope(mta, qid)
 
 
 @pytest.fixture(scope="module")
