@@ -32,7 +32,7 @@ from typing import Iterator
 
 from mailward.fsutil import fsync_dir
 from mailward.spool.logwriter import LogIncoming, LogWriter
-from mailward.spool.segments import TMP_PREFIX, Location, LogIndex, is_locked
+from mailward.spool.segments import TMP_PREFIX, Location, LogIndex, is_locked, read_or_empty
 
 REMOVED = b'{"removed": true'   # the start of the line remove() writes (a quoted value cannot look so)
 RESERVE_NAME = ".reserve"
@@ -48,8 +48,10 @@ class LogStore:
         self.fsync, self.segment_size, self.compact_after = fsync, segment_size, compact_after
         self.sync_in = sync_in
         self.index = LogIndex(self.folder)
+        self._q = os.path.join(str(self.queue), "")
         self._writer: LogWriter | None = None
         self._removed: set[str] = set()
+        self._left: dict[str, set[str]] = {}   # sealed segment -> its messages not yet seen removed
         self._last_compact = time.monotonic()
 
     @staticmethod
@@ -93,14 +95,24 @@ class LogStore:
             return True
         if status_names is not None and f"{qid}.status" not in status_names:
             return False
-        try:
-            data = (self.queue / f"{qid}.status").read_bytes()
-        except FileNotFoundError:
-            return False
-        if REMOVED in data:
+        return self._removed_in(qid, read_or_empty(self._q + qid + ".status"))
+
+    def _removed_in(self, qid: str, status: bytes) -> bool:
+        if REMOVED in status:
             self._removed.add(qid)
             return True
         return False
+
+    def queued(self, qid: str) -> tuple[Location, bytes] | None:
+        """Where ``qid`` lies and its status file's content (one read of it), when it is
+        queued in the log; None when removed or not in the log."""
+        if qid in self._removed:
+            return None
+        status = read_or_empty(self._q + qid + ".status")
+        if self._removed_in(qid, status):
+            return None
+        loc = self._find(qid)
+        return None if loc is None else (loc, status)
 
     def ids(self, queue_names: set[str] | None = None) -> list[str]:
         self.index.refresh()
@@ -112,6 +124,9 @@ class LogStore:
     def locate(self, qid: str) -> Location | None:
         if self.removed(qid):
             return None
+        return self._find(qid)
+
+    def _find(self, qid: str) -> Location | None:
         loc = self.index.locate(qid)
         if loc is not None and not (self.folder / loc.segment).exists():
             self.index.refresh()        # retired meanwhile by another process
@@ -120,20 +135,29 @@ class LogStore:
 
     def envelope(self, qid: str) -> tuple[bytes, int]:
         """(the envelope's JSON, content length); FileNotFoundError when not queued."""
-        loc = self.locate(qid)
-        if loc is None:
+        raw, size, _ = self.envelope_and_status(qid)
+        return raw, size
+
+    def envelope_and_status(self, qid: str) -> tuple[bytes, int, bytes]:
+        """(the envelope's JSON, content length, the status file's content), the status file
+        read once; FileNotFoundError when not queued."""
+        found = self.queued(qid)
+        if found is None:
             raise FileNotFoundError(f"{self.folder}: no message {qid}")
+        loc, status = found
         try:
-            return self.index.read_envelope(loc), loc.content_len
+            return self.index.read_envelope(loc), loc.content_len, status
         except FileNotFoundError:
             self.index.refresh()
             loc = self.locate(qid)
             if loc is None:
                 raise
-            return self.index.read_envelope(loc), loc.content_len
+            return self.index.read_envelope(loc), loc.content_len, status
 
     def content(self, qid: str, chunk_size: int) -> Iterator[bytes]:
-        loc = self.locate(qid)
+        """The message's content. Whether it is still queued is not looked at here (the
+        caller has loaded it): its record stays readable until its segment is retired."""
+        loc = self._find(qid)
         if loc is None:
             raise FileNotFoundError(f"{self.folder}: no message {qid}")
         return self.index.read_content(loc, chunk_size)
@@ -144,15 +168,18 @@ class LogStore:
         when every recipient's final state is already fsynced in that file: then the line only
         saves work (lost in a power failure, the message loads with every recipient final and
         is removed again), and it is not fsynced."""
-        path = self.queue / f"{qid}.status"
-        created = not path.exists()
         line = "\n" + json.dumps({"removed": True, "at": time.time()}) + "\n"
         try:
-            with open(path, "ab") as f:
-                f.write(line.encode())
-                f.flush()
+            fd = os.open(self._q + qid + ".status", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                created = os.fstat(fd).st_size == 0    # (or empty: synced as if new)
+                data = memoryview(line.encode())
+                while data:
+                    data = data[os.write(fd, data):]
                 if self.fsync and (durable or created):
-                    os.fsync(f.fileno())
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             if created and self.fsync:
                 fsync_dir(self.queue)
         except OSError as err:
@@ -178,11 +205,27 @@ class LogStore:
         """Unlink a sealed segment whose messages are all removed (or copied to another
         segment by compaction); then the status and hold files of the removed ones."""
         path = self.folder / name
-        self.index.refresh_segment(name)
-        qids = set(self.index.by_segment.get(name, ()))
-        if any(not self.removed(q, status_names) and not (self.index.copies.get(q, set()) - {name})
-               for q in qids) or is_locked(path):
-            return False             # a message is queued only here, or a writer still appends
+        index = self.index
+        index.refresh_segment(name)
+        if not index.settled(name):
+            index.refresh_segment(name)   # it grew since the last look: now it settles if sealed
+            if not index.settled(name):
+                return False              # a writer still appends
+        # Which messages are left is kept per sealed segment (its set of messages is final), so
+        # that each removal looks at the next one still queued, not at the whole segment again.
+        left = self._left.get(name)
+        if left is None:
+            left = self._left[name] = set(index.by_segment.get(name, ()))
+        while left:
+            q = next(iter(left))
+            if self.removed(q, status_names) or index.copies.get(q, set()) - {name}:
+                left.discard(q)      # removed, or copied forward by compaction: for good
+                continue
+            return False             # a message is queued only here
+        if is_locked(path):
+            return False
+        qids = set(index.by_segment.get(name, ()))
+        self._left.pop(name, None)
         try:
             path.unlink()
             if self.fsync:

@@ -104,6 +104,21 @@ def scan(fd: int, start: int, nonce: bytes | None) -> tuple[bytes | None, list[t
     return nonce, found, pos
 
 
+def read_or_empty(path: str) -> bytes:
+    """A small file's content, b"" when it does not exist (the status files beside the log)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return b""
+    try:
+        parts = []
+        while chunk := os.read(fd, 1 << 16):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
 def is_locked(path: Path) -> bool:
     """Does a writer hold this segment (or is it gone)? True when in doubt."""
     import fcntl
@@ -148,6 +163,10 @@ class LogIndex:
         for name in names:
             if name not in self._settled:
                 self.refresh_segment(name)
+
+    def settled(self, name: str) -> bool:
+        """Is ``name`` sealed and read to its end (its set of messages final)?"""
+        return name in self._settled
 
     def refresh_segment(self, name: str) -> None:
         """Read what was appended to ``name`` since the last look. A segment that did not grow

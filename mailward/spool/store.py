@@ -67,12 +67,14 @@ from typing import Any, Iterator
 
 from mailward.fsutil import fsync_dir
 from mailward.spool.lock import EX_TEMPFAIL, PID_FILE, SpoolLock, SpoolLocked, running_server
+from mailward.spool.segments import read_or_empty
 
 __all__ = ["EX_TEMPFAIL", "PID_FILE", "Envelope", "Incoming", "Recipient", "Spool", "SpoolLock", "SpoolLocked",
            "new_queue_id", "running_server"]
 
 MAGIC = b"MAILWARD-SPOOL 1\n"
 _ID_ALPHABET = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I or O: ids are read aloud
+LOG_LOOK_AGAIN = 1.0     # seconds between two looks for SPOOL/log by a spool writing files
 
 
 def new_queue_id() -> str:
@@ -266,7 +268,9 @@ class Spool:
         self.format = format
         self._log_args = (segment_size, compact_after, log_sync)
         self._log_store = None
+        self._log_looked = -LOG_LOOK_AGAIN   # when a files spool last looked for SPOOL/log
         self._committer: GroupCommitter | None = None
+        self._q = os.path.join(str(self.queue), "")   # "SPOOL/queue/": paths as strings (hot paths)
 
     @classmethod
     def from_settings(cls, settings) -> "Spool":
@@ -278,13 +282,30 @@ class Spool:
 
     @property
     def log(self):
-        """The log store (:mod:`mailward.spool.logstore`) when this spool writes or holds a log."""
+        """The log store (:mod:`mailward.spool.logstore`) when this spool writes or holds a log.
+        A files spool without ``log/`` looks again at most every LOG_LOOK_AGAIN seconds (not
+        at every call: that was a stat per spool call)."""
         if self._log_store is None:
+            if self.format != "log":
+                now = time.monotonic()
+                if now - self._log_looked < LOG_LOOK_AGAIN:
+                    return None
+                self._log_looked = now
             from mailward.spool.logstore import LogStore
 
             if self.format == "log" or LogStore.present(self.directory):
                 self._log_store = LogStore(self.directory, self.fsync, *self._log_args)
         return self._log_store
+
+    def _logged(self, queue_id: str):
+        """The log store when ``queue_id`` is not a file in ``queue/`` (then it can only be in
+        the log); None for a file. A message the log's index already holds needs no stat."""
+        log = self.log
+        if log is None:
+            return None
+        if queue_id in log.index.where or not os.path.exists(self._q + queue_id):
+            return log
+        return None
 
     @property
     def committer(self) -> GroupCommitter:
@@ -382,44 +403,36 @@ class Spool:
 
     def load(self, queue_id: str) -> Envelope:
         """The envelope with each recipient's latest state applied."""
-        path = self.queue / queue_id
-        log = self.log
-        if log is not None and not path.exists():
-            raw, size = log.envelope(queue_id)
+        log = self._logged(queue_id)
+        if log is not None:
+            raw, size, status = log.envelope_and_status(queue_id)
             try:
                 env = Envelope.from_json(raw)
             except (ValueError, KeyError, TypeError):
                 raise ValueError(f"{log.folder}: message {queue_id}: not a mailward envelope") from None
             env.content_size = size
-            return self._apply_status(env)
+            return _apply_status(env, status)
+        path = self._q + queue_id
         with open(path, "rb") as f:
             if f.readline() != MAGIC:
                 raise ValueError(f"{path}: not a mailward spool file")
             env = Envelope.from_json(f.readline())
             header_end = f.tell()
-        env.content_size = max(0, path.stat().st_size - header_end)
-        return self._apply_status(env)
+            size = os.fstat(f.fileno()).st_size
+        env.content_size = max(0, size - header_end)
+        return _apply_status(env, self._status(queue_id))
 
-    def _apply_status(self, env: Envelope) -> Envelope:
-        queue_id = env.queue_id
-        status = self.queue / f"{queue_id}.status"
-        if status.exists():
-            for line in status.read_bytes().splitlines():
-                try:
-                    rec = json.loads(line)
-                    r = env.recipients[rec["rcpt"]]
-                except (ValueError, KeyError, IndexError):
-                    continue  # a torn last line after a crash: that result is simply not recorded
-                r.state, r.detail, r.attempts = rec["state"], rec.get("detail", ""), rec.get("attempts", 0)
-        return env
+    def _status(self, queue_id: str) -> bytes:
+        """The content of ``queue/ID.status`` (b"" when there is none)."""
+        return read_or_empty(self._q + queue_id + ".status")
 
     def content(self, queue_id: str, chunk_size: int = 1 << 16) -> Iterator[bytes]:
         """The message bytes (after the envelope line), in chunks."""
-        log = self.log
-        if log is not None and not (self.queue / queue_id).exists():
+        log = self._logged(queue_id)
+        if log is not None:
             yield from log.content(queue_id, chunk_size)
             return
-        with open(self.queue / queue_id, "rb") as f:
+        with open(self._q + queue_id, "rb") as f:
             f.readline()
             f.readline()
             while chunk := f.read(chunk_size):
@@ -431,13 +444,16 @@ class Spool:
         for it, so that delivery can go on and free the segments."""
         line = json.dumps({"rcpt": rcpt_index, "state": state, "detail": detail, "attempts": attempts,
                            "at": time.time()}, ensure_ascii=False) + "\n"
+        path = self._q + queue_id + ".status"
         for last in (False, True):
             try:
-                with open(self.queue / f"{queue_id}.status", "ab") as f:
-                    f.write(("\n" if last else "").encode() + line.encode("utf-8"))  # ends a torn try
-                    f.flush()
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    _write_all(fd, ("\n" if last else "").encode() + line.encode("utf-8"))  # ends a torn try
                     if self.fsync:
-                        os.fsync(f.fileno())
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
                 return
             except OSError as err:
                 if last or err.errno != errno.ENOSPC or self.log is None or not self.log.drop_reserve():
@@ -445,14 +461,22 @@ class Spool:
 
     def remove(self, queue_id: str) -> None:
         """Drop a message whose recipients are all final."""
-        log = self.log
-        if log is not None and not (self.queue / queue_id).exists():
-            if log.locate(queue_id) is not None:
-                try:
-                    settled = all(r.final for r in self.load(queue_id).recipients)
-                except (OSError, ValueError):
-                    settled = False
-                log.mark_removed(queue_id, durable=not settled)
+        log = self._logged(queue_id)
+        if log is not None:
+            # one read of the status file and the envelope: is it still queued, and is every
+            # recipient's final state already fsynced there (then the removal line needs none)?
+            try:
+                raw, _, status = log.envelope_and_status(queue_id)
+            except FileNotFoundError:
+                return      # not in the log, or removed already
+            except OSError:
+                raw, status = b"", None
+            try:
+                env = _apply_status(Envelope.from_json(raw), status) if status is not None else None
+                settled = env is not None and all(r.final for r in env.recipients)
+            except (ValueError, KeyError, TypeError):
+                settled = False
+            log.mark_removed(queue_id, durable=not settled)
             return
         for suffix in ("", ".status", ".hold"):
             (self.queue / f"{queue_id}{suffix}").unlink(missing_ok=True)
@@ -460,7 +484,7 @@ class Spool:
             fsync_dir(self.queue)
 
     def held(self, queue_id: str) -> bool:
-        return (self.queue / f"{queue_id}.hold").exists()
+        return os.path.exists(self._q + queue_id + ".hold")
 
     def hold(self, queue_id: str) -> None:
         (self.queue / f"{queue_id}.hold").touch()
@@ -469,20 +493,15 @@ class Spool:
         (self.queue / f"{queue_id}.hold").unlink(missing_ok=True)
 
     def exists(self, queue_id: str) -> bool:
-        if (self.queue / queue_id).exists():
-            return True
-        log = self.log
-        return log is not None and log.locate(queue_id) is not None
+        log = self._logged(queue_id)
+        if log is None:
+            return os.path.exists(self._q + queue_id)
+        return log.locate(queue_id) is not None
 
     def last_attempt(self, queue_id: str) -> float | None:
         """When a result was last recorded for this message (None: never tried). The
         scheduler derives the next retry from it, so retry timing survives a restart."""
-        status = self.queue / f"{queue_id}.status"
-        try:
-            lines = status.read_bytes().splitlines()
-        except FileNotFoundError:
-            return None
-        for line in reversed(lines):
+        for line in reversed(self._status(queue_id).splitlines()):
             try:
                 return float(json.loads(line)["at"])
             except (ValueError, KeyError, TypeError):
@@ -491,15 +510,29 @@ class Spool:
 
     def history(self, queue_id: str) -> list[dict]:
         """Every recorded result of this message, oldest first (rcpt, state, detail, attempts, at)."""
-        status = self.queue / f"{queue_id}.status"
         out = []
-        try:
-            lines = status.read_bytes().splitlines()
-        except FileNotFoundError:
-            return out
-        for line in lines:
+        for line in self._status(queue_id).splitlines():
             try:
                 out.append(json.loads(line))
             except ValueError:
                 continue
         return out
+
+
+def _apply_status(env: Envelope, status: bytes) -> Envelope:
+    """The envelope with each recipient's latest recorded state (``status``: the lines of
+    ``queue/ID.status``)."""
+    for line in status.splitlines():
+        try:
+            rec = json.loads(line)
+            r = env.recipients[rec["rcpt"]]
+        except (ValueError, KeyError, IndexError, TypeError):
+            continue  # a torn last line after a crash (or the removal line): no result there
+        r.state, r.detail, r.attempts = rec["state"], rec.get("detail", ""), rec.get("attempts", 0)
+    return env
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
