@@ -18,6 +18,7 @@ UTF8SMTPSA.
 from __future__ import annotations
 
 import email.utils
+import time
 
 from mailward import __version__
 from mailward.smtp.parse import printable_address
@@ -35,6 +36,20 @@ def protocol_name(extended: bool, tls: bool, smtputf8: bool, authenticated: bool
     return "ESMTP" + suffix
 
 
+_date_cache: tuple[int, str] = (-1, "")
+
+
+def _date(when: float | None) -> str:
+    """RFC 5322 §3.3 date in GMT, as email.utils.formatdate gives it (whole seconds: the one
+    string is reused for every header made within the same second)."""
+    global _date_cache
+    second = int((time.time() if when is None else when) // 1)
+    cached = _date_cache
+    if cached[0] != second:
+        cached = _date_cache = (second, email.utils.formatdate(second, localtime=False, usegmt=True))
+    return cached[1]
+
+
 def _clean(text: str) -> str:
     """A client-supplied name may not break the header: no CR, LF, or other controls."""
     return "".join(ch if ch.isprintable() and ch not in "()" else "?" for ch in text)
@@ -48,7 +63,7 @@ def received_header(*, helo: str, client_name: str, client_addr: str, hostname: 
     the client passed SMTP AUTH; sendmail's default header then adds ``(authenticated
     bits=${auth_ssf})`` before ``by`` — the user is not named, and ``bits`` is 0 because no
     SASL security layer is negotiated."""
-    date = email.utils.formatdate(when, localtime=False, usegmt=True)
+    date = _date(when)
     from_part = f"from {_clean(helo) or '[' + client_addr + ']'} ({_clean(client_name)} [{client_addr}])"
     if client_name == f"[{client_addr}]" or not client_name:
         from_part = f"from {_clean(helo) or '[' + client_addr + ']'} ([{client_addr}])"

@@ -27,8 +27,11 @@ import asyncio
 import functools
 import ipaddress
 import os
+import select
 import signal
+import threading
 import time
+from concurrent.futures import Future
 from collections import Counter
 from typing import Callable
 
@@ -58,11 +61,52 @@ def limits_from_config(s) -> ServerLimits:
 
 class Publisher:
     """Collects the messages whose data became durable in this turn of the event loop and
-    publishes them together (one folder fsync), then lets each session send its 250."""
+    publishes them together (one folder fsync or one log sync), then lets each session send
+    its 250 (each message is logged just before: :meth:`SMTPServer.accepted`), and then
+    tells the master's queue runner about all of them in one pipe write
+    (:meth:`SMTPServer.announce`). A worker killed between a 250 and that write loses no
+    mail: the master adopts queued messages it was not told about (within a minute). The
+    notice is not written before the 250s on purpose: every step between a message's record
+    reaching the disk and its 250 widens the window in which a kill makes the client send it
+    again (a duplicate: tests/reliability/test_crash_log.py bounds them).
 
-    def __init__(self, spool: Queue):
+    Wake-ups: a spool commit that is already done (``spool.log_sync = "loop"``: the sync is
+    the publish itself) is taken at once, without a round trip through the event loop's
+    self-pipe; commits finished by the spool's thread wake the loop once per batch, not once
+    per message."""
+
+    def __init__(self, spool: Queue, server: "SMTPServer"):
         self.spool = spool
+        self.server = server
         self._items: list = []
+        self._inbox: list = []              # finished by the commit thread, not yet taken
+        self._inbox_lock = threading.Lock()
+
+    def wait(self, session, incoming, commit: Future) -> None:
+        """``commit``: the spool's future for ``incoming``'s data (sync_async); once it is
+        done the message is :meth:`add`-ed in the event loop's thread."""
+        loop = asyncio.get_running_loop()
+        if commit.done():
+            err = commit.exception()
+            if err is None:
+                self.add(session, incoming, None)
+            else:   # committed() answers and pumps: not from inside the session's own pump
+                loop.call_soon(self.add, session, incoming, err)
+            return
+
+        def finished(f: Future) -> None:   # in the spool's commit thread
+            with self._inbox_lock:
+                first = not self._inbox
+                self._inbox.append((session, incoming, f.exception()))
+            if first:
+                loop.call_soon_threadsafe(self._take_inbox)
+        commit.add_done_callback(finished)
+
+    def _take_inbox(self) -> None:
+        with self._inbox_lock:
+            taken, self._inbox = self._inbox, []
+        for session, incoming, err in taken:
+            self.add(session, incoming, err)
 
     def add(self, session, incoming, err: Exception | None) -> None:
         if err is not None:
@@ -75,8 +119,11 @@ class Publisher:
     def _flush(self) -> None:
         items, self._items = self._items, []
         results = self.spool.publish([incoming for _, incoming in items])
-        for (session, incoming), err in zip(items, results):
-            session.committed(incoming, err)
+        try:
+            for (session, incoming), err in zip(items, results):
+                session.committed(incoming, err)
+        finally:
+            self.server.announce()
 
 
 class SMTPServer:
@@ -93,6 +140,7 @@ class SMTPServer:
         self.listen_socks = listen_socks
         self.lock = lock
         self.notify_fd = notify_fd
+        self._notices: list[str] = []   # queue ids accepted, not yet written to notify_fd
         self.runner = runner
         self.run_delivery = runner is not None
         self.hostname = config.server.hostname
@@ -101,7 +149,7 @@ class SMTPServer:
         self._reload_tls = receiving.reload_tls
         self.policy = receiving.policy
         self.spool = receiving.spool
-        self.publisher = Publisher(self.spool)
+        self.publisher = Publisher(self.spool, self)
         self.gate = receiving.policy    # the session asks it every question (receive policy)
         self.auth = getattr(receiving, "auth", None)   # the AUTH backend (mailward.auth), or None
         self._limit_counters(config)
@@ -270,6 +318,8 @@ class SMTPServer:
         self._free_checked = -1.0
 
     def accepted(self, envelope, session: SMTPSession) -> None:
+        """A message is durable in the queue: its log line, and (one process) the runner is
+        told; a worker tells the master with :meth:`announce`, called by the publisher."""
         tls, core = session.tls, session.core
         user = core.authenticated if core is not None else None
         if user is not None:
@@ -281,11 +331,24 @@ class SMTPServer:
                  relay=session.relay, authid=printable_address(user) if user is not None else None)
         if self.notify_fd is None:
             self.runner.submit(envelope.queue_id)
+        else:
+            self._notices.append(envelope.queue_id)   # for announce(), once the batch is answered
+
+    def announce(self) -> None:
+        """A worker tells the master's queue runner about the messages accepted since the last
+        call: one queue id per line, in as few writes as PIPE_BUF allows (each write of at most
+        PIPE_BUF octets reaches the pipe whole, never mixed with another worker's; POSIX write(2))."""
+        if not self._notices:
             return
-        try:  # one line, well under PIPE_BUF: written whole or not at all
-            os.write(self.notify_fd, f"{envelope.queue_id}\n".encode())
-        except OSError:
-            pass  # the master adopts unknown queue files on its own within a minute
+        data = "".join(f"{qid}\n" for qid in self._notices).encode()
+        self._notices.clear()
+        while data:
+            cut = len(data) if len(data) <= select.PIPE_BUF else data.rindex(b"\n", 0, select.PIPE_BUF) + 1
+            try:
+                os.write(self.notify_fd, data[:cut])
+            except OSError:
+                pass  # the master adopts unknown queue files on its own within a minute
+            data = data[cut:]
 
     # ---- lifecycle -----------------------------------------------------------------------
     def reload(self) -> None:

@@ -15,8 +15,8 @@ a place in the user's rate until its message is counted or its transaction ends)
 Timeouts: ``idle_timeout`` while waiting for a command, ``data_timeout`` inside DATA,
 ``tls_handshake_timeout`` during the handshake; each ends the session with 421.
 Backpressure: reading stops while more than ``WRITE_HIGH_WATER`` octets of replies wait in
-the transport (a client pipelining commands and never reading its replies), while a
-message is being made durable and while an AUTH step is being checked; the core holds at
+the transport (a client pipelining commands and never reading its replies), once input
+arrives while a message is being made durable (that read is held), and while an AUTH step is being checked; the core holds at
 most its own high-water mark of replies and one read of input. Such a client makes no progress, so the command timeout ends it,
 and a transport that cannot drain is aborted rather than left to hold its buffer.
 Failure behaviour: no exception from a peer's bytes escapes; a spool error gives
@@ -73,6 +73,7 @@ from mailward.smtp.server import PROTOCOL_ERROR, ServerConnection
 from mailward.spool.store import Envelope, Incoming, Recipient, new_queue_id
 from mailward.receive.session_auth import SessionAuth
 from mailward.receive.session_tls import SessionTLS
+from mailward.receive.session_timer import SessionTimer
 from mailward.smtp.server_auth import AuthCancelled, AuthRequested, AuthResponse
 from mailward.tls.engine import TLSClosed, TLSEngine, TLSFailure
 from mailward.tls.facts import NO_TLS, ConnectionFacts, TLSFacts
@@ -86,7 +87,7 @@ class Phase(enum.Enum):
     CLOSED = "nothing read is handled any more; the transport is closing or closed"
 
 
-class SMTPSession(SessionTLS, SessionAuth, asyncio.Protocol):
+class SMTPSession(SessionTimer, SessionTLS, SessionAuth, asyncio.Protocol):
     WRITE_HIGH_WATER = 65536   # transport buffer above which reading stops
     WRITE_LOW_WATER = 16384    # ... and below which it starts again
     EARLY_INPUT_LIMIT = 65536  # octets held before the greeting; more closes the connection
@@ -101,7 +102,7 @@ class SMTPSession(SessionTLS, SessionAuth, asyncio.Protocol):
         self.role = "mx"                      # the listener's (mailward.listen): mx, submission, submissions
         # The connection (see Phase) and the work that can outlive it.
         self.phase = Phase.GREETING
-        self.committing = False               # a message is being made durable; reading is paused
+        self.committing = False               # a message is being made durable; its 250 waits
         self._early = bytearray()             # bytes before the greeting (EARLY_INPUT_LIMIT)
         self._timer: asyncio.TimerHandle | None = None
         # Backpressure.
@@ -117,6 +118,7 @@ class SMTPSession(SessionTLS, SessionAuth, asyncio.Protocol):
         self.request_cert = True              # ask for a client certificate (Srv_Features V/v)
         self._tls_mail_verdict: Verdict | None = None  # tls_client at MAIL, until the TLS state changes
         self._tls_out = b""                   # TLS records not yet written
+        self._facts: ConnectionFacts | None = None   # the last facts() (frozen, reused)
 
     @property
     def _closed(self) -> bool:
@@ -242,7 +244,9 @@ class SMTPSession(SessionTLS, SessionAuth, asyncio.Protocol):
                 self._close()
             return
         self.core.receive_data(data)
-        if not self.committing:
+        if self.committing:   # held in the core; reading stops until the 250 (see committed)
+            self._update_reading()
+        else:
             self._pump()
 
     def pause_writing(self) -> None:
@@ -311,15 +315,14 @@ class SMTPSession(SessionTLS, SessionAuth, asyncio.Protocol):
         return lookup(self.client_addr) if lookup is not None and self.client_addr else ""
 
     def facts(self) -> ConnectionFacts:
+        """What policy knows of the connection; made again only when a part of it changed."""
         helo = self.core.helo if self.core and self.core.helo else ""
-        return ConnectionFacts(peer_name=self.client_name, peer_addr=self.client_addr, helo=helo, tls=self.tls)
-
-    def _arm(self, seconds: float) -> None:
-        if self._closed:
-            return  # the timer that aborts a transport that does not drain stays
-        if self._timer:
-            self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(seconds, self._timed_out)
+        f = self._facts
+        if f is None or f.helo != helo or f.tls is not self.tls or f.peer_name != self.client_name \
+                or f.peer_addr != self.client_addr:
+            f = self._facts = ConnectionFacts(peer_name=self.client_name, peer_addr=self.client_addr,
+                                              helo=helo, tls=self.tls)
+        return f
 
     def _timed_out(self) -> None:
         if self._closed:
@@ -390,7 +393,7 @@ class SMTPSession(SessionTLS, SessionAuth, asyncio.Protocol):
         # for every byte: a client dribbling one byte a second still times out (slowloris).
         core = self.core
         progressed = False
-        while not self._closed:
+        while self.phase is not Phase.CLOSED:
             event = core.next_event()
             if event is ev.NEED_DATA or event is ev.PAUSED:
                 held_back = core.output_full
@@ -507,10 +510,8 @@ class SMTPSession(SessionTLS, SessionAuth, asyncio.Protocol):
             log.info(incoming.envelope.queue_id, stat="discarded by the access map", relay=self.relay)
             self.core.respond(Reply(250, "2.0.0", f"{incoming.envelope.queue_id} Message accepted for delivery"))
             return
-        self.committing = True
-        self._update_reading()
-        future = asyncio.wrap_future(self.server.spool.sync_async(incoming))
-        future.add_done_callback(lambda f: self.server.publisher.add(self, incoming, f.exception()))
+        self.committing = True   # reading stops only if the client sends before our answer
+        self.server.publisher.wait(self, incoming, self.server.spool.sync_async(incoming))
 
     def committed(self, incoming, err: Exception | None) -> None:
         """The spool's answer for our message: None once it is durable in queue/."""

@@ -47,6 +47,9 @@ _DOMAIN_UTF8 = re.compile(rf"{_LABEL_UTF8}(?:\.{_LABEL_UTF8})*\.?\Z")
 _ADDRESS_LITERAL = re.compile(r"\[(?:\d{1,3}(?:\.\d{1,3}){3}|IPv6:[0-9A-Fa-f:.]+)\]\Z")
 _PARAM_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*\Z")
 _XTEXT = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*\Z")
+# An octet a command line may not hold: a control other than HTAB, or DEL (RFC 5321 §4.1.1:
+# commands are printable text); one search instead of a Python step per octet.
+COMMAND_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 MAX_LOCAL_PART = 64    # RFC 5321 §4.5.3.1.1
 MAX_DOMAIN = 255       # RFC 5321 §4.5.3.1.2

@@ -33,6 +33,10 @@ class Reply:
         return self.code >= 500
 
     def to_bytes(self) -> bytes:
+        text = self.text
+        if isinstance(text, str):   # one line: the loop below, unrolled
+            return (f"{self.code} {self.status} {text}\r\n" if self.status
+                    else f"{self.code} {text}\r\n").encode("utf-8")
         out = []
         lines = self.lines
         for i, line in enumerate(lines):

@@ -72,7 +72,7 @@ from mailward.smtp import replies as R
 from mailward.smtp import server_state as rules
 from mailward.smtp.data import DataReader
 from mailward.smtp.errors import LocalProtocolError
-from mailward.smtp.parse import Path, SyntaxProblem, parse_path
+from mailward.smtp.parse import COMMAND_CONTROL, Path, SyntaxProblem, parse_path
 from mailward.smtp.replies import Reply
 from mailward.smtp.server_auth import AUTH_LINE_TOO_LONG, AuthCancelled, AuthCommands, without_credentials
 from mailward.smtp.server_params import check_mail_params, check_rcpt_params
@@ -405,7 +405,7 @@ class ServerConnection(AuthCommands):
         else:
             self._error("(bare line ending)", R.BARE_LINE_ENDING)
             return True
-        if any(b < 0x20 and b != 0x09 for b in raw) or 0x7F in raw:
+        if COMMAND_CONTROL.search(raw):
             self._error("(control characters)", R.BAD_CHARACTERS)
             return True
         try:

@@ -32,6 +32,9 @@ SECURITY
 from __future__ import annotations
 
 from OpenSSL import SSL
+from OpenSSL._util import ffi as _ffi
+from OpenSSL._util import lib as _lib
+from OpenSSL._util import no_zero_allocator as _alloc
 
 from mailward.tls.context import facts_after_handshake, new_connection
 from mailward.tls.facts import TLSFacts
@@ -40,6 +43,14 @@ from mailward.tls.facts import TLSFacts
 # One TLS record and its overhead: a larger buffer is allocated (and, at 64 KiB, mapped and
 # unmapped) on every call for nothing (measured with strace in the benchmark).
 _CHUNK = 16384 + 2048
+
+# After the handshake, records are read and written by OpenSSL's SSL_read, SSL_write and
+# BIO_read directly (the functions pyOpenSSL's recv, send and bio_read call): "nothing more
+# for now" is then a return value, not a WantReadError raised and caught at the end of every
+# read (two per received segment). Anything else is handed to pyOpenSSL's own error
+# translation, so the exceptions raised are the ones its methods raise. The handshake stays
+# with pyOpenSSL (its verify callback reports through the calls it wraps).
+_WANT_READ = _lib.SSL_ERROR_WANT_READ
 
 
 class TLSFailure(Exception):
@@ -59,16 +70,15 @@ class TLSEngine:
         self.facts: TLSFacts | None = None
 
     def _drain(self) -> bytes:
+        """Every octet OpenSSL has for the peer (an empty memory BIO reads <= 0)."""
         out = []
+        bio, buf = self.conn._from_ssl, _alloc("char[]", _CHUNK)
         while True:
-            try:
-                data = self.conn.bio_read(_CHUNK)
-            except SSL.WantReadError:
+            n = _lib.BIO_read(bio, buf, _CHUNK)
+            if n <= 0:
                 break
-            if not data:
-                break
-            out.append(data)
-        return b"".join(out)
+            out.append(_ffi.buffer(buf, n)[:])
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def start(self) -> bytes:
         """For the client side: the ClientHello to send."""
@@ -101,9 +111,17 @@ class TLSEngine:
                 raise TLSFailure(_reason(err)) from TLSFailureWithOutput(out)
             self.handshake_done = True
             self.facts = facts_after_handshake(self.conn)
+        conn = self.conn
+        ssl, buf = conn._ssl, _alloc("char[]", _CHUNK)
         while True:
+            n = _lib.SSL_read(ssl, buf, _CHUNK)
+            if n > 0:
+                plain.append(_ffi.buffer(buf, n)[:])
+                continue
+            if _lib.SSL_get_error(ssl, n) == _WANT_READ:
+                break
             try:
-                data = self.conn.recv(_CHUNK)
+                conn._raise_ssl_error(ssl, n)   # pyOpenSSL's exception for this result
             except SSL.WantReadError:
                 break
             except SSL.ZeroReturnError:
@@ -113,9 +131,7 @@ class TLSEngine:
             except SSL.Error as err:
                 out = self._drain()  # our alert still goes out
                 raise TLSFailure(_reason(err)) from TLSFailureWithOutput(out)
-            if not data:
-                break
-            plain.append(data)
+            break
         return b"".join(plain), self._drain()
 
     def peer_chain_der(self) -> list[bytes]:
@@ -132,13 +148,18 @@ class TLSEngine:
             return []
 
     def encrypt(self, plaintext: bytes) -> bytes:
-        view = memoryview(plaintext)
-        while view:
-            try:
-                n = self.conn.send(view[:16384])
-            except SSL.Error as err:
-                raise TLSFailure(_reason(err)) from None
-            view = view[n:]
+        conn = self.conn
+        ssl, done, size = conn._ssl, 0, len(plaintext)
+        with _ffi.from_buffer(plaintext) as data:
+            while done < size:
+                n = _lib.SSL_write(ssl, data + done, min(size - done, 16384))
+                if n <= 0:
+                    try:
+                        conn._raise_ssl_error(ssl, n)   # pyOpenSSL's exception for this result
+                    except SSL.Error as err:
+                        raise TLSFailure(_reason(err)) from None
+                    raise TLSFailure("SSL_write wrote nothing")
+                done += n
         return self._drain()
 
     def close(self) -> bytes:
