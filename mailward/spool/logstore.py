@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -52,6 +53,7 @@ class LogStore:
         self._writer: LogWriter | None = None
         self._removed: set[str] = set()
         self._left: dict[str, set[str]] = {}   # sealed segment -> its messages not yet seen removed
+        self._left_lock = threading.Lock()      # removals are settled by several threads at once
         self._last_compact = time.monotonic()
 
     @staticmethod
@@ -213,15 +215,16 @@ class LogStore:
                 return False              # a writer still appends
         # Which messages are left is kept per sealed segment (its set of messages is final), so
         # that each removal looks at the next one still queued, not at the whole segment again.
-        left = self._left.get(name)
-        if left is None:
-            left = self._left[name] = set(index.by_segment.get(name, ()))
-        while left:
-            q = next(iter(left))
-            if self.removed(q, status_names) or index.copies.get(q, set()) - {name}:
-                left.discard(q)      # removed, or copied forward by compaction: for good
-                continue
-            return False             # a message is queued only here
+        with self._left_lock:
+            left = self._left.get(name)
+            if left is None:
+                left = self._left[name] = set(index.by_segment.get(name, ()))
+            while left:
+                q = next(iter(left))
+                if self.removed(q, status_names) or index.copies.get(q, set()) - {name}:
+                    left.discard(q)      # removed, or copied forward by compaction: for good
+                    continue
+                return False             # a message is queued only here
         if is_locked(path):
             return False
         qids = set(index.by_segment.get(name, ()))
@@ -237,9 +240,12 @@ class LogStore:
         self.index.forget(name)
         self.ensure_reserve()
         for q in qids:
-            if q not in self.index.copies and not (self.queue / q).exists():
+            if q not in self.index.copies and not os.path.exists(self._q + q):
                 for suffix in (".status", ".hold"):
-                    (self.queue / f"{q}{suffix}").unlink(missing_ok=True)
+                    try:
+                        os.unlink(self._q + q + suffix)
+                    except FileNotFoundError:
+                        pass
                 self._removed.discard(q)
         return True
 
