@@ -92,7 +92,7 @@ class Harness:
         settings["local"].setdefault("accept_unknown_users", not settings["local"].get("users"))
         self.base = base
         self.config = from_dict(settings, base / "mailward.toml")
-        self.spool = Spool(self.config.spool.directory, fsync=False)
+        self.spool = Spool(self.config.spool.directory, fsync=False, format=self.config.spool.format)
         self.maildir = Path(self.config.local.maildir_root)
         self.log = LogCapture()
         logger = logging.getLogger("mailward")

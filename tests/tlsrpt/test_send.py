@@ -135,7 +135,7 @@ def test_send_then_a_real_mailward_delivers_the_report_mail(world, tmp_path):
         check_report(unzip_report(posts[-1].body), domain)
 
     # the spool holds the report mail, marked as a report, with the §5.3 structure
-    spool = Spool(cfg.spool.directory, fsync=False)
+    spool = Spool(cfg.spool.directory, fsync=False, format=cfg.spool.format)
     both = spool.load(queued["both.rpt.test"])
     assert is_report_envelope(both) and both.sender == "postmaster@mx.sender.test"
     assert [r.address for r in both.recipients] == ["tlsrpt@rua.rpt.test"]
@@ -197,7 +197,7 @@ def sender_for(world, base: Path, **tls_rpt):
     cfg = from_dict(settings(world, **tls_rpt) | {"spool": {"directory": str(base / "spool"),
                                                                        "fsync": False}}, base / "mailward.toml")
     store = open_store(cfg)
-    return cfg, store, build_sender(cfg, store, Spool(cfg.spool.directory, fsync=False))
+    return cfg, store, build_sender(cfg, store, Spool(cfg.spool.directory, fsync=False, format=cfg.spool.format))
 
 
 def test_failures_are_retried_and_each_destination_gets_the_report_once(world, tmp_path):
@@ -236,7 +236,7 @@ def test_a_destination_served_is_not_served_again_when_another_fails(world, tmp_
     assert first == [("deferred", "https"), ("queued", "mailto")]
     second = [(o.status, o.rua.split(":")[0]) for o in asyncio.run(sender.send_due(ignore_retry_time=True))]
     assert second == [("sent", "https")]
-    assert len(Spool(cfg.spool.directory, fsync=False).ids()) == 1
+    assert len(Spool(cfg.spool.directory, fsync=False, format=cfg.spool.format).ids()) == 1
     assert store.due() == []
     store.close()
 
@@ -245,7 +245,7 @@ def test_the_server_task_sends_due_reports(world, tmp_path):
     """TlsRpt as the composition root runs it: start() in the event loop, poke(), stop()."""
     cfg = from_dict(settings(world, check_interval=60.0) | {"spool": {"directory": str(tmp_path / "spool"),
                                                                         "fsync": False}}, tmp_path / "mailward.toml")
-    spool = Spool(cfg.spool.directory, fsync=False)
+    spool = Spool(cfg.spool.directory, fsync=False, format=cfg.spool.format)
     queued: list[str] = []
 
     async def run():
@@ -277,7 +277,7 @@ def test_a_stop_lets_the_report_at_hand_finish(world, tmp_path):
     record_day(store, "slow.rpt.test")
 
     async def run():
-        tlsrpt = TlsRpt.from_config(cfg, Spool(cfg.spool.directory, fsync=False), store=store)
+        tlsrpt = TlsRpt.from_config(cfg, Spool(cfg.spool.directory, fsync=False, format=cfg.spool.format), store=store)
         tlsrpt.start()
         deadline = time.time() + 10
         while time.time() < deadline and not world.collector.to("/v1/slow"):
@@ -294,7 +294,7 @@ def test_a_stop_lets_the_report_at_hand_finish(world, tmp_path):
 def test_the_delivery_side_store_is_shared(world, tmp_path):
     """One writable store per folder and process: the service passes delivery's to TlsRpt."""
     cfg, store, _ = sender_for(world, tmp_path)
-    tlsrpt = TlsRpt.from_config(cfg, Spool(cfg.spool.directory, fsync=False), store=store)
+    tlsrpt = TlsRpt.from_config(cfg, Spool(cfg.spool.directory, fsync=False, format=cfg.spool.format), store=store)
     assert tlsrpt.recorder is store and tlsrpt.sender.store is store
     asyncio.run(tlsrpt.stop())
 
