@@ -90,6 +90,8 @@ def delivery_round(folder: Path, fmt: str, threads: int, count: int, size: int) 
         inc = spool.begin(env)
         inc.write(body)
         spool.commit(inc)
+    if fmt == "log":
+        spool.log.writer.seal()     # as when the receiving process is gone: the segment can be retired
     spool = Spool(folder, fsync=True, format=fmt)    # a fresh process's view, as after a restart
     todo = deque(spool.ids())
     lock = threading.Lock()
