@@ -74,7 +74,6 @@ __all__ = ["EX_TEMPFAIL", "PID_FILE", "Envelope", "Incoming", "Recipient", "Spoo
 
 MAGIC = b"MAILWARD-SPOOL 1\n"
 _ID_ALPHABET = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I or O: ids are read aloud
-LOG_LOOK_AGAIN = 1.0     # seconds between two looks for SPOOL/log by a spool writing files
 
 
 def new_queue_id() -> str:
@@ -268,7 +267,6 @@ class Spool:
         self.format = format
         self._log_args = (segment_size, compact_after, log_sync)
         self._log_store = None
-        self._log_looked = -LOG_LOOK_AGAIN   # when a files spool last looked for SPOOL/log
         self._committer: GroupCommitter | None = None
         self._q = os.path.join(str(self.queue), "")   # "SPOOL/queue/": paths as strings (hot paths)
 
@@ -282,15 +280,8 @@ class Spool:
 
     @property
     def log(self):
-        """The log store (:mod:`mailward.spool.logstore`) when this spool writes or holds a log.
-        A files spool without ``log/`` looks again at most every LOG_LOOK_AGAIN seconds (not
-        at every call: that was a stat per spool call)."""
+        """The log store (:mod:`mailward.spool.logstore`) when this spool writes or holds a log."""
         if self._log_store is None:
-            if self.format != "log":
-                now = time.monotonic()
-                if now - self._log_looked < LOG_LOOK_AGAIN:
-                    return None
-                self._log_looked = now
             from mailward.spool.logstore import LogStore
 
             if self.format == "log" or LogStore.present(self.directory):
@@ -299,13 +290,14 @@ class Spool:
 
     def _logged(self, queue_id: str):
         """The log store when ``queue_id`` is not a file in ``queue/`` (then it can only be in
-        the log); None for a file. A message the log's index already holds needs no stat."""
-        log = self.log
-        if log is None:
+        the log); None for a file. A message the log's index already holds needs no stat, and
+        a file needs none of ``log/``."""
+        store = self._log_store
+        if store is not None and queue_id in store.index.where:
+            return store
+        if os.path.exists(self._q + queue_id):
             return None
-        if queue_id in log.index.where or not os.path.exists(self._q + queue_id):
-            return log
-        return None
+        return self.log
 
     @property
     def committer(self) -> GroupCommitter:
