@@ -361,4 +361,6 @@ def test_the_spool_section_chooses_the_format(tmp_path):
     assert segments(tmp_path / "spool") and Spool(tmp_path / "spool").ids() == [qid]
     plain = tmp_path / "plain.toml"
     plain.write_text(default_config_text({"spool": {"directory": str(tmp_path / "other")}}))
+    assert Spool.from_settings(load(plain).spool).format == "log"     # the default
+    plain.write_text(default_config_text({"spool": {"directory": str(tmp_path / "other"), "format": "files"}}))
     assert Spool.from_settings(load(plain).spool).format == "files"
