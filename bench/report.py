@@ -293,7 +293,8 @@ def readme_block(report: dict, stem: str) -> str:
         f"mailward {m.get('mailward', 'working tree')}: "
         f"{m['nproc']} cores ({m['cpu']}), {m['memory_gb']} GB, Linux {m['kernel']}, Python {m['python']}, "
         f"Postfix {m['postfix']}, {m['mailward_openssl']} (mailward) / {m['client_openssl']} (client); "
-        f"{report['duration']:.0f} s per cell, best of {report['rounds']}, the machine shared with other work "
+        f"{report['duration']:.0f} s per cell, {report.get('stat', 'best')} of {report['rounds']} rounds, the machine "
+        f"shared with other work "
         f"(load average {m['loadavg_start']:.1f}–{m.get('loadavg_end', 0):.1f}). "
         f"OpenSSL pair: " + ", ".join(f"{r:.0f}" for r in report.get("openssl", [])) + " full handshakes/s. "
         f"Everything, with latency, RSS and CPU per message for every server: [{stem}.md]({stem}.md).",
