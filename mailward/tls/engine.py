@@ -32,9 +32,15 @@ SECURITY
 from __future__ import annotations
 
 from OpenSSL import SSL
-from OpenSSL._util import ffi as _ffi
-from OpenSSL._util import lib as _lib
-from OpenSSL._util import no_zero_allocator as _alloc
+
+try:   # pyOpenSSL's own cffi bindings: not a public API, so every use has a public fallback
+    from OpenSSL._util import ffi as _ffi
+    from OpenSSL._util import lib as _lib
+    from OpenSSL._util import no_zero_allocator as _alloc
+    DIRECT = all(hasattr(_lib, name) for name in ("SSL_read", "SSL_write", "BIO_read", "SSL_get_error")) \
+        and hasattr(SSL.Connection, "_raise_ssl_error")
+except ImportError:   # a pyOpenSSL whose internals moved: its public methods, a little slower
+    DIRECT = False
 
 from mailward.tls.context import facts_after_handshake, new_connection
 from mailward.tls.facts import TLSFacts
@@ -50,7 +56,7 @@ _CHUNK = 16384 + 2048
 # read (two per received segment). Anything else is handed to pyOpenSSL's own error
 # translation, so the exceptions raised are the ones its methods raise. The handshake stays
 # with pyOpenSSL (its verify callback reports through the calls it wraps).
-_WANT_READ = _lib.SSL_ERROR_WANT_READ
+_WANT_READ = _lib.SSL_ERROR_WANT_READ if DIRECT else None
 
 
 class TLSFailure(Exception):
@@ -71,6 +77,8 @@ class TLSEngine:
 
     def _drain(self) -> bytes:
         """Every octet OpenSSL has for the peer (an empty memory BIO reads <= 0)."""
+        if not DIRECT:
+            return self._drain_public()
         out = []
         bio, buf = self.conn._from_ssl, _alloc("char[]", _CHUNK)
         while True:
@@ -79,6 +87,18 @@ class TLSEngine:
                 break
             out.append(_ffi.buffer(buf, n)[:])
         return out[0] if len(out) == 1 else b"".join(out)
+
+    def _drain_public(self) -> bytes:
+        out = []
+        while True:
+            try:
+                data = self.conn.bio_read(_CHUNK)
+            except SSL.WantReadError:
+                break
+            if not data:
+                break
+            out.append(data)
+        return b"".join(out)
 
     def start(self) -> bytes:
         """For the client side: the ClientHello to send."""
@@ -111,6 +131,8 @@ class TLSEngine:
                 raise TLSFailure(_reason(err)) from TLSFailureWithOutput(out)
             self.handshake_done = True
             self.facts = facts_after_handshake(self.conn)
+        if not DIRECT:
+            return self._read_public(plain)
         conn = self.conn
         ssl, buf = conn._ssl, _alloc("char[]", _CHUNK)
         while True:
@@ -134,6 +156,21 @@ class TLSEngine:
             break
         return b"".join(plain), self._drain()
 
+    def _read_public(self, plain: list) -> tuple[bytes, bytes]:
+        while True:
+            try:
+                plain.append(self.conn.recv(_CHUNK))
+            except SSL.WantReadError:
+                break
+            except SSL.ZeroReturnError:
+                if plain:
+                    break
+                raise TLSClosed() from None
+            except SSL.Error as err:
+                out = self._drain()  # our alert still goes out
+                raise TLSFailure(_reason(err)) from TLSFailureWithOutput(out)
+        return b"".join(plain), self._drain()
+
     def peer_chain_der(self) -> list[bytes]:
         """The certificates the peer presented, leaf first, in DER (for DANE, RFC 7672 §3, and
         the host-name check of MTA-STS and ``delivery.tls_floor = "verify"``); [] without any."""
@@ -148,6 +185,15 @@ class TLSEngine:
             return []
 
     def encrypt(self, plaintext: bytes) -> bytes:
+        if not DIRECT:
+            view = memoryview(plaintext)
+            while view:
+                try:
+                    n = self.conn.send(view[:16384])
+                except SSL.Error as err:
+                    raise TLSFailure(_reason(err)) from None
+                view = view[n:]
+            return self._drain()
         conn = self.conn
         ssl, done, size = conn._ssl, 0, len(plaintext)
         with _ffi.from_buffer(plaintext) as data:
