@@ -144,15 +144,8 @@ class TLSEngine:
                 break
             try:
                 conn._raise_ssl_error(ssl, n)   # pyOpenSSL's exception for this result
-            except SSL.WantReadError:
-                break
-            except SSL.ZeroReturnError:
-                if plain:
-                    break
-                raise TLSClosed() from None
             except SSL.Error as err:
-                out = self._drain()  # our alert still goes out
-                raise TLSFailure(_reason(err)) from TLSFailureWithOutput(out)
+                self._read_ended(err, plain)
             break
         return b"".join(plain), self._drain()
 
@@ -160,16 +153,23 @@ class TLSEngine:
         while True:
             try:
                 plain.append(self.conn.recv(_CHUNK))
-            except SSL.WantReadError:
-                break
-            except SSL.ZeroReturnError:
-                if plain:
-                    break
-                raise TLSClosed() from None
             except SSL.Error as err:
-                out = self._drain()  # our alert still goes out
-                raise TLSFailure(_reason(err)) from TLSFailureWithOutput(out)
+                self._read_ended(err, plain)
+                break
         return b"".join(plain), self._drain()
+
+    def _read_ended(self, err: SSL.Error, plain: list) -> None:
+        """What ended a read: nothing more for now (return); close_notify (TLSClosed, unless
+        data came first: it is delivered, and the next read ends the same way); anything
+        else TLSFailure, with our alert still to go out."""
+        if isinstance(err, SSL.WantReadError):
+            return
+        if isinstance(err, SSL.ZeroReturnError):
+            if plain:
+                return
+            raise TLSClosed() from None
+        out = self._drain()
+        raise TLSFailure(_reason(err)) from TLSFailureWithOutput(out)
 
     def peer_chain_der(self) -> list[bytes]:
         """The certificates the peer presented, leaf first, in DER (for DANE, RFC 7672 §3, and
