@@ -51,6 +51,8 @@ import dns.message
 import dns.query
 import dns.rcode
 
+from tests.nsd import free_udp_tcp_port as free_port   # also used by the DANE tests and proxy
+
 TOOLS = ("nsd", "unbound", "ldns-keygen", "ldns-signzone")
 
 
@@ -70,21 +72,6 @@ class Zone:
     signed: bool = True
     broken: str = ""                # "", "expired" or "tamper" (see the module docstring)
     tamper: tuple[tuple[str, str], ...] = ()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP on ``host``."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind((host, 0))
-            port = u.getsockname()[1]
-            with socket.socket() as t:
-                try:
-                    t.bind((host, port))
-                    return port
-                except OSError:
-                    continue
-    raise RuntimeError("no free port")
 
 
 def _free_port53_address() -> str | None:
