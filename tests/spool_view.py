@@ -53,8 +53,9 @@ def queued(where) -> list[str]:
 
 def leftovers(where) -> list[str]:
     """What is left of messages: every queued id, and every file in ``queue/`` that belongs to
-    no message of the log (a files-format message's status or hold file goes with it; a log
-    message's stay, marked removed, until its segment is retired). Empty: nothing left behind."""
+    no message of the log (a message's status and hold files go with it; a crash may bring
+    those of a removed log message back until its segment is retired). Empty: nothing left
+    behind."""
     if not (_directory(where) / "queue").is_dir():
         return []
     spool = spool_of(where)

@@ -3,13 +3,19 @@
 Used by :class:`mailward.spool.store.Spool` whenever ``SPOOL/log`` exists (any process reads
 both formats; ``spool.format`` only decides how new messages are written).
 
-* A message in the log is *queued* until ``queue/ID.status`` holds a line with ``"removed"``
-  (:meth:`LogStore.mark_removed`, appended and fsynced like every status line): the segments
-  themselves are never rewritten.
+* A message in the log is *queued* until its queue id is a line of the removal journal of
+  its segment, ``log/.removed-SEGMENT`` (:meth:`LogStore.mark_removed`: appended and
+  fdatasynced, then the message's status and hold files are unlinked at once, so that
+  ``queue/`` keeps only the files of messages still queued — on ext4 creating a file in a
+  folder that keeps thousands costs ~2 ms of kernel time, against ~0.2 ms when each goes at
+  once). The segments themselves are never rewritten. A ``removed`` line in the status file,
+  as written before the journal existed, still counts.
 * A sealed segment (:mod:`mailward.spool.segments`) whose every message is removed is
-  *retired*: unlinked, the ``log/`` folder fsynced, and only then the status and hold files of
-  its messages deleted (a crash in between leaves status files without a message, which
-  :meth:`LogStore.orphans` finds at the next start).
+  *retired*: unlinked, the ``log/`` folder fsynced, the removals of messages that a
+  compaction copied into another segment carried into that segment's journal, and only then
+  its journal and any status and hold files of its messages deleted (a crash in between
+  leaves files without a segment, which :meth:`LogStore.recover` and the spool's recovery
+  delete at the next start).
 * Compaction (:meth:`LogStore.compact`): a sealed segment older than ``compact_after`` seconds
   whose live messages fill less than half of it has them copied into this process's current
   segment (fdatasynced), and is then retired: one long-deferred message does not keep a
@@ -23,7 +29,6 @@ needed it; retiring and compacting are best effort (an error leaves the segment 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import threading
 import time
@@ -35,7 +40,8 @@ from mailward.fsutil import fsync_dir
 from mailward.spool.logwriter import LogIncoming, LogWriter
 from mailward.spool.segments import TMP_PREFIX, Location, LogIndex, is_locked, read_or_empty
 
-REMOVED = b'{"removed": true'   # the start of the line remove() writes (a quoted value cannot look so)
+REMOVED = b'{"removed": true'   # a status file's removal line, as written before the journal (still read)
+JOURNAL_PREFIX = ".removed-"     # log/.removed-SEGMENT: the queue ids removed from SEGMENT, one per line
 RESERVE_NAME = ".reserve"
 RESERVE = 64 * 1024     # octets kept in reserve: room for several hundred removal lines
 
@@ -52,6 +58,9 @@ class LogStore:
         self._q = os.path.join(str(self.queue), "")
         self._writer: LogWriter | None = None
         self._removed: set[str] = set()
+        self._journal_read: dict[str, int] = {}  # segment -> octets of its journal read so far
+        self._journal_lock = threading.Lock()
+        self._journal_named: set[str] = set()   # journals whose folder entry this process fsynced
         self._left: dict[str, set[str]] = {}   # sealed segment -> its messages not yet seen removed
         self._left_lock = threading.Lock()      # removals are settled by several threads at once
         self._last_compact = time.monotonic()
@@ -93,11 +102,51 @@ class LogStore:
 
     # ---- reading -------------------------------------------------------------------------------
     def removed(self, qid: str, status_names: set[str] | None = None) -> bool:
+        """Is ``qid`` removed? With ``status_names`` (a listing of ``queue/``) the journals are
+        taken as read (:meth:`ids` reads them all first); without, the journals of the
+        segments holding ``qid`` are read up to date."""
         if qid in self._removed:
             return True
-        if status_names is not None and f"{qid}.status" not in status_names:
+        if status_names is None:
+            for name in list(self.index.copies.get(qid, ())):
+                self._read_journal(name)
+            if qid in self._removed:
+                return True
+        elif f"{qid}.status" not in status_names:
             return False
         return self._removed_in(qid, read_or_empty(self._q + qid + ".status"))
+
+    def _read_journal(self, name: str) -> None:
+        """Take in what was appended to ``log/.removed-NAME`` since the last look; a line
+        torn by a crash (the append's fdatasync never returned) is not a queue id."""
+        path = self.folder / (JOURNAL_PREFIX + name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            with self._journal_lock:
+                done = self._journal_read.get(name, 0)
+                size = os.fstat(fd).st_size
+                if size <= done:
+                    return
+                new = os.pread(fd, size - done, done)
+                end = new.rfind(b"\n") + 1      # a line still being written is read next time
+                self._journal_read[name] = done + end
+                for line in new[:end].split(b"\n"):
+                    if len(line) == 14:
+                        self._removed.add(line.decode("ascii", "replace"))
+        finally:
+            os.close(fd)
+
+    def _read_journals(self) -> None:
+        try:
+            names = os.listdir(self.folder)
+        except FileNotFoundError:
+            return
+        for n in names:
+            if n.startswith(JOURNAL_PREFIX):
+                self._read_journal(n[len(JOURNAL_PREFIX):])
 
     def _removed_in(self, qid: str, status: bytes) -> bool:
         if REMOVED in status:
@@ -110,23 +159,31 @@ class LogStore:
         queued in the log; None when removed or not in the log."""
         if qid in self._removed:
             return None
+        loc = self._find(qid)
+        if loc is None:
+            return None
+        for name in list(self.index.copies.get(qid, ())):
+            self._read_journal(name)
+        if qid in self._removed:
+            return None
         status = read_or_empty(self._q + qid + ".status")
         if self._removed_in(qid, status):
             return None
-        loc = self._find(qid)
-        return None if loc is None else (loc, status)
+        return loc, status
 
     def ids(self, queue_names: set[str] | None = None) -> list[str]:
         self.index.refresh()
         if queue_names is None:
             queue_names = set(os.listdir(self.queue))
+        self._read_journals()
         # list(): the commit thread of this process may add records meanwhile
         return [q for q in list(self.index.where) if not self.removed(q, queue_names)]
 
     def locate(self, qid: str) -> Location | None:
-        if self.removed(qid):
+        loc = self._find(qid)
+        if loc is None or self.removed(qid):
             return None
-        return self._find(qid)
+        return loc
 
     def _find(self, qid: str) -> Location | None:
         loc = self.index.locate(qid)
@@ -165,43 +222,59 @@ class LogStore:
         return self.index.read_content(loc, chunk_size)
 
     # ---- removing, retiring, compacting ------------------------------------------------------
-    def mark_removed(self, qid: str, durable: bool = True) -> None:
-        """Note that ``qid`` is done (a ``removed`` line in its status file). ``durable=False``
-        when every recipient's final state is already fsynced in that file: then the line only
-        saves work (lost in a power failure, the message loads with every recipient final and
-        is removed again), and it is not fsynced."""
-        line = "\n" + json.dumps({"removed": True, "at": time.time()}) + "\n"
+    def mark_removed(self, qid: str) -> None:
+        """Note that ``qid`` is done: its id appended to the journal of every segment holding
+        it and fdatasynced, then its status and hold files unlinked (no fsync of ``queue/``
+        needed: a file the crash brings back belongs to a removed message and goes when its
+        segment is retired)."""
+        names = sorted(self.index.copies.get(qid, ()))
+        if not names:
+            self.index.refresh()
+            names = sorted(self.index.copies.get(qid, ()))
         try:
-            fd = os.open(self._q + qid + ".status", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                created = os.fstat(fd).st_size == 0    # (or empty: synced as if new)
-                data = memoryview(line.encode())
-                while data:
-                    data = data[os.write(fd, data):]
-                if self.fsync and (durable or created):
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            if created and self.fsync:
-                fsync_dir(self.queue)
+            for name in names:
+                self._journal_append(name, [qid])
         except OSError as err:
             if err.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
             if self.drop_reserve():
-                return self.mark_removed(qid, durable)   # (its line starts anew: a torn try is skipped)
+                return self.mark_removed(qid)   # (its line starts anew: a torn try is skipped)
             # A full file system: the line cannot be written, but retiring the segment frees
             # room and needs no line. If the segment must stay, the removal is not durable.
             self._removed.add(qid)
-            for name in list(self.index.copies.get(qid, ())):
+            for name in names:
                 self.retire(name)
             if qid in self.index.copies:
                 raise
             return
         self._removed.add(qid)
-        for name in list(self.index.copies.get(qid, ())):
+        for suffix in (".status", ".hold"):
+            try:
+                os.unlink(self._q + qid + suffix)
+            except FileNotFoundError:
+                pass
+        for name in names:
             self.retire(name)
         if time.monotonic() - self._last_compact > max(60.0, self.compact_after / 4):
             self.compact()
+
+    def _journal_append(self, name: str, qids: list[str]) -> None:
+        """Append ``qids`` to ``log/.removed-NAME``, durably. Each id is written between two
+        newlines, so that an append torn by a crash spoils no later line."""
+        data = b"".join(b"\n" + q.encode("ascii") + b"\n" for q in qids)
+        fd = os.open(self.folder / (JOURNAL_PREFIX + name), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if self.fsync:
+                os.fdatasync(fd)
+                if name not in self._journal_named:    # (maybe) new: its name must last as well
+                    fsync_dir(self.folder)
+                    self._journal_named.add(name)
+        finally:
+            os.close(fd)
 
     def retire(self, name: str, status_names: set[str] | None = None) -> bool:
         """Unlink a sealed segment whose messages are all removed (or copied to another
@@ -228,6 +301,19 @@ class LogStore:
         if is_locked(path):
             return False
         qids = set(index.by_segment.get(name, ()))
+        # A removed message that a compaction copied into another segment (its removal may
+        # have been journaled here only, while the copy was made) stays removed there.
+        carried: dict[str, list[str]] = {}
+        for q in sorted(qids):
+            others = index.copies.get(q, set()) - {name}
+            if others and self.removed(q):
+                for other in others:
+                    carried.setdefault(other, []).append(q)
+        try:
+            for other, moved in carried.items():
+                self._journal_append(other, moved)
+        except OSError:
+            return False
         self._left.pop(name, None)
         try:
             path.unlink()
@@ -238,6 +324,13 @@ class LogStore:
         except OSError:
             return False
         self.index.forget(name)
+        try:
+            os.unlink(self.folder / (JOURNAL_PREFIX + name))
+        except FileNotFoundError:
+            pass
+        with self._journal_lock:
+            self._journal_read.pop(name, None)
+        self._journal_named.discard(name)
         self.ensure_reserve()
         for q in qids:
             if q not in self.index.copies and not os.path.exists(self._q + q):
@@ -260,6 +353,7 @@ class LogStore:
         now = time.time() if now is None else now
         self.index.refresh()
         names = set(os.listdir(self.queue))
+        self._read_journals()
         done = 0
         for name in self.index.segments():
             path = self.folder / name
@@ -333,9 +427,12 @@ class LogStore:
         for n in entries:
             if n.startswith(TMP_PREFIX) and not is_locked(self.folder / n):
                 (self.folder / n).unlink(missing_ok=True)
+            elif n.startswith(JOURNAL_PREFIX) and n[len(JOURNAL_PREFIX):] not in entries:
+                (self.folder / n).unlink(missing_ok=True)     # its segment was retired
         self.ensure_reserve()
         self.index.refresh()
         names = set(os.listdir(self.queue))
+        self._read_journals()
         for name in self.index.segments():
             self.retire(name, names)
         self.compact()

@@ -22,8 +22,8 @@ before its fdatasync, which was never acknowledged. The same queue id may appear
 segments while a compaction copies a live message forward: both copies are identical, the
 index keeps one.
 
-Whether a message is still queued is not in the segments: ``remove`` appends a ``removed``
-line to ``queue/ID.status`` (see :mod:`mailward.spool.store`). Failure behaviour: reading never
+Whether a message is still queued is not in the segments: ``remove`` appends its queue id
+to the segment's removal journal, ``log/.removed-NAME`` (see :mod:`mailward.spool.logstore`). Failure behaviour: reading never
 raises for a damaged segment (the damaged part is the end of it); OSError from the file
 system surfaces to the caller, except a segment that vanished (retired meanwhile), which is
 simply gone.

@@ -455,20 +455,8 @@ class Spool:
         """Drop a message whose recipients are all final."""
         log = self._logged(queue_id)
         if log is not None:
-            # one read of the status file and the envelope: is it still queued, and is every
-            # recipient's final state already fsynced there (then the removal line needs none)?
-            try:
-                raw, _, status = log.envelope_and_status(queue_id)
-            except FileNotFoundError:
-                return      # not in the log, or removed already
-            except OSError:
-                raw, status = b"", None
-            try:
-                env = _apply_status(Envelope.from_json(raw), status) if status is not None else None
-                settled = env is not None and all(r.final for r in env.recipients)
-            except (ValueError, KeyError, TypeError):
-                settled = False
-            log.mark_removed(queue_id, durable=not settled)
+            if log.locate(queue_id) is not None:    # (not in the log, or removed already: nothing to do)
+                log.mark_removed(queue_id)
             return
         for suffix in ("", ".status", ".hold"):
             (self.queue / f"{queue_id}{suffix}").unlink(missing_ok=True)

@@ -147,8 +147,9 @@ def _kill9_tree(mta) -> None:
 
 def _queued(spool: Path) -> list[str]:
     """What is still in the spool: every file in queue/ (a message, or the status or hold file
-    of one) — or, once a log exists (spool.format = "log", where status files of removed
-    messages stay until their segment is retired), the queue ids the spool still lists."""
+    of one) — or, once a log exists (spool.format = "log", where a crash may bring the status
+    file of a removed message back until its segment is retired), the queue ids the spool
+    still lists."""
     if (spool / "log").is_dir():
         from mailward.spool.store import Spool
 

@@ -270,24 +270,78 @@ def test_an_idle_writer_closes_its_segment(tmp_path, monkeypatch):
     assert segments(tmp_path) != [seg] and Spool(tmp_path).ids() == [second]
 
 
-def test_a_lost_removal_line_leaves_a_settled_message_that_is_removed_again(tmp_path):
-    """The removed line of a delivered message is not fsynced (its final states are): if a
-    power failure loses it, the message comes back with every recipient final, and the
-    runner removes it at start (deliver/runner.py, _due_from_history)."""
+def test_a_crash_before_the_removal_leaves_a_settled_message_that_is_removed_again(tmp_path):
+    """Every recipient's final state is fsynced before the removal is journaled: a crash in
+    between brings the message back with every recipient final, and the runner removes it at
+    start (deliver/runner.py, _due_from_history)."""
     spool = Spool(tmp_path, format="log")
     qid = message(spool, body(100), rcpts=2)
     spool.record(qid, 0, "delivered", "250 ok", 1)
     spool.record(qid, 1, "bounced", "550 no", 1)
-    spool.remove(qid)
-    status = tmp_path / "queue" / f"{qid}.status"
-    assert Spool(tmp_path).ids() == []
-    status.write_bytes(b"".join(line + b"\n" for line in status.read_bytes().splitlines()
-                                if b'"removed"' not in line))
     again = Spool(tmp_path)
     assert again.ids() == [qid]
     assert [r.state for r in again.load(qid).recipients] == ["delivered", "bounced"]
     again.remove(qid)
+    assert Spool(tmp_path).ids() == [] and spool.ids() == [] and not spool.exists(qid)
+
+
+def test_a_removal_is_a_journal_line_and_the_message_files_go_at_once(tmp_path):
+    """remove(): the queue id goes to log/.removed-SEGMENT (fdatasynced) and the message's
+    status and hold files are unlinked then, not when the segment is retired; a reader in
+    another process sees the removal; a line torn by a crash is no removal; a status file's
+    removal line (the form before the journal) still counts."""
+    ids = child_writes(tmp_path, [100, 100, 100, 100])
+    (seg,) = segments(tmp_path)
+    spool = Spool(tmp_path)
+    spool.record(ids[0], 0, "deferred", "451 later", 1)
+    spool.hold(ids[0])
+    spool.remove(ids[0])
+    journal = tmp_path / "log" / f".removed-{seg}"
+    assert journal.read_bytes() == f"\n{ids[0]}\n".encode()
+    assert os.listdir(tmp_path / "queue") == []
+    assert Spool(tmp_path).ids() == ids[1:] and not Spool(tmp_path).exists(ids[0])
+    with open(journal, "ab") as f:                          # an append torn by a crash...
+        f.write(ids[1][:9].encode())
+    assert Spool(tmp_path).ids() == ids[1:]
+    spool.remove(ids[2])                                    # ...spoils no later line
+    assert Spool(tmp_path).ids() == [ids[1], ids[3]]
+    (tmp_path / "queue" / f"{ids[3]}.status").write_bytes(b'{"removed": true, "at": 1}\n')
+    assert Spool(tmp_path).ids() == [ids[1]]
+    spool.remove(ids[1])
+    assert segments(tmp_path) == [] and not journal.exists() and os.listdir(tmp_path / "queue") == []
+
+
+def test_a_removal_journaled_beside_a_compaction_copy_follows_the_copy(tmp_path):
+    """A message removed while a compaction copies it forward may be journaled for the old
+    segment only: retiring that segment carries the removal into the copy's journal, so the
+    copy does not come back at the next start."""
+    ids = child_writes(tmp_path, [4000] * 4)
+    (old,) = segments(tmp_path)
+    spool = Spool(tmp_path, format="log", compact_after=0)
+    for qid in ids[1:]:
+        spool.remove(qid)
+    spool.log._copy_forward(old, [(ids[0], spool.log.index.where[ids[0]])])     # the copy is made...
+    spool.log.writer.seal()
+    (new,) = set(segments(tmp_path)) - {old}
+    spool.log._journal_append(old, [ids[0]])                # ...while the removal names the old segment
     assert Spool(tmp_path).ids() == []
+    assert spool.log.retire(old, set())
+    assert segments(tmp_path) == [new] and not (tmp_path / "log" / f".removed-{old}").exists()
+    assert (tmp_path / "log" / f".removed-{new}").read_bytes() == f"\n{ids[0]}\n".encode()
+    fresh = Spool(tmp_path)
+    fresh.recover()
+    assert fresh.ids() == [] and segments(tmp_path) == []
+
+
+def test_recover_drops_the_journal_of_a_retired_segment(tmp_path):
+    """A crash after a segment was unlinked and before its journal was: the next start
+    deletes the journal (its segment's messages are all gone)."""
+    ids = child_writes(tmp_path, [100])
+    (seg,) = segments(tmp_path)
+    (tmp_path / "log" / ".removed-GONE-0001").write_bytes(b"\nAAAAAAAAAAAAAA\n")
+    Spool(tmp_path).recover()
+    assert not (tmp_path / "log" / ".removed-GONE-0001").exists()
+    assert Spool(tmp_path).ids() == ids and segments(tmp_path) == [seg]
 
 
 @pytest.fixture
