@@ -482,9 +482,15 @@ class Outbound:
         while True:
             ev = await session.event()
             if isinstance(ev, C.SendContent):
+                # written in pieces of at least 64 KiB, the last with the final dot: a small
+                # message is one TLS record and one send, not two
+                pending = 0
                 for chunk in transfer.content():
                     core.send_content(chunk)
-                    await session.write(core.data_to_send())
+                    pending += len(chunk)
+                    if pending >= 1 << 16:
+                        await session.write(core.data_to_send())
+                        pending = 0
                 core.end_content()
                 continue
             if isinstance(ev, C.TransactionDone):
