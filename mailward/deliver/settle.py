@@ -6,7 +6,8 @@ per kind of notice (:mod:`mailward.deliver.bounce`: failures, expiry, an optiona
 warning, success notices when NOTIFY asks and the next hop did not take DSN, RFC 3461 §5.2.2;
 never to the null sender, RFC 5321 §4.5.5), records every result in the spool and logs it as
 sendmail does (``to=<u@x>, delay=..., xdelay=..., mailer=esmtp, relay=mx. [addr], dsn=5.1.1,
-stat=...``), and removes the message once every recipient is final.
+stat=...``), and removes the message once every recipient is final — when this attempt makes
+them all final, the removal is the only write (no status line for a message about to go).
 
 Failure behaviour: the DSNs are durable before the bounces they report are recorded — a
 crash in between reports twice at worst; a DSN that cannot be queued leaves its recipients as
@@ -25,7 +26,7 @@ from mailward.deliver.enqueue import enqueue
 from mailward.deliver.results import Delivered, Result, settle, duration
 from mailward.smtp.parse import printable_address
 from mailward.spool.queue import Queue
-from mailward.spool.store import Envelope
+from mailward.spool.store import FINAL_STATES, Envelope
 
 DELAY_NOTED = " (delay DSN sent)"
 
@@ -102,13 +103,26 @@ def record_attempt(ctx: Settling, qid: str, env: Envelope, results: dict[int, Re
         log.info(qid, stat="deleted from the queue during delivery")
         return 0
     queued, unsent = _send_notices(ctx, qid, env, _reports(ctx, env, decided, now), now)
+    # When this attempt settles every recipient still open, removing the message is the one
+    # durable write it needs: a status line per recipient first would cost a file creation
+    # and an fsync for a file deleted a moment later (a crash before the removal sends the
+    # message again either way).
+    finishing = (all(d.state in FINAL_STATES and not (d.action in unsent and d.state == "bounced") for d in decided)
+                 and all(r.final for i, r in enumerate(env.recipients) if i not in results))
+    if finishing:
+        try:
+            ctx.spool.remove(qid)
+        except OSError as err:
+            log.event(40, qid, stat=f"cannot remove the delivered message (its results are recorded instead): {err}")
+            finishing = False
     for d in decided:
         rcpt = env.recipients[d.index]
         if d.action in unsent and d.state == "bounced":
             continue   # its DSN could not be queued: leave it to the next attempt
         detail = d.detail + (DELAY_NOTED if d.action == "delayed" and d.action not in unsent else "")
         try:
-            ctx.spool.record(qid, d.index, d.state, detail, rcpt.attempts + 1)
+            if not finishing:
+                ctx.spool.record(qid, d.index, d.state, detail, rcpt.attempts + 1)
         except OSError as err:
             log.event(40, qid, to=f"<{printable_address(rcpt.address)}>",
                       stat=f"cannot record the result: {err}")
@@ -120,6 +134,8 @@ def record_attempt(ctx: Settling, qid: str, env: Envelope, results: dict[int, Re
     for new, text in queued:   # sendmail's form: "QID: DSNQID: DSN: User unknown"
         log.logger.log(20, f"{qid}: {new}: DSN: {text}", extra={"fields": {"dsn": new, "stat": text}, "qid": qid})
         new_ids.append(new)   # submitted by the caller, in the event loop
+    if finishing:
+        return 0
     if all(r.final for r in env.recipients):
         ctx.spool.remove(qid)
         return 0

@@ -93,6 +93,9 @@ def new_queue_id() -> str:
     return "".join(reversed(stamp)) + "".join(tail)
 
 
+FINAL_STATES = ("delivered", "bounced")   # a recipient in one of these is done
+
+
 @dataclass
 class Recipient:
     address: str
@@ -103,7 +106,7 @@ class Recipient:
 
     @property
     def final(self) -> bool:
-        return self.state in ("delivered", "bounced")
+        return self.state in FINAL_STATES
 
 
 @dataclass
