@@ -265,6 +265,10 @@ class LogStore:
         fd = os.open(self.folder / (JOURNAL_PREFIX + name), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
                      0o600)
         try:
+            if os.geteuid() == 0:      # root's `mailward queue delete`: the server must append to it later
+                owner, st = os.stat(self.folder), os.fstat(fd)
+                if (st.st_uid, st.st_gid) != (owner.st_uid, owner.st_gid):
+                    os.fchown(fd, owner.st_uid, owner.st_gid)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]

@@ -294,3 +294,44 @@ def test_a_spool_out_of_the_accounts_reach_is_one_line(reachable, runtime):
     assert out.stderr == (f"mailward: {private}/spool: spool.directory is out of reach of server.user {USER}: its "
                           f"folder {private} cannot be searched after the privilege drop; fix: chown {USER} "
                           f"{private} (or chmod o+x {private})\n")
+
+
+def test_a_removal_by_root_leaves_a_journal_the_server_can_append_to(reachable, runtime, pki):
+    """`mailward queue delete` run by root while the server runs as server.user journals the
+    removal in a file the server must append to when it removes the next message of the same
+    segment: the journal is handed to the log folder's owner, and that delivery goes through."""
+    pw = pwd.getpwnam(USER)
+    mta = reachable({"server": {"reverse_lookup": False}, "spool": {"format": "log"}}, runtime,
+                    {"user": USER}, start=False)
+    from mailward.spool.store import Envelope, Recipient, Spool, new_queue_id
+    spool = Spool(mta.spool, fsync=False, format="log")      # one segment, written by root
+    ids = []
+    for user in ("gone", "kept"):
+        env = Envelope(new_queue_id(), "old@client.test", {}, [Recipient(f"{user}@localhost")], time.time())
+        incoming = spool.begin(env)
+        incoming.write(f"Subject: {user}\r\n\r\nbody\r\n".encode())
+        spool.commit(incoming)
+        spool.hold(env.queue_id)
+        ids.append(env.queue_id)
+    with spool.log.writer.lock:
+        spool.log.writer.seal()
+    (segment,) = [n for n in os.listdir(mta.spool / "log") if not n.startswith(".")]
+    mta.start()
+
+    def queue_cmd(*args: str) -> None:
+        done = subprocess.run([sys.executable, "-m", "mailward", "queue", "-c", str(mta.config), *args],
+                              capture_output=True, text=True, timeout=30, cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+
+    queue_cmd("delete", ids[0])                              # as root
+    journal = mta.spool / "log" / f".removed-{segment}"
+    assert owner(journal) == (pw.pw_uid, pw.pw_gid)
+    queue_cmd("release", ids[1])
+    queue_cmd("flush")
+    assert "Subject: kept" in mta.wait_mail("kept", 1)[0].read_text()
+    deadline = time.time() + 10
+    while queued(mta) and time.time() < deadline:
+        time.sleep(0.05)
+    assert queued(mta) == [] and not (mta.spool / "log" / segment).exists()
+    assert "Permission denied" not in mta.log_text() and "Traceback" not in mta.log_text()
+    assert not (mta.maildir / "gone").exists()
