@@ -11,11 +11,14 @@ both formats; ``spool.format`` only decides how new messages are written).
   once). The segments themselves are never rewritten. A ``removed`` line in the status file,
   as written before the journal existed, still counts.
 * A sealed segment (:mod:`mailward.spool.segments`) whose every message is removed is
-  *retired*: unlinked, the ``log/`` folder fsynced, the removals of messages that a
-  compaction copied into another segment carried into that segment's journal, and only then
-  its journal and any status and hold files of its messages deleted (a crash in between
-  leaves files without a segment, which :meth:`LogStore.recover` and the spool's recovery
-  delete at the next start).
+  *retired*: the removals of messages that a compaction copied into another segment carried
+  into that segment's journal, the segment unlinked and ``log/`` fsynced, removals journaled
+  meanwhile by another process carried too, and only then its journal and any status and
+  hold files of its messages deleted. A removal that finds one of its segments gone looks
+  for copies again, and :meth:`LogStore.recover` carries what a journal without a segment
+  (a crash inside a retirement) still holds before deleting it: a removal racing a
+  compaction, in this process or another, reaches the copy. A journal created by root (the
+  queue commands) is handed to the owner of ``log/``.
 * Compaction (:meth:`LogStore.compact`): a sealed segment older than ``compact_after`` seconds
   whose live messages fill less than half of it has them copied into this process's current
   segment (fdatasynced), and is then retired: one long-deferred message does not keep a
@@ -23,7 +26,9 @@ both formats; ``spool.format`` only decides how new messages are written).
   ``log/`` compacts (a root CLI must not leave segments the server cannot read).
 
 Failure behaviour: OSError from the file system surfaces to the caller of the operation that
-needed it; retiring and compacting are best effort (an error leaves the segment for later).
+needed it; a full file system gives up ``log/.reserve`` once for a journal line; retiring and
+compacting are best effort (an error leaves the segment for later) and never fail a removal
+that is already durable.
 """
 
 from __future__ import annotations
@@ -61,6 +66,10 @@ class LogStore:
         self._journal_read: dict[str, int] = {}  # segment -> octets of its journal read so far
         self._journal_lock = threading.Lock()
         self._journal_named: set[str] = set()   # journals whose folder entry this process fsynced
+        # Held while a removal picks its segments and journals it, and while a retirement
+        # carries removals forward and unlinks the segment and its journal: a removal racing
+        # a compaction's copy is then journaled where the copy lies.
+        self._remove_lock = threading.RLock()
         self._left: dict[str, set[str]] = {}   # sealed segment -> its messages not yet seen removed
         self._left_lock = threading.Lock()      # removals are settled by several threads at once
         self._last_compact = time.monotonic()
@@ -116,26 +125,26 @@ class LogStore:
             return False
         return self._removed_in(qid, read_or_empty(self._q + qid + ".status"))
 
-    def _read_journal(self, name: str) -> None:
-        """Take in what was appended to ``log/.removed-NAME`` since the last look; a line
-        torn by a crash (the append's fdatasync never returned) is not a queue id."""
+    def _read_journal(self, name: str) -> set[str]:
+        """Take in what was appended to ``log/.removed-NAME`` since the last look (returned);
+        a line torn by a crash (the append's fdatasync never returned) is not a queue id."""
         path = self.folder / (JOURNAL_PREFIX + name)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            return
+            return set()
         try:
             with self._journal_lock:
                 done = self._journal_read.get(name, 0)
                 size = os.fstat(fd).st_size
                 if size <= done:
-                    return
+                    return set()
                 new = os.pread(fd, size - done, done)
                 end = new.rfind(b"\n") + 1      # a line still being written is read next time
                 self._journal_read[name] = done + end
-                for line in new[:end].split(b"\n"):
-                    if len(line) == 14:
-                        self._removed.add(line.decode("ascii", "replace"))
+                got = {line.decode("ascii", "replace") for line in new[:end].split(b"\n") if len(line) == 14}
+                self._removed |= got
+                return got
         finally:
             os.close(fd)
 
@@ -227,41 +236,65 @@ class LogStore:
         it and fdatasynced, then its status and hold files unlinked (no fsync of ``queue/``
         needed: a file the crash brings back belongs to a removed message and goes when its
         segment is retired)."""
-        names = sorted(self.index.copies.get(qid, ()))
-        if not names:
-            self.index.refresh()
+        with self._remove_lock:
             names = sorted(self.index.copies.get(qid, ()))
-        try:
-            for name in names:
-                self._journal_append(name, [qid])
-        except OSError as err:
-            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            if self.drop_reserve():
-                return self.mark_removed(qid)   # (its line starts anew: a torn try is skipped)
-            # A full file system: the line cannot be written, but retiring the segment frees
-            # room and needs no line. If the segment must stay, the removal is not durable.
+            if not names:
+                self.index.refresh()
+                names = sorted(self.index.copies.get(qid, ()))
+            try:
+                for name in names:
+                    self._journal_append(name, [qid])
+                if any(not os.path.exists(self.folder / n) for n in names):
+                    # another process retired one meanwhile: a compaction copy may lie elsewhere
+                    self.index.refresh()
+                    for name in sorted(self.index.copies.get(qid, set()) - set(names)):
+                        self._journal_append(name, [qid])
+            except OSError as err:
+                if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                if self.drop_reserve():
+                    return self.mark_removed(qid)   # (its line starts anew: a torn try is skipped)
+                # A full file system: the line cannot be written, but retiring the segment
+                # frees room. If the segment must stay, the removal is not durable.
+                self._removed.add(qid)
+                for name in names:
+                    self._retire_quietly(name)
+                if qid in self.index.copies:
+                    raise
+                return
             self._removed.add(qid)
-            for name in names:
-                self.retire(name)
-            if qid in self.index.copies:
-                raise
-            return
-        self._removed.add(qid)
         for suffix in (".status", ".hold"):
             try:
                 os.unlink(self._q + qid + suffix)
             except FileNotFoundError:
                 pass
+        # The removal is durable: what follows frees room and never fails the removal.
         for name in names:
-            self.retire(name)
+            self._retire_quietly(name)
         if time.monotonic() - self._last_compact > max(60.0, self.compact_after / 4):
-            self.compact()
+            try:
+                self.compact()
+            except OSError:
+                pass
+
+    def _retire_quietly(self, name: str) -> None:
+        try:
+            self.retire(name)
+        except OSError:
+            pass      # left for a later removal or the next start
 
     def _journal_append(self, name: str, qids: list[str]) -> None:
         """Append ``qids`` to ``log/.removed-NAME``, durably. Each id is written between two
         newlines, so that an append torn by a crash spoils no later line."""
         data = b"".join(b"\n" + q.encode("ascii") + b"\n" for q in qids)
+        try:
+            self._journal_write(name, data)
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT) or not self.drop_reserve():
+                raise
+            self._journal_write(name, data)    # (a torn first try spoils no line: see above)
+
+    def _journal_write(self, name: str, data: bytes) -> None:
         fd = os.open(self.folder / (JOURNAL_PREFIX + name), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
                      0o600)
         try:
@@ -304,37 +337,39 @@ class LogStore:
                 return False             # a message is queued only here
         if is_locked(path):
             return False
-        qids = set(index.by_segment.get(name, ()))
-        # A removed message that a compaction copied into another segment (its removal may
-        # have been journaled here only, while the copy was made) stays removed there.
-        carried: dict[str, list[str]] = {}
-        for q in sorted(qids):
-            others = index.copies.get(q, set()) - {name}
-            if others and self.removed(q):
-                for other in others:
-                    carried.setdefault(other, []).append(q)
-        try:
-            for other, moved in carried.items():
-                self._journal_append(other, moved)
-        except OSError:
-            return False
-        self._left.pop(name, None)
-        try:
-            path.unlink()
+        with self._remove_lock:
+            qids = set(index.by_segment.get(name, ()))
+            # A removed message that a compaction copied into another segment (its removal
+            # may have been journaled here only, while the copy was made) stays removed there.
+            try:
+                carried = self._carry(name, qids, set())
+            except OSError:
+                return False
+            self._left.pop(name, None)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return False
             if self.fsync:
                 fsync_dir(self.folder)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            return False
-        self.index.forget(name)
-        try:
-            os.unlink(self.folder / (JOURNAL_PREFIX + name))
-        except FileNotFoundError:
-            pass
-        with self._journal_lock:
-            self._journal_read.pop(name, None)
-        self._journal_named.discard(name)
+            # another process may have journaled a removal here meanwhile (it finds this
+            # segment gone and journals the copy too, but only after its append)
+            keep_journal = False
+            try:
+                self._carry(name, qids, carried)
+            except OSError:
+                keep_journal = True      # the next start carries it (recover)
+            self.index.forget(name)
+            if not keep_journal:
+                try:
+                    os.unlink(self.folder / (JOURNAL_PREFIX + name))
+                except FileNotFoundError:
+                    pass
+                with self._journal_lock:
+                    self._journal_read.pop(name, None)
+                self._journal_named.discard(name)
         self.ensure_reserve()
         for q in qids:
             if q not in self.index.copies and not os.path.exists(self._q + q):
@@ -345,6 +380,20 @@ class LogStore:
                         pass
                 self._removed.discard(q)
         return True
+
+    def _carry(self, name: str, qids: set[str], done: set[str]) -> set[str]:
+        """Journal, in the other segments holding them, the removals of ``qids`` that are
+        journaled in ``name`` (all but ``done``); returns the ids carried, ``done`` included."""
+        self._read_journal(name)
+        carried: dict[str, list[str]] = {}
+        for q in sorted(qids - done):
+            others = self.index.copies.get(q, set()) - {name}
+            if others and self.removed(q):
+                for other in others:
+                    carried.setdefault(other, []).append(q)
+        for other, moved in carried.items():
+            self._journal_append(other, moved)
+        return done | {q for moved in carried.values() for q in moved}
 
     def compact(self, now: float | None = None) -> int:
         """Copy the live messages of old, mostly empty segments forward; returns segments retired."""
@@ -431,10 +480,17 @@ class LogStore:
         for n in entries:
             if n.startswith(TMP_PREFIX) and not is_locked(self.folder / n):
                 (self.folder / n).unlink(missing_ok=True)
-            elif n.startswith(JOURNAL_PREFIX) and n[len(JOURNAL_PREFIX):] not in entries:
-                (self.folder / n).unlink(missing_ok=True)     # its segment was retired
         self.ensure_reserve()
         self.index.refresh()
+        for n in entries:
+            if n.startswith(JOURNAL_PREFIX) and n[len(JOURNAL_PREFIX):] not in entries:
+                # its segment was retired: a removal in it of a message copied elsewhere is
+                # journaled there first (a crash inside a retirement), then it goes
+                orphan = n[len(JOURNAL_PREFIX):]
+                self._carry(orphan, self._read_journal(orphan) & set(self.index.copies), set())
+                (self.folder / n).unlink(missing_ok=True)
+                with self._journal_lock:
+                    self._journal_read.pop(orphan, None)
         names = set(os.listdir(self.queue))
         self._read_journals()
         for name in self.index.segments():

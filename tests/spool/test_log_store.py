@@ -418,3 +418,87 @@ def test_the_spool_section_chooses_the_format(tmp_path):
     assert Spool.from_settings(load(plain).spool).format == "log"     # the default
     plain.write_text(default_config_text({"spool": {"directory": str(tmp_path / "other"), "format": "files"}}))
     assert Spool.from_settings(load(plain).spool).format == "files"
+
+
+def test_a_removal_racing_a_compaction_in_the_same_process_stays_removed(tmp_path, monkeypatch):
+    """A settle thread has picked the segments of a message (only the old one) when a
+    compaction copies it forward and retires the old segment: the removal still reaches the
+    copy's journal (the removal sees its segment gone and looks again)."""
+    from mailward.spool import logstore
+
+    victim, _, filler = child_writes(tmp_path, [100, 100, 200_000])
+    spool = Spool(tmp_path, format="log", compact_after=0)
+    spool.ids()
+    spool.remove(filler)
+    append = logstore.LogStore._journal_append
+    armed = [True]
+
+    def compaction_first(self, name, qids):
+        if qids == [victim] and armed[0]:
+            armed[0] = False
+            spool.log.compact(now=time.time() + 10)
+        return append(self, name, qids)
+
+    monkeypatch.setattr(logstore.LogStore, "_journal_append", compaction_first)
+    spool.remove(victim)
+    monkeypatch.setattr(logstore.LogStore, "_journal_append", append)
+    assert victim not in spool.ids()
+    fresh = Spool(tmp_path, format="log")
+    fresh.recover()
+    assert victim not in fresh.ids() and len(fresh.ids()) == 1
+
+
+def test_a_removal_by_another_process_during_a_retirement_is_carried(tmp_path, monkeypatch):
+    """`mailward queue delete` (another process, whose index knows only the old segment)
+    journals its removal there right after the server's compaction copied the message and
+    unlinked the old segment: the server carries it to the copy before dropping the journal."""
+    from mailward.spool import logstore
+
+    victim, _, filler = child_writes(tmp_path, [100, 100, 200_000])
+    server = Spool(tmp_path, format="log", compact_after=0)
+    server.ids()
+    server.remove(filler)
+    (old,) = segments(tmp_path)
+    cli = Spool(tmp_path, format="log")
+    assert cli.exists(victim)
+    append, fsync_dir = logstore.LogStore._journal_append, logstore.fsync_dir
+
+    def cli_append(self, name, qids):
+        if self is not cli.log:
+            return append(self, name, qids)
+
+        def after_the_unlink(path):
+            fsync_dir(path)
+            if not (tmp_path / "log" / old).exists() and armed:
+                armed.clear()
+                append(self, name, qids)           # the CLI's append lands now
+        armed = [True]
+        monkeypatch.setattr(logstore, "fsync_dir", after_the_unlink)
+        server.log.compact(now=time.time() + 10)
+        monkeypatch.setattr(logstore, "fsync_dir", fsync_dir)
+
+    monkeypatch.setattr(logstore.LogStore, "_journal_append", cli_append)
+    cli.remove(victim)
+    monkeypatch.setattr(logstore.LogStore, "_journal_append", append)
+    assert old not in segments(tmp_path)
+    assert victim not in server.ids()
+    fresh = Spool(tmp_path, format="log")
+    fresh.recover()
+    assert victim not in fresh.ids() and len(fresh.ids()) == 1
+
+
+def test_recover_carries_an_orphan_journal_to_the_copy(tmp_path):
+    """A crash inside a retirement after the old segment was unlinked and before its
+    journal's removals reached the copy's: the next start carries them, then drops it."""
+    ids = child_writes(tmp_path, [4000] * 3)
+    (old,) = segments(tmp_path)
+    spool = Spool(tmp_path, format="log", compact_after=0)
+    spool.ids()
+    spool.log._copy_forward(old, [(ids[0], spool.log.index.where[ids[0]])])
+    spool.log.writer.seal()
+    journal = tmp_path / "log" / f".removed-{old}"
+    journal.write_bytes("".join(f"\n{q}\n" for q in ids).encode())     # all removed, journaled here
+    (tmp_path / "log" / old).unlink()                      # the crash: the journal is left
+    fresh = Spool(tmp_path)
+    fresh.recover()
+    assert not journal.exists() and fresh.ids() == [] and Spool(tmp_path).ids() == []
