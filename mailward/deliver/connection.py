@@ -50,7 +50,8 @@ class OutboundConnection:
 
     async def _read(self, timeout: float) -> bytes:
         while True:
-            raw = await asyncio.wait_for(self.reader.read(65536), timeout)
+            async with asyncio.timeout(timeout):    # (wait_for would make a task per read)
+                raw = await self.reader.read(65536)
             if not raw or not self.engine:
                 return raw
             plain, out = self.engine.feed(raw)
