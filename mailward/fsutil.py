@@ -27,6 +27,36 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_atomically(path: Path, data: bytes, mode: int | None = None,
+                     owner: tuple[int, int] | None = None) -> None:
+    """Replace ``path`` by ``data`` whole or not at all: a temporary file in the same folder
+    given its mode and owner first (mkstemp's 0600 when ``mode`` is None), written and
+    fsynced, renamed over ``path``, then the folder fsynced. Raises OSError (the temporary
+    file removed)."""
+    import tempfile
+
+    path = Path(path)
+    folder = path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        if mode is not None:
+            os.fchmod(fd, mode)
+        if owner is not None:
+            os.fchown(fd, *owner)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(folder)
+
+
 _OPEN_ENTRY = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 

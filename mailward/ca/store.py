@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -28,6 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from mailward.config import ConfigError
+from mailward.fsutil import write_atomically
 
 
 class CAError(ConfigError):
@@ -119,27 +119,12 @@ def load_private_key(path: Path, passphrase: bytes | None = None, what: str = "p
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` via temp file + fsync + rename; the final mode is set first."""
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+        write_atomically(path, data, mode)
     except FileNotFoundError:
-        raise CAError(f"{path}: the folder {folder} does not exist") from None
+        raise CAError(f"{path}: the folder {path.parent} does not exist") from None
     except OSError as err:
         raise CAError(f"{path}: cannot write: {err.strerror}") from None
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(err, OSError):
-            raise CAError(f"{path}: cannot write: {err.strerror}") from None
-        raise
-    fsync_dir(folder)
 
 
 def fsync_dir(folder: Path) -> None:

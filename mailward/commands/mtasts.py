@@ -26,7 +26,7 @@ from pathlib import Path
 
 from mailward import config as config_mod
 from mailward.config import ConfigError
-from mailward.mtasts.cache import write_atomically
+from mailward.fsutil import write_atomically
 from mailward.mtasts.fetch import policy_url
 from mailward.mtasts.lookup import MtaSts, mx_allowed
 from mailward.mtasts.policy import MAX_AGE_LIMIT, MODES, StsPolicy, normalize_host, normalize_pattern, parse_policy

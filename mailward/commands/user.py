@@ -30,7 +30,6 @@ import getpass
 import os
 import stat
 import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -138,31 +137,15 @@ def _read(path: Path, *, missing_ok: bool) -> tuple[list[str], dict]:
 
 def _write(path: Path, lines: list[str]) -> None:
     """Replace the file atomically, keeping its mode and owner (0640 and ours when new)."""
-    from mailward.fsutil import fsync_dir
+    from mailward.fsutil import write_atomically
 
     try:
         st = os.stat(path)
         mode, owner = stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid)
     except FileNotFoundError:
         mode, owner = NEW_FILE_MODE, None
-    folder = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        os.fchmod(fd, mode)
-        if owner is not None and os.geteuid() == 0:
-            os.fchown(fd, *owner)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(line + "\n" for line in lines))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(folder)
+    write_atomically(path, "".join(line + "\n" for line in lines).encode("utf-8"), mode,
+                     owner if os.geteuid() == 0 else None)
 
 
 def _entry_line(lines: list[str], name: str) -> int | None:

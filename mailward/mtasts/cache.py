@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 
 from mailward import log
-from mailward.fsutil import fsync_dir
+from mailward.fsutil import write_atomically
 from mailward.mtasts.policy import MAX_AGE_LIMIT, MODES, StsPolicy
 
 FORMAT_VERSION = 1
@@ -135,22 +133,3 @@ def load_file(path: Path, now: float) -> dict[str, StsPolicy]:
 def _warn(path: Path, text: str) -> None:
     log.event(logging.WARNING, mta_sts="cache", file=str(path),
               **{"error:": f"{text}; the cache starts empty and will be rewritten"})
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """temp file in the same folder + fsync + rename + fsync of the folder."""
-    folder = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(folder)
