@@ -55,6 +55,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from mailward import log
+from mailward.fsutil import fsync_dir
 from mailward.tlsrpt.results import POLICY_TYPES, RESULT_TYPES
 
 SNAPSHOT = "counts.json"
@@ -431,7 +432,7 @@ class TlsRptStore:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path / SNAPSHOT)
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
             new = self.generation + 1
             fd = os.open(self._journal_path(new), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as err:
@@ -462,11 +463,3 @@ def _why(err: Exception) -> str:
     if isinstance(err, OSError):
         return err.strerror or str(err)
     return f"{type(err).__name__}: {err}"[:120]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
