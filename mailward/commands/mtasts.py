@@ -113,7 +113,7 @@ def cmd_publish(args) -> int:
                   "; certificate for its name; start with --mode testing if unsure.\n")
     if args.write:
         try:
-            write_atomically(args.write, policy.text().encode("ascii"))
+            write_atomically(args.write, policy.text().encode("ascii"), 0o644)   # served by a web server
         except OSError as err:
             raise _usage(f"{args.write}: cannot write the policy file: {err.strerror or err}") from None
         print(f"\n; policy file written to {args.write}")

@@ -133,6 +133,8 @@ class LogStore:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return set()
+        except PermissionError:
+            return set()    # root's queue command between its create and its fchown: read next time
         try:
             with self._journal_lock:
                 done = self._journal_read.get(name, 0)
@@ -338,6 +340,7 @@ class LogStore:
         if is_locked(path):
             return False
         with self._remove_lock:
+            index.refresh()      # a copy another process made (the queue command's index may be old)
             qids = set(index.by_segment.get(name, ()))
             # A removed message that a compaction copied into another segment (its removal
             # may have been journaled here only, while the copy was made) stays removed there.
@@ -449,7 +452,7 @@ class LogStore:
     # ---- room to remove messages on a full file system ----------------------------------------
     def ensure_reserve(self) -> None:
         """Keep ``log/.reserve`` (RESERVE octets, allocated): when the file system fills up, a
-        removal deletes it to make room for its status line, so delivery can go on freeing
+        removal deletes it to make room for its journal line, so delivery can go on freeing
         segments instead of being stuck behind the full disk."""
         path = self.folder / RESERVE_NAME
         if path.exists():
@@ -487,7 +490,12 @@ class LogStore:
                 # its segment was retired: a removal in it of a message copied elsewhere is
                 # journaled there first (a crash inside a retirement), then it goes
                 orphan = n[len(JOURNAL_PREFIX):]
-                self._carry(orphan, self._read_journal(orphan) & set(self.index.copies), set())
+                with self._journal_lock:
+                    self._journal_read.pop(orphan, None)      # all of its lines, read or not
+                try:
+                    self._carry(orphan, self._read_journal(orphan) & set(self.index.copies), set())
+                except OSError:
+                    continue     # kept: its ids stay removed (every journal is read); carried next start
                 (self.folder / n).unlink(missing_ok=True)
                 with self._journal_lock:
                     self._journal_read.pop(orphan, None)

@@ -14,8 +14,9 @@ DURABILITY CONTRACT
 * Bodies are streamed to disk chunk by chunk; memory does not grow with message size.
 * Per-recipient delivery results are appended to ``queue/ID.status`` (one JSON line each,
   fsynced) before the delivery is considered done; the message files are removed only when
-  every recipient is delivered or bounced. A crash between delivery and the status line can
-  deliver a message twice (at-least-once), never zero times.
+  every recipient is delivered or bounced; an attempt that makes every recipient final writes
+  only the removal (no status line for a message about to go). A crash between delivery and
+  the status line or removal can deliver a message twice (at-least-once), never zero times.
 * ``queue/ID.hold`` marks a held message; the delivery side skips it.
 
 File format of ``queue/ID``: the line ``MAILWARD-SPOOL 1``, one line of JSON (the envelope),
@@ -30,10 +31,11 @@ message waiting is appended and the batch made durable with one ``fdatasync`` â€
 the commit thread (``"thread"``); no file is created, renamed or folder-fsynced per message.
 The contract above holds with "written to its segment and fdatasynced" in place of "renamed
 into ``queue/`` and the folder fsynced": the 250 still follows durability, and a record torn
-by a crash was never answered. Status, hold and removal stay per message in
-``queue/ID.status`` and ``queue/ID.hold`` (:mod:`mailward.spool.logstore`: ``remove`` appends a
-``removed`` line; a segment whose messages are all removed is retired; old, mostly empty
-segments are compacted). Reading always covers both formats, so switching ``spool.format``
+by a crash was never answered. Status and hold stay per message in ``queue/ID.status`` and
+``queue/ID.hold``; a removal is the queue id appended to the segment's journal,
+``log/.removed-SEGMENT``, after which those files are unlinked at once
+(:mod:`mailward.spool.logstore`; a segment whose messages are all removed is retired; old,
+mostly empty segments are compacted). Reading always covers both formats, so switching ``spool.format``
 either way strands nothing: messages already queued are delivered from where they are.
 
 Failure behaviour: an OSError while receiving (ENOSPC, EIO) surfaces to the caller, which

@@ -32,6 +32,7 @@ def test_publish_prints_record_host_and_policy(tmp_path):
     assert "https://mta-sts.example.com/.well-known/mta-sts.txt" in text and "Content-Type: text/plain" in text
     assert "version: STSv1\nmode: enforce\nmx: mx1.example.com\nmx: *.mail.example.com\nmax_age: 604800\n" in text
     written = (tmp_path / "mta-sts.txt").read_bytes()
+    assert (tmp_path / "mta-sts.txt").stat().st_mode & 0o777 == 0o644    # for the web server to serve
     assert written == (b"version: STSv1\r\nmode: enforce\r\nmx: mx1.example.com\r\nmx: *.mail.example.com\r\n"
                        b"max_age: 604800\r\n")
     policy = parse_policy(written)
