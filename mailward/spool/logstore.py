@@ -150,12 +150,15 @@ class LogStore:
         finally:
             os.close(fd)
 
-    def _read_journals(self) -> None:
+    def _listing(self) -> list[str]:
+        """The names in ``log/`` ([] when there is none yet)."""
         try:
-            names = os.listdir(self.folder)
+            return os.listdir(self.folder)
         except FileNotFoundError:
-            return
-        for n in names:
+            return []
+
+    def _read_journals(self) -> None:
+        for n in self._listing():
             if n.startswith(JOURNAL_PREFIX):
                 self._read_journal(n[len(JOURNAL_PREFIX):])
 
@@ -476,10 +479,9 @@ class LogStore:
     # ---- start ----------------------------------------------------------------------------------
     def recover(self) -> None:
         """At start (lock holder only): drop unfinished segment files, retire and compact."""
-        try:
-            entries = os.listdir(self.folder)
-        except FileNotFoundError:
+        if not self.folder.is_dir():
             return
+        entries = self._listing()
         for n in entries:
             if n.startswith(TMP_PREFIX) and not is_locked(self.folder / n):
                 (self.folder / n).unlink(missing_ok=True)

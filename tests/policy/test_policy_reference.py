@@ -1,4 +1,5 @@
-"""Truth table from sendmail 8.17's observed behaviour (shared/reference, blocks a-e).
+"""Truth table from sendmail 8.17's observed behaviour (sessions recorded against a real sendmail 8.17
+receiving mail: the access map's TLS_Clt, TLS_Rcpt and relaying-by-certificate cases).
 
 Each row: the access map in force, the connection facts, the check as the session runs it,
 and the exact reply (and, where the reference logs one, the log text after the queue id).
