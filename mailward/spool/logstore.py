@@ -117,8 +117,7 @@ class LogStore:
         if qid in self._removed:
             return True
         if status_names is None:
-            for name in list(self.index.copies.get(qid, ())):
-                self._read_journal(name)
+            self._read_journals_of(qid)
             if qid in self._removed:
                 return True
         elif f"{qid}.status" not in status_names:
@@ -157,6 +156,20 @@ class LogStore:
         except FileNotFoundError:
             return []
 
+    def _read_journals_of(self, qid: str) -> None:
+        for name in list(self.index.copies.get(qid, ())):
+            self._read_journal(name)
+
+    def _drop_journal(self, name: str) -> None:
+        """Delete ``log/.removed-NAME`` (its segment is gone) and forget it."""
+        try:
+            os.unlink(self.folder / (JOURNAL_PREFIX + name))
+        except FileNotFoundError:
+            pass
+        with self._journal_lock:
+            self._journal_read.pop(name, None)
+        self._journal_named.discard(name)
+
     def _read_journals(self) -> None:
         for n in self._listing():
             if n.startswith(JOURNAL_PREFIX):
@@ -176,8 +189,7 @@ class LogStore:
         loc = self._find(qid)
         if loc is None:
             return None
-        for name in list(self.index.copies.get(qid, ())):
-            self._read_journal(name)
+        self._read_journals_of(qid)
         if qid in self._removed:
             return None
         status = read_or_empty(self._q + qid + ".status")
@@ -369,13 +381,7 @@ class LogStore:
                 keep_journal = True      # the next start carries it (recover)
             self.index.forget(name)
             if not keep_journal:
-                try:
-                    os.unlink(self.folder / (JOURNAL_PREFIX + name))
-                except FileNotFoundError:
-                    pass
-                with self._journal_lock:
-                    self._journal_read.pop(name, None)
-                self._journal_named.discard(name)
+                self._drop_journal(name)
         self.ensure_reserve()
         for q in qids:
             if q not in self.index.copies and not os.path.exists(self._q + q):
@@ -498,9 +504,7 @@ class LogStore:
                     self._carry(orphan, self._read_journal(orphan) & set(self.index.copies), set())
                 except OSError:
                     continue     # kept: its ids stay removed (every journal is read); carried next start
-                (self.folder / n).unlink(missing_ok=True)
-                with self._journal_lock:
-                    self._journal_read.pop(orphan, None)
+                self._drop_journal(orphan)
         names = set(os.listdir(self.queue))
         self._read_journals()
         for name in self.index.segments():
