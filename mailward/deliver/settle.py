@@ -120,13 +120,13 @@ def record_attempt(ctx: Settling, qid: str, env: Envelope, results: dict[int, Re
         if d.action in unsent and d.state == "bounced":
             continue   # its DSN could not be queued: leave it to the next attempt
         detail = d.detail + (DELAY_NOTED if d.action == "delayed" and d.action not in unsent else "")
-        try:
-            if not finishing:
+        if not finishing:
+            try:
                 ctx.spool.record(qid, d.index, d.state, detail, rcpt.attempts + 1)
-        except OSError as err:
-            log.event(40, qid, to=f"<{printable_address(rcpt.address)}>",
-                      stat=f"cannot record the result: {err}")
-            continue
+            except OSError as err:
+                log.event(40, qid, to=f"<{printable_address(rcpt.address)}>",
+                          stat=f"cannot record the result: {err}")
+                continue
         rcpt.state = d.state
         log.info(qid, to=f"<{printable_address(rcpt.address)}>", delay=duration(age),
                  xdelay=duration(now - start), mailer=d.result.mailer, relay=d.result.relay or None,
